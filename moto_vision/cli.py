@@ -1,0 +1,278 @@
+"""Command line: ``moto-vision``, ``python -m moto_vision`` and ``lightning``.
+
+One dispatcher:
+
+- the Trainer verbs ``fit``, ``validate``, ``test``, ``predict`` run LightningCLI in subclass mode, so a
+  YAML names any LightningModule / LightningDataModule by ``class_path`` (moto-vision's own by their
+  short name, e.g. ``AWBRegressor``);
+- moto-vision's own verbs (``export``, ``benchmark``, ``profile``, ``data``) are registered in
+  :data:`COMMANDS` below and each run their own ``argparse`` parser.
+
+``lightning`` exists because Lightning 2.5+ no longer ships ``lightning fit``; its Trainer verbs behave
+exactly like ``moto-vision``'s and every other verb is forwarded to the ``lightning-sdk`` command line
+when that package is installed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moto_vision import __version__
+
+__all__ = ["COMMANDS", "TRAINER_VERBS", "MotoCLI", "lightning_main", "main"]
+
+TRAINER_VERBS: dict[str, str] = {
+    "fit": "Train a model from a recipe (e.g. `fit --config recipes/awb.yaml`).",
+    "validate": "Run one validation epoch (with --ckpt_path to score a trained model).",
+    "test": "Score a model on the test split and print its metric table (--ckpt_path best|last|FILE).",
+    "predict": "Run a model on images and write its predictions.",
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A moto-vision verb: ``target`` is ``"module:function"``; the function takes argv and returns an exit code."""
+
+    target: str
+    help: str
+
+    def load(self) -> Callable[[list[str]], int]:
+        module_name, function_name = self.target.split(":")
+        return getattr(importlib.import_module(module_name), function_name)
+
+
+#: moto-vision's own verbs, registered in one place.
+COMMANDS: dict[str, Command] = {
+    "export": Command(
+        "moto_vision.deploy.cli:export_main", "Export a checkpoint to ExecuTorch / ONNX / LiteRT (int8)."
+    ),
+    "benchmark": Command("moto_vision.deploy.cli:benchmark_main", "Size, latency and metric per format and backbone."),
+    "profile": Command("moto_vision.deploy.cli:profile_main", "Parameters, MACs, activation memory, per-layer table."),
+    "data": Command("moto_vision.data.curation.cli:data_main", "Dataset checks, coverage reports and splits."),
+}
+
+_SDK_ENTRYPOINT = "lightning_sdk.cli.entrypoint"
+
+
+def _overview(program: str) -> str:
+    width = max(len(v) for v in [*TRAINER_VERBS, *COMMANDS])
+    lines = [
+        f"usage: {program} <command> [options]     ({program} <command> --help for the options of one command)",
+        "",
+        "moto-vision: camera perception for mobile phones (scene detection, portrait segmentation, auto white",
+        "balance), from dataset to phone.",
+        "",
+        "Training and evaluation (LightningCLI; recipes in recipes/*.yaml):",
+        *(f"  {verb:<{width}}  {text}" for verb, text in TRAINER_VERBS.items()),
+        "",
+        "Deployment and data:",
+        *(f"  {verb:<{width}}  {command.help}" for verb, command in COMMANDS.items()),
+        "",
+        "Options:",
+        f"  {'-h, --help':<{width}}  show this message",
+        f"  {'--version':<{width}}  print the moto-vision version",
+        "",
+        "Examples:",
+        f"  {program} fit --config recipes/awb.yaml",
+        f"  {program} test --config recipes/awb.yaml --ckpt_path best",
+        f"  {program} fit --config recipes/awb.yaml --print_config",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, *, program: str = "moto-vision") -> int:
+    """Run the ``moto-vision`` command line; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(_overview(program))
+        return 0
+    verb, rest = args[0], args[1:]
+    if verb in {"--version", "-V", "version"}:
+        print(f"moto-vision {__version__}")
+        return 0
+    if verb in TRAINER_VERBS:
+        return _run_lightning_cli(args)
+    if verb in COMMANDS:
+        try:
+            function = COMMANDS[verb].load()
+        except ModuleNotFoundError as error:
+            print(f"{program} {verb}: this installation cannot run it ({error}).", file=sys.stderr)
+            return 2
+        return int(function(rest) or 0)
+    _unknown_verb(program, verb)
+    return 2
+
+
+def _unknown_verb(program: str, verb: str) -> None:
+    known = [*TRAINER_VERBS, *COMMANDS]
+    message = f"{program}: unknown command {verb!r}."
+    if verb.startswith("-"):
+        message += f" Start with a command, e.g. `{program} fit --config recipes/awb.yaml`."
+    else:
+        close = difflib.get_close_matches(verb, known, n=1)
+        if close:
+            message += f" Did you mean {close[0]!r}?"
+    message += f"\nCommands: {', '.join(known)}. See `{program} --help`."
+    print(message, file=sys.stderr)
+
+
+def lightning_main(argv: Sequence[str] | None = None) -> int:
+    """The ``lightning`` command: Trainer verbs run here, every other verb goes to ``lightning-sdk``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help"}:
+        print(_overview("lightning"))
+        sdk = "installed" if _sdk_available() else "not installed"
+        print(f"\nOther verbs are forwarded to the lightning-sdk command line ({sdk}).")
+        return 0
+    if args[0] in TRAINER_VERBS or args[0] in {"--version", "-V"}:
+        return main(args, program="lightning")
+    if not _sdk_available():
+        print(
+            f"lightning: {args[0]!r} is not a Trainer verb ({', '.join(TRAINER_VERBS)}). This `lightning` command is "
+            "moto-vision's; other verbs belong to the Lightning AI platform CLI, which is not installed. "
+            "Install it with `pip install lightning-sdk`, or use `moto-vision --help` for moto-vision's commands.",
+            file=sys.stderr,
+        )
+        return 2
+    entrypoint = importlib.import_module(_SDK_ENTRYPOINT)
+    saved = sys.argv
+    sys.argv = ["lightning", *args]
+    try:
+        result = entrypoint.main_cli()
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = saved
+    return int(result or 0) if isinstance(result, int) or result is None else 0
+
+
+def _sdk_available() -> bool:
+    try:
+        return importlib.util.find_spec(_SDK_ENTRYPOINT) is not None
+    except (ModuleNotFoundError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------------------- LightningCLI
+def _run_lightning_cli(args: list[str]) -> int:
+    # LightningCLI reads sys.argv itself when args is None; passing both copies triggers its warning.
+    cli_args = None if args == sys.argv[1:] else args
+    try:
+        MotoCLI(args=cli_args)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+def _import_components() -> None:
+    """Import moto-vision's tasks and datamodules so YAML can name them by their short class name."""
+    for module in ("moto_vision.tasks", "moto_vision.data", "moto_vision.callbacks"):
+        importlib.import_module(module)
+
+
+def _lightning_cli_base() -> type:
+    from lightning.pytorch.cli import LightningCLI
+
+    return LightningCLI
+
+
+class _LazyCLIMeta(type):
+    """Build the LightningCLI subclass on first use so that ``--help`` and ``--version`` stay fast."""
+
+    _cls: type | None = None
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if _LazyCLIMeta._cls is None:
+            _LazyCLIMeta._cls = _build_cli_class()
+        return _LazyCLIMeta._cls(*args, **kwargs)
+
+
+class MotoCLI(metaclass=_LazyCLIMeta):
+    """LightningCLI for moto-vision (subclass mode for models and data, run config saved everywhere)."""
+
+
+def _build_cli_class() -> type:
+    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+    _import_components()
+
+    class RunConfigCallback(SaveConfigCallback):
+        """Save the run's config into the run directory and into every W&B run config."""
+
+        def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            for logger in trainer.loggers:
+                if type(logger).__name__ == "WandbLogger":
+                    config = self.parser.dump(self.config, skip_none=False, format="json")
+                    import json
+
+                    logger.experiment.config.update(json.loads(config), allow_val_change=True)
+
+    class _MotoCLI(LightningCLI):
+        def __init__(self, args: list[str] | None) -> None:
+            super().__init__(
+                model_class=None,
+                datamodule_class=None,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_callback=RunConfigCallback,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+                args=args,
+            )
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config.get(self.subcommand) if self.subcommand else self.config
+            if config is None:
+                return
+            root = config.trainer.get("default_root_dir") or os.getcwd()
+            _route_logger_dirs(config.trainer, root)
+            if self.subcommand in {"validate", "test", "predict"}:
+                config["ckpt_path"] = _resolve_checkpoint(config.get("ckpt_path"), root)
+
+    return _MotoCLI
+
+
+def _has_omegaconf() -> bool:
+    return importlib.util.find_spec("omegaconf") is not None
+
+
+def _route_logger_dirs(trainer_config: Any, root: str) -> None:
+    """Make loggers that were given no directory write under the trainer's ``default_root_dir``."""
+    loggers = trainer_config.get("logger")
+    if loggers is None or isinstance(loggers, bool):
+        return
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init_args = getattr(logger, "init_args", None)
+        if init_args is None:
+            continue
+        for key in ("save_dir", "dir"):
+            if key in init_args and init_args[key] in (None, ".", "", "lightning_logs"):
+                init_args[key] = root if key == "save_dir" else None
+
+
+def _resolve_checkpoint(ckpt_path: Any, root: str) -> Any:
+    """Let ``--ckpt_path best|last`` mean the newest such checkpoint under ``default_root_dir``."""
+    if ckpt_path not in {"best", "last"}:
+        return ckpt_path
+    candidates = sorted(Path(root).rglob(f"{ckpt_path}*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise SystemExit(
+            f"--ckpt_path {ckpt_path}: no {ckpt_path}*.ckpt under {Path(root).resolve()}. Train first with `fit` "
+            "using the same --config (and --trainer.default_root_dir), or pass the checkpoint file."
+        )
+    chosen = str(candidates[-1])
+    print(f"Using checkpoint {chosen}", file=sys.stderr)
+    return chosen
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
