@@ -49,6 +49,9 @@ class BaseDataModule(LightningDataModule):
 
     def __init__(self, batch_size: int = 32, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
+        # Collects the subclass's constructor arguments too; the task stores them (with the class path) in its
+        # checkpoints so deployment tools can rebuild the datamodule from a checkpoint alone.
+        self.save_hyperparameters()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed

@@ -232,6 +232,20 @@ class BaseTask(LightningModule, ABC):
             return []
         return [PredictionGridLogger()]
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record which datamodule (class path and arguments) trained the model, and the library version."""
+        from moto_vision import __version__
+
+        record: dict[str, Any] = {"version": __version__}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None:
+            record["datamodule_class"] = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
+            hparams = dict(getattr(datamodule, "hparams", {}) or {})
+            record["datamodule_hparams"] = {
+                k: v for k, v in hparams.items() if not k.startswith("_") and _is_primitive(v)
+            }
+        checkpoint["moto_vision"] = record
+
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
         cls,
