@@ -233,10 +233,13 @@ class BaseTask(LightningModule, ABC):
         return [PredictionGridLogger()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record which datamodule (class path and arguments) trained the model, and the library version."""
+        """Record the task class, which datamodule (class path and arguments) trained it, and the library version."""
         from moto_vision import __version__
 
-        record: dict[str, Any] = {"version": __version__}
+        record: dict[str, Any] = {
+            "version": __version__,
+            "task_class": f"{type(self).__module__}.{type(self).__qualname__}",
+        }
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
             record["datamodule_class"] = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"

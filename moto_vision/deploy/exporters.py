@@ -1,0 +1,281 @@
+"""One exporter per phone format, and the table of formats (as in Ultralytics' export table).
+
+Each exporter takes the prepared :class:`~moto_vision.deploy.source.InferenceModule`, an example input
+(batch 1, the deploy size), the target path and the model facts to embed, writes the artifact
+atomically and returns what it did (exporter used, fallbacks and their reasons, quantization scheme).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from moto_vision.deploy.artifact import EMBEDDED_METADATA_KEY, PTE_METADATA_METHOD, atomic_output
+from moto_vision.deploy.quantize import quantize_onnx_static, quantize_pt2e
+
+__all__ = ["FORMATS", "ExportFormat", "ExporterUnavailable", "export_executorch", "export_onnx", "export_tflite"]
+
+#: Why LiteRT is not installed by default (measured with litert-torch 0.10.0 against torch 2.14.1).
+LITERT_NOTE = (
+    "LiteRT export needs the optional package litert-torch (`pip install 'moto-vision[litert]'`). litert-torch "
+    "0.10 accepts our torch (it requires torch<2.15) and converts moto-vision models, but its dependency xdsl "
+    "pins typing-extensions<4.13 and it pulls in jax and transformers, so it is not part of the default install; "
+    "put it in its own environment: `python -m venv --system-site-packages .venv-litert && "
+    ".venv-litert/bin/pip install 'moto-vision[litert]'`."
+)
+
+
+class ExporterUnavailable(RuntimeError):
+    """The packages a format needs are not installed (the message says what to install)."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A phone format.
+
+    Attributes:
+        name: CLI name (``executorch``, ``onnx``, ``tflite``).
+        suffix: file suffix.
+        runtime: the runtime that loads it on the phone and here.
+        int8: how ``--quantize int8`` is done for this format.
+        modules: Python modules the exporter needs.
+        install: how to get them.
+    """
+
+    name: str
+    suffix: str
+    runtime: str
+    int8: str
+    modules: tuple[str, ...]
+    install: str
+
+    def missing(self) -> list[str]:
+        """The needed modules that are not importable."""
+        return [m for m in self.modules if importlib.util.find_spec(m) is None]
+
+    def check(self) -> None:
+        """Raise :class:`ExporterUnavailable` with install instructions when the exporter cannot run."""
+        missing = self.missing()
+        if missing:
+            raise ExporterUnavailable(f"{self.name} export needs {', '.join(missing)}, not installed. {self.install}")
+
+
+FORMATS: dict[str, ExportFormat] = {
+    "executorch": ExportFormat(
+        name="executorch",
+        suffix=".pte",
+        runtime="ExecuTorch (XNNPACK delegate)",
+        int8="PT2E (torchao) + XNNPACKQuantizer, per-channel int8 weights, int8 activations",
+        modules=("executorch",),
+        install="Install it with `pip install 'moto-vision[export]'` (executorch).",
+    ),
+    "onnx": ExportFormat(
+        name="onnx",
+        suffix=".onnx",
+        runtime="ONNX Runtime",
+        int8="ONNX Runtime static QDQ, per-channel int8 weights, uint8 activations",
+        modules=("onnx", "onnxscript", "onnxruntime"),
+        install="Install them with `pip install 'moto-vision[export]'` (onnx, onnxscript, onnxruntime).",
+    ),
+    "tflite": ExportFormat(
+        name="tflite",
+        suffix=".tflite",
+        runtime="LiteRT (TFLite interpreter, XNNPACK delegate)",
+        int8="PT2E (torchao) + litert-torch PT2EQuantizer, per-channel int8 weights, int8 activations",
+        modules=("litert_torch",),
+        install=LITERT_NOTE,
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------- ExecuTorch
+def export_executorch(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    facts: dict[str, Any],
+    *,
+    precision: str = "fp32",
+    calibration: Sequence[torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``; int8 via PT2E first."""
+    FORMATS["executorch"].check()
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    graph: torch.nn.Module = module
+    info: dict[str, Any] = {"exporter": "torch.export + to_edge_transform_and_lower (XnnpackPartitioner)"}
+    if precision == "int8":
+        graph = quantize_pt2e(module, example, calibration or [])
+        info["quantization"] = FORMATS["executorch"].int8
+    program = torch.export.export(graph, (example,))
+    edge = to_edge_transform_and_lower(
+        program,
+        partitioner=[XnnpackPartitioner()],
+        constant_methods={PTE_METADATA_METHOD: json.dumps(facts)},
+    )
+    info.update(_delegation(edge))
+    buffer = edge.to_executorch().buffer
+    with atomic_output(path) as temporary:
+        temporary.write_bytes(buffer)
+    return info
+
+
+def _delegation(edge: Any) -> dict[str, Any]:
+    """How much of the graph runs in XNNPACK (the rest falls back to ExecuTorch's portable CPU kernels)."""
+    try:
+        from executorch.devtools.backend_debug import get_delegation_info
+
+        summary = get_delegation_info(edge.exported_program().graph_module)
+        return {"delegated_ops": summary.num_delegated_nodes, "non_delegated_ops": summary.num_non_delegated_nodes}
+    except Exception:  # diagnostics only; never fail an export over them
+        return {}
+
+
+# --------------------------------------------------------------------------------------------- ONNX
+def export_onnx(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    facts: dict[str, Any],
+    *,
+    precision: str = "fp32",
+    calibration: Sequence[torch.Tensor] | None = None,
+    output_names: Sequence[str] = ("output",),
+) -> dict[str, Any]:
+    """ONNX with the dynamo exporter (batch axis dynamic), falling back to the TorchScript exporter.
+
+    The fallback is recorded with the dynamo exporter's error so the user knows which path made the file. int8
+    runs ONNX Runtime static QDQ quantization on the fp32 graph.
+    """
+    FORMATS["onnx"].check()
+    import onnx
+
+    info: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="moto-onnx-", dir=path.parent) as work:
+        fp32 = Path(work) / "fp32.onnx"
+        info.update(_onnx_fp32(module, example, fp32, list(output_names)))
+        source = fp32
+        if precision == "int8":
+            int8 = Path(work) / "int8.onnx"
+            notes = quantize_onnx_static(fp32, int8, calibration or [], input_name="image")
+            info["quantization"] = FORMATS["onnx"].int8
+            info["fp32_size_bytes"] = fp32.stat().st_size
+            if notes:
+                info["notes"] = notes
+            source = int8
+        model = onnx.load(str(source))
+        _set_metadata_props(model, facts)
+        with atomic_output(path) as temporary:
+            onnx.save(model, str(temporary))
+    return info
+
+
+def _onnx_fp32(module: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str]) -> dict[str, Any]:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    attempts: list[tuple[str, dict[str, Any]]] = [
+        ("dynamo (dynamic batch)", {"dynamo": True, "dynamic_shapes": {"image": {0: batch}}}),
+        ("dynamo (batch 1)", {"dynamo": True}),
+        (
+            "torchscript",
+            {"dynamo": False, "dynamic_axes": {"image": {0: "batch"}, **{n: {0: "batch"} for n in output_names}}},
+        ),
+    ]
+    errors: list[str] = []
+    for label, options in attempts:
+        try:
+            _onnx_attempt(module, example, path, output_names, options)
+        except Exception as error:  # each exporter fails in its own ways; record why and try the next
+            errors.append(f"{label}: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}")
+            path.unlink(missing_ok=True)
+            continue
+        info: dict[str, Any] = {"exporter": f"torch.onnx.export {label}"}
+        if errors:
+            info["fallback_reason"] = errors
+        return info
+    raise RuntimeError("Every ONNX exporter failed:\n  " + "\n  ".join(errors))
+
+
+def _onnx_attempt(
+    module: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str], options: dict[str, Any]
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if options.get("dynamo"):
+            program = torch.onnx.export(
+                module,
+                (example,),
+                input_names=["image"],
+                output_names=output_names,
+                verbose=False,
+                optimize=True,
+                **options,
+            )
+            program.save(str(path))
+        else:
+            torch.onnx.export(
+                module, (example,), str(path), input_names=["image"], output_names=output_names, **options
+            )
+
+
+def _set_metadata_props(model: Any, facts: dict[str, Any]) -> None:
+    """Embed the model facts: the full JSON under ``moto_vision`` plus a few flat keys that viewers show."""
+    props = {EMBEDDED_METADATA_KEY: json.dumps(facts)}
+    for key in ("task", "color_domain", "image_size", "class_names", "moto_vision_version"):
+        if facts.get(key) is not None:
+            value = facts[key]
+            props[key] = value if isinstance(value, str) else json.dumps(value)
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in props.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+
+
+# --------------------------------------------------------------------------------------------- LiteRT
+def export_tflite(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    facts: dict[str, Any],
+    *,
+    precision: str = "fp32",
+    calibration: Sequence[torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """LiteRT ``.tflite`` through ``litert_torch.convert``; int8 via PT2E with litert-torch's quantizer.
+
+    LiteRT flatbuffers have no free-form metadata field that litert-torch writes, so the facts live in the
+    ``metadata.json`` beside the file only.
+    """
+    FORMATS["tflite"].check()
+    import litert_torch
+
+    info: dict[str, Any] = {"exporter": f"litert_torch.convert ({getattr(litert_torch, '__version__', '?')})"}
+    kwargs: dict[str, Any] = {}
+    graph: torch.nn.Module = module
+    if precision == "int8":
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        graph = quantize_pt2e(module, example, calibration or [], quantizer=quantizer, fold_quantize=False)
+        kwargs["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
+        info["quantization"] = FORMATS["tflite"].int8
+    edge_model = litert_torch.convert(graph, (example,), **kwargs)
+    with atomic_output(path) as temporary:
+        edge_model.export(str(temporary))
+    return info
+
+
+EXPORTERS = {"executorch": export_executorch, "onnx": export_onnx, "tflite": export_tflite}

@@ -1,0 +1,121 @@
+"""Post-training int8 quantization, calibrated on real batches.
+
+- ExecuTorch: PT2E (``torch.export`` -> ``prepare_pt2e`` -> calibrate -> ``convert_pt2e``) from torchao
+  (``torchao.quantization.pt2e``; the ``torch.ao.quantization`` path is deprecated) with ExecuTorch's
+  ``XNNPACKQuantizer``, which is built on torchao's quantizer API: int8 per-channel symmetric weights and
+  int8 activations, static scales. The converted graph is lowered to XNNPACK like a float one.
+- ONNX: ONNX Runtime static quantization in QDQ format (per-channel int8 weights, uint8 activations,
+  MinMax calibration), after ORT's ``quant_pre_process`` (shape inference and graph optimisation).
+- LiteRT: PT2E with litert-torch's own ``PT2EQuantizer`` (see :mod:`moto_vision.deploy.exporters`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["calibration_images", "quantize_onnx_static", "quantize_pt2e"]
+
+
+def calibration_images(batches: Iterable[dict[str, Any]], max_images: int) -> list[torch.Tensor]:
+    """Up to ``max_images`` single images ``(1, 3, H, W)`` from datamodule batches."""
+    images: list[torch.Tensor] = []
+    for batch in batches:
+        for image in batch["image"]:
+            images.append(image[None].float().contiguous())
+            if len(images) >= max_images:
+                return images
+    return images
+
+
+@torch.no_grad()
+def quantize_pt2e(
+    module: nn.Module,
+    example: torch.Tensor,
+    calibration: Sequence[torch.Tensor],
+    quantizer: Any | None = None,
+    *,
+    fold_quantize: bool = True,
+) -> torch.fx.GraphModule:
+    """Quantize ``module`` to int8 with PT2E, calibrated on ``calibration`` images (batch 1 each).
+
+    Args:
+        module: the float inference module.
+        example: the export input (its shape fixes the graph's input shape).
+        calibration: images shaped like ``example``.
+        quantizer: a torchao PT2E quantizer; ExecuTorch's ``XNNPACKQuantizer`` (per-channel symmetric) by default.
+        fold_quantize: fold weight quantization into int8 constants (litert-torch wants them unfolded).
+
+    Returns:
+        The converted graph module, ready for ``torch.export`` and lowering.
+    """
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if not calibration:
+        raise ValueError("int8 quantization needs calibration images; none were given.")
+    if quantizer is None:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    graph = torch.export.export(module, (example,)).module()
+    prepared = prepare_pt2e(graph, quantizer)
+    for image in calibration:
+        prepared(image.to(example.dtype))
+    return convert_pt2e(prepared, fold_quantize=fold_quantize)
+
+
+def quantize_onnx_static(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration: Sequence[torch.Tensor],
+    input_name: str = "image",
+    *,
+    per_channel: bool = True,
+) -> list[str]:
+    """Quantize an fp32 ONNX model to int8 QDQ with ONNX Runtime, calibrated on ``calibration`` images.
+
+    Returns:
+        Notes about the run (e.g. a skipped pre-processing step).
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ValueError("int8 quantization needs calibration images; none were given.")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._images = iter(calibration)
+
+        def get_next(self) -> dict[str, Any] | None:
+            image = next(self._images, None)
+            return None if image is None else {input_name: image.numpy()}
+
+    notes: list[str] = []
+    source = fp32_path
+    prepared = int8_path.with_name(int8_path.name + ".pre.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(prepared))
+        source = prepared
+    except Exception as error:  # ORT's symbolic shape inference does not know every op
+        notes.append(f"ORT quant_pre_process skipped ({type(error).__name__}: {error}); quantized the raw graph.")
+    try:
+        quantize_static(
+            str(source),
+            str(int8_path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+    return notes

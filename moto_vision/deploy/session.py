@@ -1,0 +1,366 @@
+"""Export a trained task to a phone format, reload it in its runtime and check it against PyTorch.
+
+The Python entry points behind ``moto-vision export``::
+
+    from moto_vision.deploy import export
+
+    result = export("runs/scene/checkpoints/best.ckpt", "executorch", quantize="int8", output="export/")
+    print(result.path, result.status, result.parity.summary())
+
+:class:`ExportSession` holds what every format shares (the task, its fused inference graph, calibration
+and parity batches from the datamodule), so exporting several formats of one model does that work once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from moto_vision.deploy.artifact import record_artifact
+from moto_vision.deploy.exporters import EXPORTERS, FORMATS, ExporterUnavailable
+from moto_vision.deploy.parity import ParityReport, check_parity
+from moto_vision.deploy.quantize import calibration_images
+from moto_vision.deploy.runtime import Predictor, TorchPredictor, load
+from moto_vision.deploy.source import (
+    CheckpointInfo,
+    InferenceModule,
+    build_datamodule,
+    data_batches,
+    datamodule_from_config,
+    image_size_of,
+    load_task,
+    prepare_inference_module,
+)
+
+__all__ = ["ExportResult", "ExportSession", "export", "model_facts"]
+
+Precision = Literal["fp32", "int8"]
+Status = Literal["exported", "verified", "failed", "unavailable"]
+
+
+@dataclass
+class ExportResult:
+    """The outcome of one export.
+
+    Attributes:
+        format: ``executorch``, ``onnx`` or ``tflite``.
+        precision: ``fp32`` or ``int8``.
+        status: ``verified`` (reloaded in its runtime and checked against PyTorch), ``exported`` (written, not
+            checked), ``failed`` (export or check failed; see ``error``) or ``unavailable`` (exporter not installed).
+        path: the artifact (``None`` if nothing was written).
+        size_bytes: artifact size.
+        parity: the comparison with PyTorch.
+        info: what the exporter did (exporter used, fallbacks with reasons, quantization scheme).
+        error: why it failed.
+        seconds: wall time of export plus check.
+    """
+
+    format: str
+    precision: str
+    status: Status
+    path: Path | None = None
+    size_bytes: int = 0
+    parity: ParityReport | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        head = f"{self.format:<10} {self.precision:<5} {self.status:<11}"
+        if self.path is not None and self.size_bytes:
+            head += f" {self.size_bytes / 1e6:7.3f} MB  {self.path}"
+        if self.parity is not None:
+            head += f"\n    parity: {self.parity.summary()}"
+        if self.error:
+            head += f"\n    {self.error}"
+        return head
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "precision": self.precision,
+            "status": self.status,
+            "path": str(self.path) if self.path else None,
+            "size_bytes": self.size_bytes,
+            "parity": self.parity.to_dict() if self.parity else None,
+            "info": self.info,
+            "error": self.error,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def model_facts(
+    task: Any, info: CheckpointInfo | None, module: InferenceModule, example: torch.Tensor
+) -> dict[str, Any]:
+    """Metadata shared by every artifact of one model (task facts from ``task.export_metadata()`` plus ours)."""
+    from moto_vision import __version__
+
+    facts: dict[str, Any] = dict(task.export_metadata()) if hasattr(task, "export_metadata") else {}
+    height, width = int(example.shape[-2]), int(example.shape[-1])
+    color_domain = facts.get("color_domain", getattr(task, "color_domain", "srgb"))
+    with torch.no_grad():
+        outputs = module(example)
+    outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+    facts.update(
+        {
+            "moto_vision_version": __version__,
+            "image_size": facts.get("image_size", height if height == width else [height, width]),
+            "input_size": [height, width],
+            "input": {
+                "name": "image",
+                "shape": [1, 3, height, width],
+                "dtype": "float32",
+                "layout": "NCHW",
+                "range": [0.0, 1.0],
+                "color_domain": color_domain,
+                "normalization": "inside the model",
+            },
+            "outputs": list(module.output_names),
+            "output_structure": module.output_structure,
+            "output_shapes": {n: list(t.shape) for n, t in zip(module.output_names, outputs)},
+            "checkpoint": {"file": info.path.name, "sha256": info.sha256} if info is not None else None,
+        }
+    )
+    return facts
+
+
+class ExportSession:
+    """One model, ready to export to several formats and precisions.
+
+    Args:
+        task: the task (a ``BaseTask``) in eval mode.
+        info: what its checkpoint records (``None`` for an in-memory task).
+        datamodule: supplies calibration (``val``) and parity / metric (``test``) batches. Without one, fp32
+            parity runs on random images and no metric is computed; int8 export refuses to run.
+        image_size: deploy input size (default: the task's ``image_size`` hparam).
+        calibration_images: images used to calibrate int8 scales.
+        parity_batches: test batches for parity and metrics (``None``: the whole test split).
+        atol: fp32 tolerance on outputs.
+    """
+
+    def __init__(
+        self,
+        task: Any,
+        info: CheckpointInfo | None = None,
+        datamodule: Any | None = None,
+        *,
+        image_size: int | None = None,
+        calibration_images: int = 32,
+        parity_batches: int | None = None,
+        atol: float = 1e-4,
+    ) -> None:
+        self.task = task.eval()
+        self.info = info
+        self.datamodule = datamodule
+        size = image_size_of(task, datamodule, image_size)
+        generator = torch.Generator().manual_seed(0)
+        self.example = torch.rand(1, 3, size, size, generator=generator)
+        self.module = prepare_inference_module(task, self.example)
+        self.facts = model_facts(task, info, self.module, self.example)
+        self.calibration_count = calibration_images
+        self.parity_count = parity_batches
+        self.atol = atol
+        self._calibration: list[torch.Tensor] | None = None
+        self._test_batches: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | os.PathLike[str],
+        *,
+        task_class: str | type | None = None,
+        data_config: str | os.PathLike[str] | None = None,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> ExportSession:
+        """Load a task checkpoint and rebuild its datamodule from the checkpoint's record (or ``data_config``)."""
+        task, info = load_task(checkpoint, task_class)
+        overrides = {"batch_size": batch_size} if batch_size else {}
+        if data_config is not None:
+            datamodule = datamodule_from_config(data_config)
+        elif info.datamodule_class:
+            datamodule = build_datamodule(info.datamodule_class, info.datamodule_hparams, num_workers=0, **overrides)
+        else:
+            datamodule = None
+        return cls(task, info, datamodule, **kwargs)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def reference(self) -> TorchPredictor:
+        """The fused PyTorch graph as a predictor: the reference every artifact is compared with."""
+        path = self.info.path if self.info is not None else Path(f"{type(self.task).__name__}.pt")
+        return TorchPredictor(self.module, path, self.facts)
+
+    def calibration(self) -> list[torch.Tensor]:
+        """Calibration images (batch 1 each) from the datamodule's validation split."""
+        if self._calibration is None:
+            if self.datamodule is None:
+                raise ValueError(
+                    "int8 export needs calibration images from the task's datamodule, but the checkpoint records "
+                    "none. Pass the training recipe: `--data-config recipes/<task>.yaml`."
+                )
+            self._calibration = calibration_images(data_batches(self.datamodule, "val"), self.calibration_count)
+        return self._calibration
+
+    def test_batches(self) -> list[dict[str, Any]]:
+        """Batches for parity and metrics: the datamodule's test split, else 4 batches of random images."""
+        if self._test_batches is None:
+            if self.datamodule is not None:
+                self._test_batches = list(data_batches(self.datamodule, "test", self.parity_count))
+            else:
+                generator = torch.Generator().manual_seed(1)
+                size = self.example.shape[-2:]
+                self._test_batches = [
+                    {"image": torch.rand(4, 3, *size, generator=generator)} for _ in range(self.parity_count or 4)
+                ]
+        return self._test_batches
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.datamodule is not None
+
+    # ------------------------------------------------------------------ export
+    def default_name(self, format: str, precision: str) -> str:
+        return f"{self.facts.get('task') or 'model'}_{precision}{FORMATS[format].suffix}"
+
+    def export(
+        self,
+        format: str,
+        precision: Precision = "fp32",
+        output: str | os.PathLike[str] = "export",
+        *,
+        name: str | None = None,
+        verify: bool = True,
+        overwrite: bool = False,
+        threads: int | None = None,
+    ) -> ExportResult:
+        """Export to ``format`` at ``precision`` in the directory ``output``, then reload and check it.
+
+        Never raises for a failed export: the result says ``failed`` with the reason and no file is left behind.
+        A missing optional exporter gives ``unavailable`` with the install instructions.
+        """
+        if format not in FORMATS:
+            raise ValueError(f"Unknown format {format!r}; choose from {sorted(FORMATS)}.")
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"Unknown precision {precision!r}; choose fp32 or int8.")
+        start = time.perf_counter()
+        result = ExportResult(format=format, precision=precision, status="failed")
+        path = Path(output) / (name or self.default_name(format, precision))
+        if path.suffix != FORMATS[format].suffix:
+            path = path.with_name(path.name + FORMATS[format].suffix)
+        if path.exists() and not overwrite:
+            result.error = f"{path} exists; pass --overwrite (overwrite=True) to replace it or choose another name."
+            return result
+        try:
+            FORMATS[format].check()
+        except ExporterUnavailable as error:
+            result.status, result.error = "unavailable", str(error)
+            return result
+        facts = {**self.facts, "format": format, "precision": precision}
+        try:
+            calibration = self.calibration() if precision == "int8" else None
+            kwargs: dict[str, Any] = {"precision": precision, "calibration": calibration}
+            if format == "onnx":
+                kwargs["output_names"] = self.module.output_names
+            result.info = EXPORTERS[format](self.module, self.example, path, facts, **kwargs)
+            if calibration is not None:
+                result.info["calibration_images"] = len(calibration)
+        except Exception as error:
+            result.error = f"{format} {precision} export failed: {type(error).__name__}: {error}"
+            result.seconds = time.perf_counter() - start
+            return result
+        result.path, result.size_bytes, result.status = path, path.stat().st_size, "exported"
+        if verify:
+            self._verify(result, threads)
+        entry = {
+            "format": format,
+            "precision": precision,
+            "status": result.status,
+            "size_bytes": result.size_bytes,
+            **result.info,
+            "parity": result.parity.to_dict() if result.parity else None,
+        }
+        if self.datamodule is None and result.parity is not None:
+            entry["parity_note"] = "random images (no datamodule recorded), outputs compared, no metric"
+        try:
+            record_artifact(path, self.facts, entry)
+        except FileExistsError as error:
+            path.unlink(missing_ok=True)
+            result.path, result.status, result.error = None, "failed", str(error)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _verify(self, result: ExportResult, threads: int | None) -> None:
+        assert result.path is not None
+        try:
+            predictor: Predictor = load(result.path, threads=threads)
+            # Predictors built from the sidecar are complete only after the sidecar is written; use ours now.
+            predictor.metadata = {**self.facts, **predictor.metadata}
+            parity = check_parity(
+                self.task,
+                self.reference,
+                predictor,
+                self.test_batches(),
+                judge=result.precision == "fp32",
+                atol=self.atol,
+            )
+        except Exception as error:
+            result.status, result.error = "failed", f"reload / parity failed: {type(error).__name__}: {error}"
+            return
+        result.parity = parity
+        finite = all(torch.isfinite(torch.tensor(v)) for v in parity.candidate_metrics.values())
+        finite = finite and torch.isfinite(torch.tensor(parity.max_abs_diff))
+        if parity.passed is False:
+            result.status = "failed"
+            result.error = f"parity failed: {parity.summary()} (tolerance {parity.tolerance})"
+        elif not finite:
+            result.status, result.error = "failed", "exported model returns non-finite values"
+        else:
+            result.status = "verified"
+
+
+def export(
+    source: str | os.PathLike[str] | Any,
+    format: str = "executorch",
+    *,
+    quantize: Precision | None = None,
+    output: str | os.PathLike[str] = "export",
+    name: str | None = None,
+    task_class: str | type | None = None,
+    data_config: str | os.PathLike[str] | None = None,
+    datamodule: Any | None = None,
+    image_size: int | None = None,
+    verify: bool = True,
+    overwrite: bool = False,
+    calibration_images: int = 32,
+    parity_batches: int | None = None,
+) -> ExportResult:
+    """Export a checkpoint (or an in-memory task) to one phone format.
+
+    Args:
+        source: a ``.ckpt`` path or a ``BaseTask`` instance.
+        format: ``executorch`` (``.pte``), ``onnx`` or ``tflite``.
+        quantize: ``"int8"`` for post-training int8 quantization, ``None`` for fp32.
+        output: directory for the artifact and its ``metadata.json``.
+        name: file name (default ``<task>_<precision>.<suffix>``).
+        task_class: task class for checkpoints that do not record it.
+        data_config: recipe YAML whose ``data:`` section builds the datamodule (default: the checkpoint's record).
+        datamodule: a datamodule instance (for in-memory tasks).
+        image_size: deploy input size (default: the task's ``image_size``).
+        verify: reload the artifact in its runtime and compare with PyTorch.
+        overwrite: replace an existing artifact of the same name.
+        calibration_images: images for int8 calibration.
+        parity_batches: test batches for parity and metrics (default: the whole test split).
+    """
+    options = {"image_size": image_size, "calibration_images": calibration_images, "parity_batches": parity_batches}
+    if isinstance(source, (str, os.PathLike)):
+        session = ExportSession.from_checkpoint(source, task_class=task_class, data_config=data_config, **options)
+    else:
+        session = ExportSession(source, None, datamodule, **options)
+    return session.export(format, quantize or "fp32", output, name=name, verify=verify, overwrite=overwrite)
