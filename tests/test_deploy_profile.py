@@ -55,7 +55,10 @@ def test_profile_cli_writes_json_and_markdown(tmp_path, capsys):
     data = json.loads(json_path.read_text())
     assert data["input_shape"] == [1, 3, 32, 32] and data["macs"] > 0 and data["layers"]
     assert "peak live activations" in capsys.readouterr().out
-    assert profile_main(["--model", "test_efficientnet", "--image-size", "32", "--top", "3", "--output", str(md_path)]) == 0
+    assert (
+        profile_main(["--model", "test_efficientnet", "--image-size", "32", "--top", "3", "--output", str(md_path)])
+        == 0
+    )
     table = md_path.read_text()
     assert "| MACs |" in table and table.count("| Conv2d |") == 3
 

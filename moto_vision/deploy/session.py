@@ -263,6 +263,7 @@ class ExportSession:
             result.status, result.error = "unavailable", str(error)
             return result
         facts = {**self.facts, "format": format, "precision": precision}
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             calibration = self.calibration() if precision == "int8" else None
             kwargs: dict[str, Any] = {"precision": precision, "calibration": calibration}
