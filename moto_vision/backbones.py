@@ -396,7 +396,8 @@ def _backbone_info(name: str, input_size: int) -> BackboneInfo:
 def backbones_table(infos: Sequence[BackboneInfo]) -> str:
     """Markdown table of :func:`list_backbones` results."""
     lines = [
-        "| backbone | params (M) | MACs (M) @224 | feature channels | feature strides | re-parameterisable (costed fused) |",
+        "| backbone | params (M) | MACs (M) @224 | feature channels | feature strides "
+        "| re-parameterisable (costed fused) |",
         "|---|---:|---:|---|---|---|",
     ]
     for info in infos:

@@ -112,7 +112,8 @@ def test_fit_checkpoint_test_and_load_in_a_fresh_process(tmp_path):
         "from tests.helpers.toy import ToyClassifier, ToyColours\n"
         f"model = ToyClassifier.load_from_checkpoint({str(best)!r}).eval()\n"
         "data = ToyColours(30, 2)\n"
-        "x = torch.stack([data[i]['image'] for i in range(30)]); y = torch.stack([data[i]['target'] for i in range(30)])\n"
+        "x = torch.stack([data[i]['image'] for i in range(30)])\n"
+        "y = torch.stack([data[i]['target'] for i in range(30)])\n"
         "acc = (model(x).argmax(1) == y).float().mean().item()\n"
         "print('ACC', acc, model.hparams.backbone)\n"
     )
