@@ -53,6 +53,7 @@ def quantize_pt2e(
     Returns:
         The converted graph module, ready for ``torch.export`` and lowering.
     """
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if not calibration:
@@ -68,7 +69,7 @@ def quantize_pt2e(
     prepared = prepare_pt2e(graph, quantizer)
     for image in calibration:
         prepared(image.to(example.dtype))
-    return convert_pt2e(prepared, fold_quantize=fold_quantize)
+    return move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=fold_quantize))
 
 
 def quantize_onnx_static(

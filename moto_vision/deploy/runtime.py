@@ -169,15 +169,38 @@ class TFLitePredictor(Predictor):
         self._runner = self._interpreter.get_signature_runner()
         details = self._runner.get_input_details()
         self._input_name = next(iter(details))
-        shape = details[self._input_name]["shape"]
+        self._input = details[self._input_name]
+        self._outputs = self._runner.get_output_details()
+        shape = self._input["shape"]
         self.input_size = (int(shape[-2]), int(shape[-1]))
         self.dynamic_batch = False
 
     def run(self, image: torch.Tensor) -> list[torch.Tensor]:
-        outputs = self._runner(**{self._input_name: image.numpy()})
+        outputs = self._runner(**{self._input_name: _quantize(image.numpy(), self._input)})
         # litert-torch names outputs output_0, output_1, ... in the order the module returned them.
         keys = sorted(outputs, key=lambda k: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", k)])
-        return [torch.from_numpy(outputs[key].copy()) for key in keys]
+        return [torch.from_numpy(_dequantize(outputs[key], self._outputs.get(key, {})).copy()) for key in keys]
+
+
+def _quantize(array: Any, detail: dict[str, Any]) -> Any:
+    """Fully integer LiteRT models take int8 / uint8 inputs: scale with the tensor's own (scale, zero point)."""
+    import numpy as np
+
+    dtype = detail.get("dtype", np.float32)
+    if not np.issubdtype(dtype, np.integer):
+        return array.astype(dtype, copy=False)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(array / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(array: Any, detail: dict[str, Any]) -> Any:
+    import numpy as np
+
+    if not np.issubdtype(array.dtype, np.integer) or not detail.get("quantization"):
+        return array
+    scale, zero_point = detail["quantization"]
+    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
 class TorchPredictor(Predictor):
