@@ -93,6 +93,8 @@ class BenchmarkReport:
                 f"{_fmt(r.metric_value, 4)} | {_fmt(r.max_abs_diff, 2, sci=True)} |"
             )
         notes = [f"- {r.model} {r.format} {r.precision}: {r.note}" for r in self.rows if r.note]
+        if c.get("metrics_note"):
+            notes.insert(0, f"- {c['metrics_note']}")
         if notes:
             lines += ["", "Notes:", *notes]
         return "\n".join(lines) + "\n"
@@ -216,7 +218,7 @@ def benchmark(
         if format == "pytorch":
             reference = session.reference
             reference.threads = threads
-            metrics = evaluate(task, reference, batches) if session.has_ground_truth else {}
+            metrics = evaluate(task, reference, batches) if session.can_score else {}
             p50, p90 = measure_latency(reference, image, warmup=warmup, runs=runs)
             weight_bytes = sum(t.numel() * t.element_size() for t in session.module.state_dict().values())
             add(
@@ -248,7 +250,7 @@ def benchmark(
             if result.path is not None:
                 row.size_mb = result.size_bytes / 1e6
             if result.parity is not None:
-                metrics = result.parity.candidate_metrics if session.has_ground_truth else {}
+                metrics = result.parity.candidate_metrics if session.can_score else {}
                 row.metrics, row.metric, row.metric_value = metrics, metric_name, metrics.get(metric_name)
                 row.max_abs_diff = result.parity.max_abs_diff
             if result.status in ("verified", "exported") and result.path is not None:
@@ -268,6 +270,7 @@ def benchmark(
         "input": "x".join(str(s) for s in image.shape),
         "test_images": sum(int(b["image"].shape[0]) for b in batches) if session.has_ground_truth else 0,
         "checkpoint": str(session.info.path) if session.info else None,
+        "metrics_note": session.score_note,
         "versions": _versions(),
     }
     report = BenchmarkReport(rows, conditions)

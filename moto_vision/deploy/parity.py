@@ -70,16 +70,29 @@ def headline_metric(task: Any, split: str = "test") -> str:
     return f"{split}_{monitor.split('_', 1)[1] if '_' in monitor else monitor}"
 
 
+def task_outputs(task: Any, outputs: Any) -> Any:
+    """Outputs of the export graph in the form the task's ``update_metrics`` / ``compute_loss`` take.
+
+    Identity unless the task's ``export_module()`` adds post-processing (e.g. calibrated probabilities instead of
+    logits); such a task defines ``outputs_from_export(outputs)`` to map them back.
+    """
+    hook = getattr(task, "outputs_from_export", None)
+    return hook(outputs) if callable(hook) else outputs
+
+
 class _Scorer:
     """Accumulates a task's metrics (and mean loss) over batches for one model."""
 
-    def __init__(self, task: Any, split: str) -> None:
+    def __init__(self, task: Any, split: str, enabled: bool = True) -> None:
         self.task, self.split = task, split
-        metrics = task.configure_metrics() if hasattr(task, "configure_metrics") else None
+        metrics = task.configure_metrics() if enabled and hasattr(task, "configure_metrics") else None
         self.metrics = metrics.clone(prefix=f"{split}_") if metrics is not None else None
-        self.loss_sum, self.loss_count, self.loss_ok = 0.0, 0, hasattr(task, "compute_loss")
+        self.loss_sum, self.loss_count, self.loss_ok = 0.0, 0, enabled and hasattr(task, "compute_loss")
 
     def update(self, outputs: Any, batch: Mapping[str, Any]) -> None:
+        if self.metrics is None and not self.loss_ok:
+            return
+        outputs = task_outputs(self.task, outputs)
         if self.metrics is not None:
             self.task.update_metrics(self.metrics, outputs, batch)
         if self.loss_ok:
@@ -108,7 +121,10 @@ class _Scorer:
 def evaluate(
     task: Any, predict: Callable[[torch.Tensor], Any], batches: Iterable[Mapping[str, Any]], split: str = "test"
 ) -> dict[str, float]:
-    """Score any callable with the task's own metrics (and loss) on datamodule batches."""
+    """Score any callable with the task's own metrics (and loss) on datamodule batches.
+
+    ``predict`` returns what the task's export graph returns (see :func:`task_outputs`).
+    """
     scorer = _Scorer(task, split)
     for batch in batches:
         scorer.update(predict(batch["image"]), batch)
@@ -123,6 +139,7 @@ def check_parity(
     batches: Iterable[Mapping[str, Any]],
     *,
     judge: bool = True,
+    score: bool = True,
     atol: float = FP32_ATOL,
     max_angle_deg: float = FP32_MAX_ANGLE_DEG,
     split: str = "test",
@@ -135,12 +152,13 @@ def check_parity(
         candidate: the exported model's predictor.
         batches: datamodule batches (dicts with ``"image"`` and the ground truth).
         judge: apply the fp32 tolerances (off for int8, whose outputs differ by design).
+        score: compute the task's metrics (off when the export graph's outputs cannot be scored).
         atol: largest allowed absolute output difference.
         max_angle_deg: largest allowed angle between illuminant estimates (AWB tasks).
         split: name prefix of the metrics.
     """
     angular = getattr(task, "target_key", None) == "illuminant"
-    reference_scores, candidate_scores = _Scorer(task, split), _Scorer(task, split)
+    reference_scores, candidate_scores = _Scorer(task, split, score), _Scorer(task, split, score)
     images, max_abs, abs_sum, elements = 0, 0.0, 0.0, 0
     max_angle = 0.0 if angular else None
     for batch in batches:

@@ -163,6 +163,7 @@ class ExportSession:
         self.example = torch.rand(1, 3, size, size, generator=generator)
         self.module = prepare_inference_module(task, self.example)
         self.facts = model_facts(task, info, self.module, self.example)
+        self.scoreable, self.score_note = _scoreable(task, self.module, self.example)
         self.calibration_count = calibration_images
         self.parity_count = parity_batches
         self.atol = atol
@@ -224,6 +225,11 @@ class ExportSession:
     @property
     def has_ground_truth(self) -> bool:
         return self.datamodule is not None
+
+    @property
+    def can_score(self) -> bool:
+        """Whether exported models can be scored with the task's metrics (ground truth and compatible outputs)."""
+        return self.has_ground_truth and self.scoreable
 
     # ------------------------------------------------------------------ export
     def default_name(self, format: str, precision: str) -> str:
@@ -289,6 +295,8 @@ class ExportSession:
         }
         if self.datamodule is None and result.parity is not None:
             entry["parity_note"] = "random images (no datamodule recorded), outputs compared, no metric"
+        if self.score_note:
+            entry["metrics_note"] = self.score_note
         try:
             record_artifact(path, self.facts, entry)
         except FileExistsError as error:
@@ -309,6 +317,7 @@ class ExportSession:
                 predictor,
                 self.test_batches(),
                 judge=result.precision == "fp32",
+                score=self.can_score,
                 atol=self.atol,
             )
         except Exception as error:
@@ -324,6 +333,38 @@ class ExportSession:
             result.status, result.error = "failed", "exported model returns non-finite values"
         else:
             result.status = "verified"
+
+
+@torch.no_grad()
+def _scoreable(task: Any, module: InferenceModule, example: torch.Tensor) -> tuple[bool, str | None]:
+    """Whether outputs of the export graph can go through the task's ``update_metrics``.
+
+    Yes when the graph returns what ``forward`` returns, or when the task maps them back with
+    ``outputs_from_export``. Otherwise (post-processing inside the graph and no mapping) metrics of exported
+    models would be computed on the wrong kind of values, so they are not computed and the reason is recorded.
+    """
+    if callable(getattr(task, "outputs_from_export", None)):
+        return True, None
+    exported = module(example)
+    forward = task(example)
+    ours = [exported] if isinstance(exported, torch.Tensor) else list(exported)
+    theirs = (
+        [forward]
+        if isinstance(forward, torch.Tensor)
+        else list(forward.values() if isinstance(forward, dict) else forward)
+    )
+    same = len(ours) == len(theirs) and all(
+        isinstance(b, torch.Tensor) and a.shape == b.shape and torch.allclose(a, b.float(), atol=1e-4, rtol=1e-3)
+        for a, b in zip(ours, theirs)
+    )
+    if same:
+        return True, None
+    name = type(task).__name__
+    return False, (
+        f"{name}.export_module() returns post-processed outputs (they differ from {name}.forward()) and {name} "
+        "defines no outputs_from_export() to map them back, so task metrics of exported models are not computed; "
+        "outputs are still compared with PyTorch."
+    )
 
 
 def export(

@@ -1,0 +1,110 @@
+"""Export -> reload -> parity on tiny models of every moto-vision task (skipped for tasks not installed).
+
+Each task gets a tiny timm backbone, 32 px inputs and a small synthetic datamodule; its checkpoint goes through
+the generic path (task class and datamodule from the checkpoint's own record) to ExecuTorch and ONNX fp32,
+and ONNX int8 (the cheap int8 path; ExecuTorch int8 is covered on the toy task).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("executorch")
+pytest.importorskip("onnxruntime")
+
+from moto_vision.deploy import ExportSession, load  # noqa: E402
+from tests.helpers.deploy import make_checkpoint  # noqa: E402
+
+SIZE = 32
+
+
+def _classes(task: str, datamodule: str) -> tuple[Any, Any]:
+    try:
+        return getattr(importlib.import_module("moto_vision.tasks"), task), getattr(
+            importlib.import_module("moto_vision.data"), datamodule
+        )
+    except (ImportError, AttributeError):
+        pytest.skip(f"{task} / {datamodule} not in this installation yet")
+
+
+def _scene() -> tuple[Any, Any]:
+    task, data = _classes("SceneClassifier", "SceneDataModule")
+    return (
+        task(backbone="test_efficientnet", image_size=SIZE),
+        data(image_size=SIZE, synthetic_train_size=16, synthetic_eval_size=8, batch_size=8),
+    )
+
+
+#: name -> builder of a tiny (task, datamodule) pair.
+CASES: dict[str, Callable[[], tuple[Any, Any]]] = {
+    "scene": _scene,
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def exported(request, tmp_path_factory) -> dict[str, Any]:
+    task, datamodule = CASES[request.param]()
+    directory = tmp_path_factory.mktemp(request.param)
+    checkpoint = make_checkpoint(task, datamodule, directory / "model.ckpt", steps=2)
+    session = ExportSession.from_checkpoint(checkpoint, calibration_images=8, parity_batches=2)
+    results = {
+        (format, precision): session.export(format, precision, directory / "out")
+        for format, precision in (("executorch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))
+    }
+    return {"name": request.param, "session": session, "results": results}
+
+
+def test_fp32_exports_match_pytorch(exported):
+    for (format, precision), result in exported["results"].items():
+        if precision != "fp32":
+            continue
+        assert result.status == "verified", f"{exported['name']} {format}: {result.error}"
+        parity = result.parity
+        assert parity.passed and parity.max_abs_diff <= 1e-4
+        if parity.max_angle_deg is not None:  # AWB: illuminant estimates agree to 1e-3 degrees
+            assert parity.max_angle_deg <= 1e-3
+        metric = parity.metric
+        if not exported["session"].can_score:  # post-processing in the graph without outputs_from_export()
+            assert exported["session"].score_note and not parity.candidate_metrics
+            continue
+        assert metric in parity.candidate_metrics, f"headline metric {metric} not computed"
+        assert parity.candidate_metrics[metric] == pytest.approx(parity.reference_metrics[metric], abs=1e-4)
+
+
+def test_int8_onnx_is_smaller_and_scored(exported):
+    int8, fp32 = exported["results"]["onnx", "int8"], exported["results"]["onnx", "fp32"]
+    assert int8.status == "verified", int8.error
+    assert int8.size_bytes < fp32.size_bytes
+    if exported["session"].can_score:
+        assert int8.parity.metric in int8.parity.candidate_metrics
+
+
+def test_predictors_have_the_task_call_and_metadata(exported):
+    session = exported["session"]
+    images = session.test_batches()[0]["image"][:2]
+    expected = session.reference(images)  # the task's export graph, run by PyTorch
+    if session.scoreable and not hasattr(session.task, "outputs_from_export"):
+        with torch.no_grad():  # no post-processing in the graph: the artifact answers exactly like task(images)
+            forward = session.task(images)
+        for key in expected if isinstance(expected, dict) else [None]:
+            ours, theirs = (expected, forward) if key is None else (expected[key], forward[key])
+            assert torch.allclose(ours, theirs, atol=1e-4)
+    facts = session.task.export_metadata()
+    for format in ("executorch", "onnx"):
+        model = load(exported["results"][format, "fp32"].path)
+        outputs = model(images)
+        if isinstance(expected, dict):
+            assert set(outputs) == set(expected)
+            for key in expected:
+                assert torch.allclose(outputs[key], expected[key], atol=1e-4)
+        else:
+            assert torch.allclose(outputs, expected, atol=1e-4)
+        for key in ("task", "color_domain", "class_names"):
+            if key in facts:
+                assert model.metadata[key] == facts[key]
+        assert model.metadata["input_size"] == [SIZE, SIZE]
