@@ -93,13 +93,16 @@ def test_sweep_over_checkpoints_plots_pareto_front(checkpoints, tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_trains_each_backbone_with_the_recipe(tmp_path):
-    args = ["--config", str(ROOT / "tests/toy_recipe.yaml"), "--backbones", "test_efficientnet,test_resnet"]
-    args += ["--epochs", "1", "--fit-args", "--trainer.enable_progress_bar=false --trainer.logger=false"]
+def test_sweep_trains_backbones_with_the_recipe_and_takes_checkpoints(checkpoints, tmp_path):
+    args = ["--config", str(ROOT / "tests/toy_recipe.yaml"), "--backbones", "test_efficientnet"]
+    args += ["--ckpts", str(checkpoints[1])]  # a trained model can join the sweep as it is
+    fit_args = "--trainer.enable_progress_bar=false --trainer.logger=false --trainer.limit_train_batches=3"
+    args += ["--epochs", "1", "--fit-args", fit_args + " --trainer.limit_val_batches=2"]
     args += ["--formats", "pytorch", "--runs", "2", "--warmup", "1", "--output", str(tmp_path)]
     assert benchmark_main(args) == 0
-    for backbone in ("test_efficientnet", "test_resnet"):
-        assert list((tmp_path / "runs" / backbone).rglob("best*.ckpt")), backbone
+    assert list((tmp_path / "runs" / "test_efficientnet").rglob("best*.ckpt"))
+    rows = json.loads((tmp_path / "sweep.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["test_efficientnet", "test_resnet"]
     assert (tmp_path / "pareto.png").is_file()
 
 

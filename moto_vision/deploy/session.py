@@ -308,7 +308,8 @@ class ExportSession:
     def _verify(self, result: ExportResult, threads: int | None) -> None:
         assert result.path is not None
         try:
-            predictor: Predictor = load(result.path, threads=threads)
+            # One thread unless asked: parity needs no speed, and idle runtime threads spin on a busy machine.
+            predictor: Predictor = load(result.path, threads=threads or 1)
             # Predictors built from the sidecar are complete only after the sidecar is written; use ours now.
             predictor.metadata = {**self.facts, **predictor.metadata}
             parity = check_parity(
