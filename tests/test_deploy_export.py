@@ -239,3 +239,12 @@ def test_tflite_export_round_trip(toy_session, tmp_path):
         result = toy_session.export("tflite", precision, tmp_path)
         assert result.status == "verified", result.error
     assert (tmp_path / "toy_int8.tflite").stat().st_size < (tmp_path / "toy_fp32.tflite").stat().st_size
+
+
+def test_second_model_into_the_same_directory_is_refused(toy_exports, tmp_path):
+    other = ExportSession(ToyClassifier(class_names=CLASS_NAMES).eval(), image_size=32)
+    other.facts["checkpoint"] = {"file": "other.ckpt", "sha256": "0" * 64}
+    directory = toy_exports["onnx", "fp32"].path.parent
+    result = other.export("onnx", "fp32", directory, name="other")
+    assert result.status == "failed" and "another checkpoint" in result.error
+    assert not (directory / "other.onnx").exists()

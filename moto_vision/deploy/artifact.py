@@ -78,24 +78,44 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def record_artifact(artifact: Path, model_facts: Mapping[str, Any], entry: Mapping[str, Any]) -> Path:
+def foreign_checkpoint(directory: Path, model_facts: Mapping[str, Any]) -> str | None:
+    """Checkpoint hash in ``directory/metadata.json`` when it differs from ``model_facts``'s, else ``None``."""
+    sidecar = directory / METADATA_FILE
+    if not sidecar.is_file():
+        return None
+    try:
+        old = (json.loads(sidecar.read_text()).get("checkpoint") or {}).get("sha256")
+    except (OSError, ValueError):
+        return None
+    new = (model_facts.get("checkpoint") or {}).get("sha256")
+    return old if old and new and old != new else None
+
+
+def record_artifact(
+    artifact: Path, model_facts: Mapping[str, Any], entry: Mapping[str, Any], *, replace: bool = False
+) -> Path:
     """Add or update ``artifact``'s entry in the ``metadata.json`` of its directory.
 
+    Args:
+        artifact: the exported file.
+        model_facts: facts shared by every artifact of the model.
+        entry: this artifact's own record.
+        replace: start a new ``metadata.json`` when the existing one describes another checkpoint.
+
     Raises:
-        FileExistsError: the directory's ``metadata.json`` describes a different checkpoint; exporting a
-            second model into the same directory would mix their metadata.
+        FileExistsError: the directory's ``metadata.json`` describes a different checkpoint and ``replace`` is off;
+            exporting a second model into the same directory would mix their metadata.
     """
     sidecar = artifact.parent / METADATA_FILE
     data: dict[str, Any] = {}
-    if sidecar.is_file():
+    other = foreign_checkpoint(artifact.parent, model_facts)
+    if other and not replace:
+        raise FileExistsError(
+            f"{sidecar} describes another checkpoint (sha256 {other[:12]}...). Export each model into its own "
+            "--output directory, or pass --overwrite to start a new metadata.json there."
+        )
+    if sidecar.is_file() and not other:
         data = json.loads(sidecar.read_text())
-        old = (data.get("checkpoint") or {}).get("sha256")
-        new = (model_facts.get("checkpoint") or {}).get("sha256")
-        if old and new and old != new:
-            raise FileExistsError(
-                f"{sidecar} describes another checkpoint (sha256 {old[:12]}..., this one {new[:12]}...). "
-                "Export each model into its own --output directory."
-            )
     artifacts = dict(data.get("artifacts", {}))
     artifacts[artifact.name] = dict(entry)
     write_json_atomic(sidecar, {**model_facts, "artifacts": artifacts})

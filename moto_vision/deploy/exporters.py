@@ -112,13 +112,20 @@ def export_executorch(
 
     graph: torch.nn.Module = module
     info: dict[str, Any] = {"exporter": "torch.export + to_edge_transform_and_lower (XnnpackPartitioner)"}
+    partitioners = [XnnpackPartitioner()]
     if precision == "int8":
+        from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
+
         graph = quantize_pt2e(module, example, calibration or [])
         info["quantization"] = FORMATS["executorch"].int8
+        # Quantized partitions first, then float ones. With one mixed partitioner (ExecuTorch 1.5.1) an int8 conv
+        # whose output feeds an op XNNPACK lacks (e.g. softplus) returns its output in the wrong layout at run time
+        # ("Attempted to resize a static tensor ... Failed to resize output tensor for XNNExecutor").
+        partitioners = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.STATIC_QUANT), XnnpackPartitioner()]
     program = torch.export.export(graph, (example,))
     edge = to_edge_transform_and_lower(
         program,
-        partitioner=[XnnpackPartitioner()],
+        partitioner=partitioners,
         constant_methods={PTE_METADATA_METHOD: json.dumps(facts)},
     )
     info.update(_delegation(edge))

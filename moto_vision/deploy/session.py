@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import torch
 
-from moto_vision.deploy.artifact import record_artifact
+from moto_vision.deploy.artifact import foreign_checkpoint, record_artifact
 from moto_vision.deploy.exporters import EXPORTERS, FORMATS, ExporterUnavailable
 from moto_vision.deploy.parity import ParityReport, check_parity
 from moto_vision.deploy.quantize import calibration_images
@@ -263,6 +263,13 @@ class ExportSession:
         if path.exists() and not overwrite:
             result.error = f"{path} exists; pass --overwrite (overwrite=True) to replace it or choose another name."
             return result
+        other = foreign_checkpoint(path.parent, self.facts)
+        if other and not overwrite:
+            result.error = (
+                f"{path.parent / 'metadata.json'} describes another checkpoint (sha256 {other[:12]}...); export each "
+                "model into its own --output directory, or pass --overwrite to start a new metadata.json there."
+            )
+            return result
         try:
             FORMATS[format].check()
         except ExporterUnavailable as error:
@@ -297,11 +304,7 @@ class ExportSession:
             entry["parity_note"] = "random images (no datamodule recorded), outputs compared, no metric"
         if self.score_note:
             entry["metrics_note"] = self.score_note
-        try:
-            record_artifact(path, self.facts, entry)
-        except FileExistsError as error:
-            path.unlink(missing_ok=True)
-            result.path, result.status, result.error = None, "failed", str(error)
+        record_artifact(path, self.facts, entry, replace=overwrite)
         result.seconds = time.perf_counter() - start
         return result
 
