@@ -41,11 +41,9 @@ def toy_session(toy_checkpoint) -> ExportSession:
 @pytest.fixture(scope="module")
 def toy_exports(toy_session, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("toy_export")
-    results = {}
-    for format in ("executorch", "onnx"):
-        for precision in ("fp32", "int8"):
-            results[format, precision] = toy_session.export(format, precision, out)
-    return results
+    # ExecuTorch int8 (the slowest export) is covered on the dense toy task below.
+    pairs = (("executorch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))
+    return {(format, precision): toy_session.export(format, precision, out) for format, precision in pairs}
 
 
 # --------------------------------------------------------------------------------------------- parity
@@ -61,9 +59,8 @@ def test_fp32_export_is_verified_against_pytorch(toy_exports, format):
     assert parity.candidate_metrics["test_accuracy"] == pytest.approx(parity.reference_metrics["test_accuracy"])
 
 
-@pytest.mark.parametrize("format", ["executorch", "onnx"])
-def test_int8_export_is_smaller_still_runs_and_reports_metric(toy_exports, toy_session, format):
-    fp32, int8 = toy_exports[format, "fp32"], toy_exports[format, "int8"]
+def test_int8_export_is_smaller_still_runs_and_reports_metric(toy_exports, toy_session):
+    fp32, int8 = toy_exports["onnx", "fp32"], toy_exports["onnx", "int8"]
     assert int8.status == "verified", int8.error
     assert int8.size_bytes < 0.8 * fp32.size_bytes
     assert "quantization" in int8.info and int8.info["calibration_images"] == 16
@@ -72,7 +69,7 @@ def test_int8_export_is_smaller_still_runs_and_reports_metric(toy_exports, toy_s
     # Quantized, so outputs move, but stay close to the float model on this tiny net.
     assert 0 < int8.parity.max_abs_diff < 0.5
     model = load(int8.path)
-    images = toy_session.test_batches()[0]["image"]
+    images = toy_session.test_batches()[0]["image"]  # a batch of 8 in one call: ONNX keeps a dynamic batch axis
     outputs = model(images)
     assert outputs.shape == (images.shape[0], 3) and torch.isfinite(outputs).all()
 
@@ -144,30 +141,29 @@ def dense_exports(tmp_path_factory) -> dict:
     checkpoint = make_checkpoint(ToyDenseMultiHead(), ToySquaresDataModule(), directory / "dense.ckpt", steps=2)
     session = ExportSession.from_checkpoint(checkpoint, calibration_images=8)
     return {
-        "executorch": session.export("executorch", "fp32", directory / "out"),
+        "executorch_int8": session.export("executorch", "int8", directory / "out"),
         "onnx": session.export("onnx", "fp32", directory / "out"),
         "onnx_int8": session.export("onnx", "int8", directory / "out"),
     }
 
 
-@pytest.mark.parametrize("key", ["executorch", "onnx"])
+@pytest.mark.parametrize("key", ["executorch_int8", "onnx", "onnx_int8"])
 def test_dense_dict_outputs_round_trip(dense_exports, key):
     result = dense_exports[key]
     assert result.status == "verified", result.error
-    assert result.parity.max_abs_diff <= 1e-4
-    assert result.parity.candidate_metrics["test_iou"] == pytest.approx(result.parity.reference_metrics["test_iou"])
+    parity = result.parity
+    if key == "onnx":
+        assert parity.passed and parity.max_abs_diff <= 1e-4
+        assert parity.candidate_metrics["test_iou"] == pytest.approx(parity.reference_metrics["test_iou"])
+    else:
+        assert 0.0 <= parity.candidate_metrics["test_iou"] <= 1.0 and parity.max_abs_diff < 0.5
+        assert result.size_bytes < 0.8 * dense_exports["onnx"].size_bytes  # ONNX and .pte fp32 are about equal
+        assert result.info["calibration_images"] == 8 and "quantization" in result.info
     model = load(result.path)
     assert model.metadata["outputs"] == ["mask", "label"]
     outputs = model(torch.rand(2, 3, 32, 32))
     assert set(outputs) == {"mask", "label"}
     assert outputs["mask"].shape == (2, 3, 32, 32) and outputs["label"].shape == (2, 3)
-
-
-def test_dense_int8_onnx_runs(dense_exports):
-    dense = dense_exports["onnx_int8"]
-    assert dense.status == "verified", dense.error
-    assert dense.size_bytes < dense_exports["onnx"].size_bytes
-    assert 0.0 <= dense.parity.candidate_metrics["test_iou"] <= 1.0
 
 
 # --------------------------------------------------------------------------------------------- fusing, failures

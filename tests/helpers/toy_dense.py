@@ -78,7 +78,9 @@ class ToyDenseMultiHead(BaseTask):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         shallow, deep = self.backbone(x)
         mask = F.interpolate(self.seg_head(shallow), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return {"mask": mask, "label": self.cls_head(deep.mean(dim=(2, 3)))}
+        # softplus has no XNNPACK kernel: an int8 conv feeding it sits on a delegate boundary (regression for the
+        # output-layout bug worked around in moto_vision.deploy.exporters.export_executorch).
+        return {"mask": mask, "label": self.cls_head(F.softplus(deep).mean(dim=(2, 3)))}
 
     def configure_metrics(self) -> MetricCollection:
         return MetricCollection({"iou": MulticlassJaccardIndex(3), "accuracy": MulticlassAccuracy(3, average="micro")})
