@@ -23,14 +23,15 @@ from torch import Tensor, nn
 
 from moto_vision.isp.color import (
     XYZ_TO_SRGB,
+    _smoothstep,
     apply_color_matrix,
     camera_rgb_matrix,
+    inverse_3x3,
     inverse_tone_curve,
     linear_to_srgb,
     planckian_xyz,
     random_xyz_to_camera,
     srgb_to_linear,
-    tone_curve,
     update_illuminant,
 )
 from moto_vision.isp.pipeline import sample_camera_params, sample_illuminant
@@ -237,7 +238,7 @@ class RandomColorMatrix(_ISPAugmentation):
         g = self.generator
         cam_a = camera_rgb_matrix(random_xyz_to_camera(batch_size, generator=g, dtype=torch.float64))
         cam_b = camera_rgb_matrix(random_xyz_to_camera(batch_size, generator=g, dtype=torch.float64))
-        swap = torch.linalg.inv(cam_a) @ cam_b
+        swap = inverse_3x3(cam_a) @ cam_b
         s = _uniform(batch_size, self.strength, g).double()[:, None, None]
         eye = torch.eye(3, dtype=torch.float64)
         return {"matrix": (eye + s * (swap - eye)).float()}
@@ -480,7 +481,7 @@ class CameraPipeline(_ISPAugmentation):
         params["wb_gains"] = params["gains"] * params["digital_gain"][:, None] * torch.exp(-error)
         other = camera_rgb_matrix(random_xyz_to_camera(batch_size, generator=g, dtype=torch.float64))
         weight = _uniform(batch_size, self.ccm_error, g)[:, None, None]
-        params["isp_ccm"] = (1.0 - weight) * params["ccm"] + weight * torch.linalg.inv(other).float()
+        params["isp_ccm"] = (1.0 - weight) * params["ccm"] + weight * inverse_3x3(other).float()
         if self.aberration > 0:
             params["aberration"] = self.aberration * (2.0 * torch.rand(batch_size, 2, generator=g) - 1.0)
         if self.jpeg_quality is not None:
@@ -528,7 +529,8 @@ class CameraPipeline(_ISPAugmentation):
             calibrated = p["corner"] ** (1.0 - p["shading_residual"][:, None])
             gains = lens_shading_map(calibrated, h, w, inverse=True, device=x.device, dtype=raw.dtype).mul_(gains)
         balanced = raw.mul_(gains).clamp_(0.0, 1.0)
-        srgb = tone_curve(linear_to_srgb(apply_color_matrix(balanced, p["isp_ccm"]).clamp_(0.0, 1.0)))
+        # The sRGB curve maps [0, 1] onto [0, 1], so the tone curve needs no second clip.
+        srgb = _smoothstep(linear_to_srgb(apply_color_matrix(balanced, p["isp_ccm"]).clamp_(0.0, 1.0)))
         if "jpeg_quality" in p:
             srgb = jpeg(srgb, p["jpeg_quality"].to(srgb.dtype))
         return srgb
