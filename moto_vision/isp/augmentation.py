@@ -499,18 +499,15 @@ class CameraPipeline(_ISPAugmentation):
         if gate is None or (self.p >= 1.0 and self.p_batch >= 1.0) or bool((gate > 0.5).all()):
             return self._develop(input, p)
         # Develop only the images the p gate selected (kornia blends the rest back from the input anyway).
-        # Rows are gathered with advanced indexing and put back with one ``cat`` of slices: on the CPU both are
-        # plain copies, while ``index_select`` / ``index_copy`` are many times slower for large rows.
-        keep = (gate > 0.5).cpu().reshape(-1).tolist()
-        if not any(keep):
+        # Rows are gathered with advanced indexing and put back into a copy with ``index_put_``: on the CPU these
+        # are plain copies, while ``index_select`` / ``index_copy`` / ``cat`` of many rows are far slower.
+        index = (gate > 0.5).reshape(-1).nonzero().squeeze(1).cpu()
+        if index.numel() == 0:
             return input
-        index = torch.tensor([i for i, k in enumerate(keep) if k])
         developed = self._develop(input[index.to(input.device)], {k: v[index.to(v.device)] for k, v in p.items()})
-        rows, j = [], 0
-        for i, k in enumerate(keep):
-            rows.append(developed[j : j + 1] if k else input[i : i + 1])
-            j += int(k)
-        return torch.cat(rows)
+        out = input.clone()
+        out[index.to(input.device)] = developed
+        return out
 
     def _develop(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         h, w = x.shape[-2:]
