@@ -421,7 +421,7 @@ class CameraPipeline(_ISPAugmentation):
         color_shading: red / blue corner illumination differs from green by up to this fraction.
         shading_residual: range of the fraction of the fall-off the ISP leaves uncorrected (0 = perfect LSC).
         awb_error: standard deviation of the white-balance estimate's log-gain error on red and blue
-            (0.05 gives residual casts of about 2-3 degrees).
+            (0.05 leaves residual casts of about 1.5 degrees on average).
         ccm_error: range of the weight of another camera's colour matrix in the one used (0 = exact).
         aberration: maximum relative magnification difference of red / blue (0 disables).
         demosaic: simulate the Bayer mosaic and bilinear demosaicking (costly: about 10x the rest).
