@@ -141,14 +141,16 @@ def test_learns_synthetic_scenes(tmp_path, multi_label, capsys):
     seed_everything(0)
     model = SceneClassifier(multi_label=multi_label, backbone=TINY, image_size=32, lr=0.01, label_smoothing=0.0,
                             feature_indices=[1, -1], log_predictions=False)  # fmt: skip
-    dm = SceneDataModule(multi_label=multi_label, image_size=32, batch_size=32, synthetic_train_size=576,
-                         synthetic_eval_size=144, augmentation="light")  # fmt: skip
-    trainer = _trainer(tmp_path, max_epochs=4, num_sanity_val_steps=0)
+    dm = SceneDataModule(multi_label=multi_label, image_size=32, batch_size=32, synthetic_train_size=432,
+                         synthetic_eval_size=144, isp_preset="light")  # fmt: skip
+    trainer = _trainer(tmp_path, max_epochs=3, num_sanity_val_steps=0)
     trainer.fit(model, dm)
     (result,) = trainer.test(model, dm, verbose=False)
     printed = capsys.readouterr().out
     assert "Per-class precision and recall" in printed and "ECE after calibration" in printed
     assert (tmp_path / "confusion_matrix.png").is_file()
+    with capsys.disabled():
+        print({k: round(v, 3) for k, v in result.items() if "_precision_" not in k and "_recall_" not in k})
     if multi_label:
         labels = torch.stack([dm.test_dataset[i]["label"] for i in range(len(dm.test_dataset))])
         prevalence = float(labels.mean())  # the mAP of scores that ignore the image
@@ -190,7 +192,7 @@ def test_recipe_fit_test_predict(tmp_path, capsys):
     capsys.readouterr()
     assert _cli(["test", *run, "--ckpt_path", "best"]) == 0
     printed = capsys.readouterr().out
-    assert "Scene detection: test metrics (multi-class, 9 classes)" in printed and "top-3 accuracy" in printed
+    assert "Scene detection: test metrics" in printed and "top-3 accuracy" in printed
     photos = tmp_path / "photos"
     for i in range(5):
         write_image(photos / f"img{i}.jpg", "night", seed=i)

@@ -37,7 +37,7 @@ from torchmetrics.classification import (
 from torchmetrics.wrappers import ClasswiseWrapper
 
 from moto_vision.backbones import create_backbone
-from moto_vision.data.scene_taxonomy import resolve_class_names
+from moto_vision.data.scene.taxonomy import resolve_class_names
 from moto_vision.metrics.calibration import MultilabelCalibrationError, expected_calibration_error
 from moto_vision.metrics.classification import MultilabelTopKAccuracy
 from moto_vision.models.calibration import ScoreCalibrator
@@ -77,7 +77,7 @@ class SceneClassifier(BaseTask):
     Args:
         class_names: the scene classes, in label order: a list, ``"synthetic"`` (the classes of the
             embedded synthetic dataset), ``"camera"`` (the 30-class camera taxonomy,
-            :data:`~moto_vision.data.scene_taxonomy.CAMERA_SCENES`) or a text file with one name per line.
+            :data:`~moto_vision.data.scene.taxonomy.CAMERA_SCENES`) or a text file with one name per line.
             Stored in the checkpoint as the resolved list.
         multi_label: independent sigmoid scores with per-class thresholds (several scenes per image)
             instead of one softmax over the classes.

@@ -1,12 +1,12 @@
 """``SceneDataModule``: scene images with one label (multi-class) or several (multi-label).
 
-The default is the embedded synthetic dataset (:mod:`moto_vision.data.synthetic_scene`), so the scene
-recipes run offline; real data is one override away::
+The default is the embedded synthetic dataset (:mod:`moto_vision.data.scene.synthetic`), so the scene
+recipes run offline; real data is one override away (plus the model's ``class_names`` when the classes
+differ from the synthetic ones)::
 
-    moto-vision fit --config recipes/scene.yaml --data.root /data/scenes --data.format image_folder
-        --model.class_names /data/scenes/classes.txt   # (one command line)
+    moto-vision fit --config recipes/scene.yaml --data.format image_folder --data.root /data/scenes
 
-Real formats are read by the indexers of :mod:`moto_vision.data.scene_formats` (the same ones
+Real formats are read by the indexers of :mod:`moto_vision.data.scene.formats` (the same ones
 ``moto-vision data check`` uses). Records without a split are divided into train / val / test by
 ``val_fraction`` and ``test_fraction``, stratified by label and seeded; when a format gives train and
 test but no validation split (Places365), the validation split is carved from train the same way.
@@ -27,9 +27,9 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from moto_vision.data.base import BaseDataModule
 from moto_vision.data.records import SampleRecord, apply_split_manifest, get_indexer
-from moto_vision.data.scene_formats import SceneDataError, SceneImages, class_names_of, list_images
-from moto_vision.data.scene_taxonomy import SYNTHETIC_SCENES, resolve_class_names
-from moto_vision.data.synthetic_scene import SyntheticScenes
+from moto_vision.data.scene.formats import SceneDataError, SceneImages, class_names_of, list_images
+from moto_vision.data.scene.synthetic import SyntheticScenes
+from moto_vision.data.scene.taxonomy import SYNTHETIC_SCENES, resolve_class_names
 
 __all__ = ["SceneDataModule", "assign_splits"]
 
@@ -58,8 +58,10 @@ class SceneDataModule(BaseDataModule):
         test_fraction: share of unsplit records for testing.
         balanced_sampling: draw training samples with probability inversely proportional to their class
             frequency (for multi-label, their rarest label), so every class is seen equally often.
-        augmentation: training augmentation strength: random resized crops and flips, plus the camera
-            pipeline preset of the same name when :mod:`moto_vision.isp` provides it. ``none`` disables it.
+        crop_scale: smallest area share of the random resized crops of training images (``1.0``: no crops).
+        flip: random horizontal flips of training images.
+        isp_preset: camera-pipeline augmentation of training images (:func:`moto_vision.isp.isp_preset`,
+            sRGB domain): ``none``, ``light``, ``default`` or ``heavy``.
         synthetic_train_size: number of synthetic training images.
         synthetic_eval_size: number of synthetic validation images, and of test images.
         predict_root: folder of images for ``predict`` (recursively; the test split when unset).
@@ -80,7 +82,9 @@ class SceneDataModule(BaseDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         balanced_sampling: bool = False,
-        augmentation: Literal["none", "light", "default", "heavy"] = "default",
+        crop_scale: float = 0.5,
+        flip: bool = True,
+        isp_preset: Literal["none", "light", "default", "heavy"] = "default",
         synthetic_train_size: int = 1800,
         synthetic_eval_size: int = 450,
         predict_root: str | None = None,
@@ -103,7 +107,11 @@ class SceneDataModule(BaseDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.balanced_sampling = balanced_sampling
-        self.augmentation = augmentation
+        if not 0.0 < crop_scale <= 1.0:
+            raise ValueError(f"crop_scale must be in (0, 1], got {crop_scale}.")
+        self.crop_scale = crop_scale
+        self.flip = flip
+        self.isp_preset = isp_preset
         self.synthetic_train_size = synthetic_train_size
         self.synthetic_eval_size = synthetic_eval_size
         self.predict_root = predict_root
@@ -215,21 +223,19 @@ class SceneDataModule(BaseDataModule):
         )
 
     # ----------------------------------------------------------------- augmentation
-    @property
-    def augmentations(self) -> dict[str, nn.Module]:  # type: ignore[override]
-        # BaseDataModule wraps these in an nn.ModuleDict, which rejects the key "train" (it clashes with
-        # nn.Module.train); a datamodule is no nn.Module, so a plain dict is all that is needed.
-        if self._augmentations is None:
-            self._augmentations = dict(self.build_augmentations())  # type: ignore[assignment]
-        return self._augmentations  # type: ignore[return-value]
-
     def build_augmentations(self) -> dict[str, nn.Module]:
-        if self.augmentation == "none":
-            return {}
-        scale = {"light": (0.7, 1.0), "default": (0.5, 1.0), "heavy": (0.35, 1.0)}[self.augmentation]
-        size = (self.image_size, self.image_size)
-        layers: list[nn.Module] = [K.RandomResizedCrop(size, scale=scale), K.RandomHorizontalFlip()]
-        return {"train": nn.Sequential(*layers)}
+        layers: list[nn.Module] = []
+        if self.crop_scale < 1.0:
+            size = (self.image_size, self.image_size)
+            layers.append(K.RandomResizedCrop(size, scale=(self.crop_scale, 1.0)))
+        if self.flip:
+            layers.append(K.RandomHorizontalFlip())
+        if self.isp_preset != "none":
+            from moto_vision.isp import isp_preset
+
+            # Photos from many phones: other lights, exposures, noise, vignetting, colour errors (sRGB in, sRGB out).
+            layers.append(isp_preset(self.isp_preset, "srgb"))  # type: ignore[arg-type]
+        return {"train": nn.Sequential(*layers)} if layers else {}
 
 
 def assign_splits(
