@@ -63,12 +63,16 @@ class SceneSpec:
         subject: one of :data:`SUBJECTS` or ``None``.
         night: dark exposure with point lights and noise.
         backlight: bright light source behind a dark subject.
+        salience: how plainly the image shows its classes, in ``[0, 1]``: a small face in a landscape, a faint
+            sunset, twilight rather than night, a weak backlight. Low salience makes classes overlap, so a
+            model cannot be certain of every image and its calibration matters.
     """
 
     environment: str
     subject: str | None = None
     night: bool = False
     backlight: bool = False
+    salience: float = 1.0
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -86,17 +90,22 @@ class SceneSpec:
 
 
 #: Multi-class mode: the layers drawn for each single class (environments picked at random from the list).
+#: Subjects and conditions appear over unlabelled or other environments, as in photos, where the label is
+#: the scene that dominates (a portrait in a landscape is a portrait).
 SINGLE_CLASS_SPECS: dict[str, tuple[tuple[str, ...], str | None, bool, bool]] = {
     "landscape": (("landscape",), None, False, False),
     "snow": (("snow",), None, False, False),
     "sunset": (("sunset",), None, False, False),
     "greenery": (("greenery",), None, False, False),
-    "portrait": (("indoor",), "portrait", False, False),
+    "portrait": (("indoor", "indoor", "landscape", "city", "greenery"), "portrait", False, False),
     "food": (("indoor",), "food", False, False),
-    "text": (("indoor",), "text", False, False),
-    "night": (("city", "indoor"), None, True, False),
-    "backlight": (("indoor", "city"), "portrait", False, True),
+    "text": (("indoor", "city"), "text", False, False),
+    "night": (("city", "indoor", "landscape"), None, True, False),
+    "backlight": (("indoor", "city", "landscape"), "portrait", False, True),
 }
+
+#: Salience is drawn uniformly from this range.
+SALIENCE_RANGE = (0.1, 1.0)
 
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
@@ -132,7 +141,7 @@ def sample_spec(
     if not multi_label:
         name = class_names[index % len(class_names)] if index is not None else _choice(g, list(class_names))
         environments, subject, night, backlight = SINGLE_CLASS_SPECS[name]
-        return SceneSpec(_choice(g, environments), subject, night, backlight)
+        return SceneSpec(_choice(g, environments), subject, night, backlight, _uniform(g, *SALIENCE_RANGE))
     environments = [e for e in ENVIRONMENTS if e not in _LABELLED_ENVIRONMENTS or e in names]
     weights = [{"indoor": 1.5, "city": 1.0}.get(e, 1.5) for e in environments]
     environment = _choice(g, environments, weights)
@@ -144,7 +153,7 @@ def sample_spec(
     backlight = (
         "backlight" in names and subject == "portrait" and not night and float(torch.rand((), generator=g)) < 0.45
     )
-    return SceneSpec(environment, subject, night, backlight)
+    return SceneSpec(environment, subject, night, backlight, _uniform(g, *SALIENCE_RANGE))
 
 
 # --------------------------------------------------------------------------------------- drawing helpers
@@ -196,6 +205,10 @@ def _over(base: torch.Tensor, layer: torch.Tensor, alpha: torch.Tensor) -> torch
     return base * (1 - alpha) + layer * alpha
 
 
+def _lerp(low: float, high: float, t: float) -> float:
+    return low + (high - low) * t
+
+
 def _to_linear(srgb: torch.Tensor) -> torch.Tensor:
     # Plain 2.2 gamma: the synthetic scenes need linear light for exposure and light sources, not colorimetry.
     return srgb.clamp(0, 1) ** 2.2
@@ -206,7 +219,7 @@ def _to_srgb(linear: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------- environments
-def _landscape(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _landscape(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     horizon = _uniform(g, 0.38, 0.62)
     ridge = horizon + _uniform(g, 0.02, 0.08) * torch.sin(c.x * _uniform(g, 4, 12) + _uniform(g, 0, 6.3))
     ridge = ridge + 0.05 * (c.noise(g, 5)[0] - 0.5)
@@ -218,14 +231,20 @@ def _landscape(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tens
     depth = ((c.y - ridge) / (1 - horizon)).clamp(0, 1)
     ground = far + (near - far) * depth
     ground = ground * (0.8 + 0.4 * c.noise(g, 16))
-    return _over(sky, ground, torch.sigmoid((c.y - ridge) / c.edge)), None
+    image = _over(sky, ground, torch.sigmoid((c.y - ridge) / c.edge))
+    # Low salience: hazy, warm late-afternoon light (closer to a sunset).
+    haze = (1 - s) * _uniform(g, 0.2, 0.6)
+    return (image * (1 - haze) + haze * _jitter(g, (0.85, 0.7, 0.5), 0.08)).clamp(0, 1), None
 
 
-def _snow(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _snow(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     horizon = _uniform(g, 0.3, 0.55)
     ridge = horizon + 0.04 * torch.sin(c.x * _uniform(g, 3, 9) + _uniform(g, 0, 6.3))
     sky = _jitter(g, (0.78, 0.82, 0.88), 0.06) * (0.92 + 0.08 * c.noise(g, 4))
     ground = _jitter(g, (0.93, 0.95, 0.99), 0.03) * (0.82 + 0.18 * c.noise(g, 6))
+    # Low salience: patchy snow over grass and earth.
+    patches = (c.noise(g, 8)[0] < _lerp(0.55, 1.1, s)).float()
+    ground = _over(_jitter(g, (0.35, 0.4, 0.25), 0.08), ground, patches)
     image = _over(sky, ground, torch.sigmoid((c.y - ridge) / c.edge))
     for _ in range(_randint(g, 1, 5)):  # dark tree trunks and crowns stand out against the snow
         x, height = _uniform(g, 0.05, 0.95), _uniform(g, 0.15, 0.35)
@@ -234,20 +253,23 @@ def _snow(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | 
         crown = c.ellipse(base - height * 0.75, x, height * 0.45, height * 0.18)
         image = _over(image, _jitter(g, (0.12, 0.22, 0.15), 0.05), (trunk + crown).clamp(0, 1))
     flakes = torch.zeros_like(c.y)
-    for _ in range(_randint(g, 20, 60)):
+    for _ in range(int(_randint(g, 20, 60) * s)):
         flakes = torch.maximum(flakes, c.blob(_uniform(g, 0, 1), _uniform(g, 0, 1), _uniform(g, 0.004, 0.01)))
     return _over(image, _colour(1.0, 1.0, 1.0), flakes), None
 
 
-def _sunset(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _sunset(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     horizon = _uniform(g, 0.5, 0.72)
     top, middle = _jitter(g, (0.3, 0.15, 0.42), 0.08), _jitter(g, (0.95, 0.45, 0.15), 0.06)
     low = _jitter(g, (1.0, 0.78, 0.3), 0.05)
     t = (c.y / horizon).clamp(0, 1)
     sky = torch.where(t < 0.6, top + (middle - top) * (t / 0.6), middle + (low - middle) * ((t - 0.6) / 0.4))
     sun_x, sun_r = _uniform(g, 0.2, 0.8), _uniform(g, 0.05, 0.1)
-    sky = _over(sky, _colour(1.0, 0.93, 0.7), c.ellipse(horizon - sun_r * 0.4, sun_x, sun_r, sun_r))
-    sky = sky + 0.35 * c.blob(horizon, sun_x, 0.18) * _colour(1.0, 0.6, 0.2)
+    sky = _over(sky, _colour(1.0, 0.93, 0.7), c.ellipse(horizon - sun_r * 0.4, sun_x, sun_r, sun_r) * s)
+    sky = sky + 0.35 * s * c.blob(horizon, sun_x, 0.18) * _colour(1.0, 0.6, 0.2)
+    # Low salience: the warm colours fade into an ordinary dusk sky.
+    dusk = _jitter(g, (0.45, 0.5, 0.65), 0.08) + 0.15 * t
+    sky = sky * (0.3 + 0.7 * s) + dusk * (0.7 - 0.7 * s)
     ridge = horizon + 0.03 * torch.sin(c.x * _uniform(g, 3, 10) + _uniform(g, 0, 6.3))
     if float(torch.rand((), generator=g)) < 0.5:  # dark land in silhouette
         ground = _jitter(g, (0.12, 0.06, 0.08), 0.04).expand(3, c.size, c.size)
@@ -257,17 +279,20 @@ def _sunset(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor 
     return _over(sky.clamp(0, 1), ground, torch.sigmoid((c.y - ridge) / c.edge)), None
 
 
-def _greenery(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _greenery(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     image = _jitter(g, (0.08, 0.22, 0.06), 0.04) * (0.6 + 0.6 * c.noise(g, 8))
-    for _ in range(_randint(g, 35, 70)):
+    for _ in range(int(_randint(g, 35, 70) * _lerp(0.5, 1.0, s))):
         size = _uniform(g, 0.04, 0.12)
         leaf = c.ellipse(_uniform(g, -0.05, 1.05), _uniform(g, -0.05, 1.05), size, size * 0.4, _uniform(g, 0, 3.2))
         green = _jitter(g, (0.25, _uniform(g, 0.45, 0.75), 0.12), 0.1)
         image = _over(image, green * (0.75 + 0.25 * c.y.flip(0)), leaf)
-    return image.clamp(0, 1), None
+    # Low salience: a band of sky above the foliage (closer to a landscape).
+    skyline = (1 - s) * _uniform(g, 0.2, 0.55) + 0.03 * torch.sin(c.x * _uniform(g, 5, 15))
+    sky = _jitter(g, (0.5, 0.68, 0.9), 0.08)
+    return _over(image, sky, torch.sigmoid((skyline - c.y) / c.edge)).clamp(0, 1), None
 
 
-def _indoor(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _indoor(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     grey = _uniform(g, 0.45, 0.8)
     wall = _jitter(g, (grey, grey * 0.97, grey * 0.92), 0.08)
     table_y = _uniform(g, 0.55, 0.8)
@@ -277,7 +302,7 @@ def _indoor(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor 
     return (image * (0.7 + 0.45 * lamp)).clamp(0, 1), None
 
 
-def _city(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _city(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     sky = _jitter(g, (0.45, 0.55, 0.7), 0.1) + 0.2 * c.y
     image = sky.clamp(0, 1).expand(3, c.size, c.size).clone()
     windows = torch.zeros_like(c.y)
@@ -312,9 +337,9 @@ _HAIR = ((0.08, 0.06, 0.05), (0.3, 0.18, 0.1), (0.75, 0.6, 0.35), (0.55, 0.55, 0
 _FOOD = ((0.85, 0.15, 0.1), (0.95, 0.8, 0.2), (0.2, 0.6, 0.15), (0.45, 0.25, 0.1), (0.95, 0.5, 0.1), (0.95, 0.9, 0.75))
 
 
-def _portrait(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:
-    cy, cx = _uniform(g, 0.36, 0.46), _uniform(g, 0.4, 0.6)
-    ry = _uniform(g, 0.17, 0.24)
+def _portrait(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:
+    ry = _uniform(g, 0.85, 1.0) * _lerp(0.07, 0.24, s)  # low salience: a small figure in the scene
+    cy, cx = _uniform(g, 0.36, 0.46) + (0.24 - ry) * 0.8, _uniform(g, 0.3, 0.7)
     rx = ry * _uniform(g, 0.7, 0.82)
     skin = _jitter(g, _SKIN[_randint(g, 0, len(_SKIN) - 1)], 0.04)
     clothes = _jitter(g, (0.5, 0.5, 0.5), 0.45)
@@ -336,9 +361,9 @@ def _portrait(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tenso
     return image.clamp(0, 1), alpha, (cy, cx)
 
 
-def _food(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:
+def _food(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:
     cy, cx = _uniform(g, 0.5, 0.6), _uniform(g, 0.42, 0.58)
-    rx = _uniform(g, 0.3, 0.42)
+    rx = _uniform(g, 0.85, 1.0) * _lerp(0.14, 0.42, s)
     ry = rx * _uniform(g, 0.65, 0.95)  # seen at an angle the plate is an ellipse
     plate = c.ellipse(cy, cx, ry, rx)
     rim = plate - c.ellipse(cy, cx, ry * 0.82, rx * 0.82)
@@ -353,9 +378,10 @@ def _food(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, t
     return image.clamp(0, 1), plate, (cy, cx)
 
 
-def _text(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:
+def _text(c: _Canvas, g: torch.Generator, s: float) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:
     cy, cx = _uniform(g, 0.45, 0.55), _uniform(g, 0.45, 0.55)
-    half_h, half_w = _uniform(g, 0.32, 0.47), _uniform(g, 0.26, 0.42)
+    scale = _lerp(0.35, 1.0, s)  # low salience: a small, faint page
+    half_h, half_w = _uniform(g, 0.32, 0.47) * scale, _uniform(g, 0.26, 0.42) * scale
     angle = _uniform(g, -0.15, 0.15)
     cos, sin = math.cos(angle), math.sin(angle)
     v = cos * (c.y - cy) - sin * (c.x - cx)  # page coordinates: rows along v, characters along u
@@ -378,7 +404,8 @@ def _text(c: _Canvas, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, t
     row_i, col_i = row_f.clamp(0, lines - 1).long(), col_f.clamp(0, chars - 1).long()
     ink = glyphs[row_i, col_i] & inside & (row_f.frac() < 0.55) & (col_f.frac() < 0.8)
     paper = _jitter(g, (0.95, 0.94, 0.9), 0.04)
-    image = _over(paper.expand(3, c.size, c.size), _jitter(g, (0.1, 0.1, 0.15), 0.08), ink.float())
+    ink_colour = _jitter(g, (0.1, 0.1, 0.15), 0.08) * s + _colour(0.6, 0.6, 0.6) * (1 - s)
+    image = _over(paper.expand(3, c.size, c.size), ink_colour, ink.float())
     return image, page, (cy, cx)
 
 
@@ -398,26 +425,29 @@ def render_scene(spec: SceneSpec, size: int, g: torch.Generator) -> torch.Tensor
         ``(3, size, size)`` gamma-encoded sRGB in ``[0, 1]``.
     """
     c = _Canvas(size)
-    image, emissive = _ENVIRONMENT_RENDERERS[spec.environment](c, g)
+    s = spec.salience
+    image, emissive = _ENVIRONMENT_RENDERERS[spec.environment](c, g, s)
     linear = _to_linear(image)
     subject_centre = (0.4, 0.5)
     if spec.subject is not None:
-        subject, alpha, subject_centre = _SUBJECT_RENDERERS[spec.subject](c, g)
+        subject, alpha, subject_centre = _SUBJECT_RENDERERS[spec.subject](c, g, s)
         subject_linear = _to_linear(subject)
         if spec.backlight:
             # The light source sits behind the subject: the background blows out, the subject falls into
             # silhouette with a thin bright rim where light wraps around its edge.
             cy, cx = subject_centre
             glow = c.blob(cy - _uniform(g, 0.05, 0.25), cx + _uniform(g, -0.2, 0.2), _uniform(g, 0.2, 0.35))
-            linear = linear * _uniform(g, 2.0, 3.5) + _uniform(g, 1.5, 3.0) * glow * _jitter(g, (1.0, 0.9, 0.7), 0.1)
-            subject_linear = subject_linear * _uniform(g, 0.02, 0.07)
+            gain, flare = _uniform(g, 2.0, 3.5) * _lerp(0.5, 1.0, s), _uniform(g, 1.5, 3.0) * _lerp(0.15, 1.0, s)
+            linear = linear * gain + flare * glow * _jitter(g, (1.0, 0.9, 0.7), 0.1)
+            subject_linear = subject_linear * _uniform(g, 0.02, 0.07) * _lerp(8.0, 1.0, s)
             soft = F.avg_pool2d(alpha[None, None], 5, stride=1, padding=2, count_include_pad=False)[0, 0]
             rim = (alpha - soft).clamp(min=0) * 4
-            subject_linear = subject_linear + rim * 0.6
+            subject_linear = subject_linear + rim * 0.6 * s
         linear = _over(linear, subject_linear, alpha)
     linear = linear * _uniform(g, 0.8, 1.2) * _jitter(g, (1.0, 1.0, 1.0), 0.06)  # exposure and tint variety
     if spec.night:
-        linear = linear * _uniform(g, 0.01, 0.04) * _colour(0.8, 0.9, 1.2)
+        # Low salience: twilight rather than deep night.
+        linear = linear * _uniform(g, 0.01, 0.04) * _lerp(6.0, 1.0, s) * _colour(0.8, 0.9, 1.2)
         if emissive is not None:
             linear = linear + _to_linear(emissive) * _uniform(g, 0.3, 0.8)
         for _ in range(_randint(g, 3, 12)):  # street lamps and signs: a hot core with a glow around it
