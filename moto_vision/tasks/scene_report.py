@@ -98,6 +98,8 @@ def print_scene_report(
         return values.get(f"{prefix}{name}")
 
     console = Console()
+    if not console.is_terminal:  # logs and pipes: no 80-column wrapping of the tables
+        console = Console(width=120)
     kind = "multi-label" if multi_label else "multi-class"
     overall = Table(title=f"Scene detection: test metrics ({kind}, {len(class_names)} classes)", title_justify="left")
     overall.add_column("metric")
@@ -135,7 +137,7 @@ def print_scene_report(
     if per_class.row_count:
         console.print(per_class)
     if confusion_png is not None:
-        console.print(f"Confusion matrix: {confusion_png}")
+        console.print(f"Confusion matrix: {confusion_png}", soft_wrap=True)
 
 
 def _fmt(value: float | None) -> str:
