@@ -104,12 +104,15 @@ def _trainer(tmp_path: Path, **kwargs) -> Trainer:
 def test_checkpoint_restores_class_names_temperature_and_thresholds(tmp_path):
     seed_everything(0)
     model = SceneClassifier(class_names=["snow", "night", "portrait"], multi_label=True, backbone=TINY, image_size=16,
-                            log_predictions=False)  # fmt: skip
+                            loss_weighting="inverse_frequency", log_predictions=False)  # fmt: skip
     dm = SceneDataModule(classes=["snow", "night", "portrait"], multi_label=True, image_size=16, batch_size=16,
                          synthetic_train_size=32, synthetic_eval_size=48)  # fmt: skip
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=2, num_sanity_val_steps=0)
     trainer.fit(model, dm)
     assert model.temperature != 1.0 and model.thresholds != [0.5, 0.5, 0.5]  # fitted on validation
+    counts = dm.class_counts()
+    weights = model.criterion.class_weights
+    assert counts.min() < counts.max() and weights[counts.argmin()] > weights[counts.argmax()]  # rarer: heavier
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     restored = SceneClassifier.load_from_checkpoint(path)

@@ -349,9 +349,8 @@ class SceneClassifier(BaseTask):
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         probs = self.predict_proba(batch["image"])
         paths = batch.get("path")
-        if paths is None:
-            start = batch_idx * probs.shape[0]
-            paths = [f"sample_{start + i:06d}" for i in range(probs.shape[0])]
+        if paths is None:  # synthetic images have no file
+            paths = [f"batch{batch_idx:05d}_{i:03d}" for i in range(probs.shape[0])]
         return {"scores": probs, "path": list(paths)}
 
     # ----------------------------------------------------------------- reporting
