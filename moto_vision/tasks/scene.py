@@ -402,6 +402,18 @@ class SceneClassifier(BaseTask):
         """The deployed graph: ``[0, 1]`` sRGB image -> calibrated scene scores ``(B, K)``."""
         return CalibratedSceneModel(self.normalize, self.backbone, self.head, self.calibrator)
 
+    def outputs_from_export(self, scores: torch.Tensor) -> torch.Tensor:
+        """Logits equivalent to the exported calibrated scores, so exported models are scored by this task's metrics.
+
+        ``moto_vision.deploy`` calls it on the outputs of :meth:`export_module`. ``sigmoid(z / T) = p`` gives
+        ``z = T * logit(p)``; ``softmax(z / T) = p`` gives ``z = T * log(p)`` up to a per-image constant, which no
+        softmax, arg-max, loss or metric sees.
+        """
+        temperature = self.calibrator.temperature.to(scores.dtype)
+        if self.multi_label:
+            return temperature * torch.logit(scores, eps=1e-6)
+        return temperature * scores.clamp_min(1e-30).log()
+
     def export_metadata(self) -> dict[str, Any]:
         meta = super().export_metadata()
         meta.update(
