@@ -40,8 +40,26 @@ def _scene() -> tuple[Any, Any]:
     )
 
 
+def _awb() -> tuple[Any, Any]:
+    task, data = _classes("AWBRegressor", "AWBDataModule")
+    return (
+        task(backbone="test_efficientnet", image_size=SIZE, baselines=[]),
+        data(image_size=SIZE, train_size=16, val_size=8, test_size=16, batch_size=8),
+    )
+
+
+def _portrait() -> tuple[Any, Any]:
+    task, data = _classes("PortraitSegmenter", "PortraitDataModule")
+    return (
+        task(backbone="test_efficientnet", image_size=SIZE),
+        data(image_size=SIZE, synthetic_train_size=16, synthetic_val_size=8, synthetic_test_size=8, batch_size=8),
+    )
+
+
 #: name -> builder of a tiny (task, datamodule) pair.
 CASES: dict[str, Callable[[], tuple[Any, Any]]] = {
+    "awb": _awb,
+    "portrait": _portrait,
     "scene": _scene,
 }
 
