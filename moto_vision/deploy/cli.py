@@ -202,6 +202,12 @@ def _benchmark_parser() -> argparse.ArgumentParser:
 
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
     """``moto-vision benchmark``; returns 0 when every row was measured, 1 if any failed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `--fit-args "--trainer.x=1"` would be read as an option by argparse; bind the value to the flag.
+    for i, token in enumerate(argv[:-1]):
+        if token == "--fit-args":
+            argv[i : i + 2] = [f"--fit-args={argv[i + 1]}"]
+            break
     args = _benchmark_parser().parse_args(argv)
     ckpts, backbones = _split(args.ckpts), _split(args.backbones)
     precisions = _split(args.precisions) or ["fp32", "int8"]
