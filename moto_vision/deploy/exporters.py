@@ -112,27 +112,41 @@ def export_executorch(
 
     graph: torch.nn.Module = module
     info: dict[str, Any] = {"exporter": "torch.export + to_edge_transform_and_lower (XnnpackPartitioner)"}
-    partitioners = [XnnpackPartitioner()]
     if precision == "int8":
-        from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
-
         graph = quantize_pt2e(module, example, calibration or [])
         info["quantization"] = FORMATS["executorch"].int8
-        # Quantized partitions first, then float ones. With one mixed partitioner (ExecuTorch 1.5.1) an int8 conv
-        # whose output feeds an op XNNPACK lacks (e.g. softplus) returns its output in the wrong layout at run time
-        # ("Attempted to resize a static tensor ... Failed to resize output tensor for XNNExecutor").
-        partitioners = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.STATIC_QUANT), XnnpackPartitioner()]
     program = torch.export.export(graph, (example,))
-    edge = to_edge_transform_and_lower(
-        program,
-        partitioner=partitioners,
-        constant_methods={PTE_METADATA_METHOD: json.dumps(facts)},
-    )
-    info.update(_delegation(edge))
+    constant_methods = {PTE_METADATA_METHOD: json.dumps(facts)}
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constant_methods)
     buffer = edge.to_executorch().buffer
+    if precision == "int8" and (error := _smoke_run(buffer, example)) is not None:
+        # ExecuTorch 1.5.1: with one mixed partitioner, an int8 conv whose output feeds an op XNNPACK lacks (AWB's
+        # softplus) hands that output over in the wrong layout at run time ("Failed to resize output tensor for
+        # XNNExecutor"). Lowering the quantized partitions first avoids it, at the cost of more partitions and
+        # layout copies between them, so it is only the fallback.
+        from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
+
+        quantized_first = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.STATIC_QUANT), XnnpackPartitioner()]
+        program = torch.export.export(graph, (example,))
+        edge = to_edge_transform_and_lower(program, partitioner=quantized_first, constant_methods=constant_methods)
+        buffer = edge.to_executorch().buffer
+        info["exporter"] += ", quantized partitions lowered first"
+        info["fallback_reason"] = [f"one XnnpackPartitioner: the program fails at run time ({error})"]
+    info.update(_delegation(edge))
     with atomic_output(path) as temporary:
         temporary.write_bytes(buffer)
     return info
+
+
+def _smoke_run(buffer: bytes, example: torch.Tensor) -> str | None:
+    """Run a lowered program once in the ExecuTorch runtime; the error message if it fails, else ``None``."""
+    from executorch.runtime import Runtime
+
+    try:
+        Runtime.get().load_program(buffer).load_method("forward").execute([example])
+    except Exception as error:  # the runtime raises RuntimeError with an error code
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _delegation(edge: Any) -> dict[str, Any]:
