@@ -13,8 +13,10 @@ and parity batches from the datamodule), so exporting several formats of one mod
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -186,7 +188,16 @@ class ExportSession:
         if data_config is not None:
             datamodule = datamodule_from_config(data_config)
         elif info.datamodule_class:
-            datamodule = build_datamodule(info.datamodule_class, info.datamodule_hparams, num_workers=0, **overrides)
+            try:
+                datamodule = build_datamodule(
+                    info.datamodule_class, info.datamodule_hparams, num_workers=0, **overrides
+                )
+            except Exception as error:  # a moved dataset, a renamed class...: say what and how to fix it
+                raise ValueError(
+                    f"{info.path} was trained with {info.datamodule_class}({info.datamodule_hparams}), which cannot "
+                    f"be rebuilt here ({type(error).__name__}: {error}). Pass a recipe whose data: section points at "
+                    "data on this machine: --data-config recipes/<task>.yaml (data_config=...)."
+                ) from error
         else:
             datamodule = None
         return cls(task, info, datamodule, **kwargs)
@@ -206,14 +217,16 @@ class ExportSession:
                     "int8 export needs calibration images from the task's datamodule, but the checkpoint records "
                     "none. Pass the training recipe: `--data-config recipes/<task>.yaml`."
                 )
-            self._calibration = calibration_images(data_batches(self.datamodule, "val"), self.calibration_count)
+            with self._data_errors("val"):
+                self._calibration = calibration_images(data_batches(self.datamodule, "val"), self.calibration_count)
         return self._calibration
 
     def test_batches(self) -> list[dict[str, Any]]:
         """Batches for parity and metrics: the datamodule's test split, else 4 batches of random images."""
         if self._test_batches is None:
             if self.datamodule is not None:
-                self._test_batches = list(data_batches(self.datamodule, "test", self.parity_count))
+                with self._data_errors("test"):
+                    self._test_batches = list(data_batches(self.datamodule, "test", self.parity_count))
             else:
                 generator = torch.Generator().manual_seed(1)
                 size = self.example.shape[-2:]
@@ -221,6 +234,17 @@ class ExportSession:
                     {"image": torch.rand(4, 3, *size, generator=generator)} for _ in range(self.parity_count or 4)
                 ]
         return self._test_batches
+
+    @contextlib.contextmanager
+    def _data_errors(self, split: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:
+            name = type(self.datamodule).__name__
+            raise RuntimeError(
+                f"Could not read the {split} split of {name}: {type(error).__name__}: {error}. Check the data it "
+                "points at, or pass a recipe for data on this machine: --data-config recipes/<task>.yaml."
+            ) from error
 
     @property
     def has_ground_truth(self) -> bool:
