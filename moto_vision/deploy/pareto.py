@@ -54,32 +54,31 @@ def pareto_front(rows: Sequence[BenchmarkRow], higher_is_better: bool = True) ->
 def plot_pareto(
     rows: Sequence[BenchmarkRow], front: Sequence[BenchmarkRow], path: str | os.PathLike[str], title: str = ""
 ) -> Path:
-    """Scatter of latency vs metric per model, format and precision, with the front drawn as a step line."""
+    """Latency vs metric: colour = model, marker = format and precision; the front is a dashed step, labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     path = Path(path)
-    figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
-    groups: dict[str, list[BenchmarkRow]] = {}
-    for row in rows:
-        if row.latency_p50_ms is not None and row.metric_value is not None:
-            groups.setdefault(f"{row.format} {row.precision}", []).append(row)
-    markers = ["o", "s", "^", "D", "v", "P", "X"]
-    for i, (label, group) in enumerate(sorted(groups.items())):
+    points = [r for r in rows if r.latency_p50_ms is not None and r.metric_value is not None]
+    models = list(dict.fromkeys(r.model for r in points))
+    kinds = list(dict.fromkeys(f"{r.format} {r.precision}" for r in points))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    markers = {k: "osD^vPX*"[i % 8] for i, k in enumerate(kinds)}
+    figure, axes = plt.subplots(figsize=(10, 5.2), dpi=120)
+    for r in points:
         axes.scatter(
-            [r.latency_p50_ms for r in group],
-            [r.metric_value for r in group],
-            label=label,
-            marker=markers[i % len(markers)],
-            s=40,
+            r.latency_p50_ms,
+            r.metric_value,
+            color=colours[r.model],
+            marker=markers[f"{r.format} {r.precision}"],
+            s=46,
             zorder=3,
+            edgecolors="black",
+            linewidths=0.4,
         )
-        for r in group:
-            axes.annotate(
-                r.model, (r.latency_p50_ms, r.metric_value), fontsize=7, xytext=(4, 3), textcoords="offset points"
-            )
     if front:
         axes.step(
             [r.latency_p50_ms for r in front],
@@ -88,16 +87,38 @@ def plot_pareto(
             color="black",
             linestyle="--",
             linewidth=1,
-            label="Pareto front",
             zorder=2,
         )
+        for r in front:
+            axes.annotate(
+                f"{r.model}\n{r.format} {r.precision}",
+                (r.latency_p50_ms, r.metric_value),
+                fontsize=7,
+                xytext=(6, 5),
+                textcoords="offset points",
+            )
+    model_legend = axes.legend(
+        handles=[Line2D([], [], marker="o", linestyle="", color=colours[m], label=m) for m in models],
+        title="model",
+        fontsize=7,
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+    axes.add_artist(model_legend)
+    kind_handles = [Line2D([], [], marker=markers[k], linestyle="", color="grey", label=k) for k in kinds]
+    kind_handles.append(Line2D([], [], linestyle="--", color="black", label="Pareto front"))
+    axes.legend(
+        handles=kind_handles, title="format", fontsize=7, title_fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0.0)
+    )
     metric = next((r.metric for r in rows if r.metric), "metric")
     axes.set_xlabel("latency p50 (ms, batch 1)")
     axes.set_ylabel(f"{metric} (test split)")
     axes.set_title(title or "Accuracy-latency trade-off")
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.margins(y=0.15)
     figure.tight_layout()
+    figure.subplots_adjust(right=0.74)  # room for the two legends beside the axes
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
