@@ -106,6 +106,23 @@ def test_sweep_trains_backbones_with_the_recipe_and_takes_checkpoints(checkpoint
     assert (tmp_path / "pareto.png").is_file()
 
 
+def test_run_directory_resolves_to_its_newest_best_checkpoint(checkpoints, tmp_path):
+    import os
+    import shutil
+
+    from moto_vision.deploy.source import resolve_checkpoint
+
+    for version, source in enumerate(checkpoints):
+        target = tmp_path / f"lightning_logs/version_{version}/checkpoints/best.ckpt"
+        target.parent.mkdir(parents=True)
+        shutil.copy(source, target)
+        os.utime(target, (1_000_000 + version, 1_000_000 + version))
+    assert resolve_checkpoint(tmp_path) == tmp_path / "lightning_logs/version_1/checkpoints/best.ckpt"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="No best"):
+        resolve_checkpoint(tmp_path / "empty")
+
+
 def _row(model: str, latency: float, value: float) -> BenchmarkRow:
     return BenchmarkRow(model, "executorch", "fp32", "verified", latency_p50_ms=latency, metric_value=value)
 

@@ -46,12 +46,16 @@ def _export_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            "  moto-vision export --ckpt runs/scene/checkpoints/best.ckpt --format executorch --output export/\n"
+            "  moto-vision export --ckpt runs/scene --format executorch --output export/\n"
             "  moto-vision export --ckpt best.ckpt --format executorch,onnx --quantize int8 --output export/\n"
             "  python -c \"from moto_vision.deploy import load; m = load('export/scene_int8.pte'); print(m(x))\""
         ),
     )
-    parser.add_argument("--ckpt", required=True, help="task checkpoint (.ckpt) written by `moto-vision fit`")
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="task checkpoint (.ckpt) written by `moto-vision fit`, or its run directory (newest best*.ckpt there)",
+    )
     parser.add_argument(
         "--format",
         action="append",
@@ -171,13 +175,13 @@ def _benchmark_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            "  moto-vision benchmark --ckpt runs/scene/checkpoints/best.ckpt --output bench/scene\n"
+            "  moto-vision benchmark --ckpt runs/scene --output bench/scene\n"
             "  moto-vision benchmark --config recipes/scene.yaml --backbones mobilenetv3_small_050,lcnet_100 "
             "--epochs 3 --output bench/sweep"
         ),
     )
     source = parser.add_argument_group("what to benchmark")
-    source.add_argument("--ckpt", help="one task checkpoint")
+    source.add_argument("--ckpt", help="one task checkpoint (.ckpt, or a run directory: its newest best*.ckpt)")
     source.add_argument("--ckpts", action="append", help="sweep over these checkpoints (comma-separated)")
     source.add_argument("--backbones", action="append", help="sweep: train these timm backbones (comma-separated)")
     source.add_argument("--config", help="the task recipe used to train --backbones")
@@ -281,12 +285,12 @@ def _profile_parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:\n"
             "  moto-vision profile --model mobilenetv3_large_100 --image-size 224\n"
-            "  moto-vision profile --ckpt runs/awb/checkpoints/best.ckpt --top 15 --output awb_profile.md"
+            "  moto-vision profile --ckpt runs/awb --top 15 --output awb_profile.md"
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="timm model name (a classifier, as in timm's model cards)")
-    source.add_argument("--ckpt", help="task checkpoint: profiles task.export_module()")
+    source.add_argument("--ckpt", help="task checkpoint or run directory: profiles task.export_module()")
     parser.add_argument("--task", help="task class, for checkpoints that do not record it")
     parser.add_argument("--image-size", type=int, help="input size (default: 224 for --model, image_size for --ckpt)")
     parser.add_argument(

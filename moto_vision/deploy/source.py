@@ -32,6 +32,7 @@ __all__ = [
     "load_task",
     "prepare_inference_module",
     "read_checkpoint_info",
+    "resolve_checkpoint",
     "resolve_class",
 ]
 
@@ -57,9 +58,25 @@ class CheckpointInfo:
     datamodule_hparams: dict[str, Any] = field(default_factory=dict)
 
 
-def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
-    """Read the task and datamodule records of a Lightning checkpoint written by a moto-vision task."""
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or for a run directory its newest ``best*.ckpt`` (else ``last*.ckpt``)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        for pattern in ("best*.ckpt", "last*.ckpt"):
+            found = sorted(path.rglob(pattern), key=lambda p: p.stat().st_mtime)
+            if found:
+                return found[-1]
+        raise FileNotFoundError(f"No best*.ckpt or last*.ckpt under {path}. Train first, or pass the .ckpt file.")
+    return path
+
+
+def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """Read the task and datamodule records of a Lightning checkpoint written by a moto-vision task.
+
+    Args:
+        path: a ``.ckpt`` file, or a run directory (its newest ``best*.ckpt``, else ``last*.ckpt``).
+    """
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}. Pass the .ckpt written by `moto-vision fit`.")
     try:
