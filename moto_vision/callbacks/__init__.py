@@ -1,5 +1,6 @@
-"""Lightning callbacks: visual logging of predictions."""
+"""Lightning callbacks: visual logging of predictions, prediction writers."""
 
+from moto_vision.callbacks.segmentation import SegmentationPredictionWriter
 from moto_vision.callbacks.visual import PredictionGridLogger
 
-__all__ = ["PredictionGridLogger"]
+__all__ = ["PredictionGridLogger", "SegmentationPredictionWriter"]

@@ -59,7 +59,7 @@ class BaseDataModule(LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self.predict_dataset: Dataset | None = None
-        self._augmentations: nn.ModuleDict | None = None
+        self._augmentations: dict[str, nn.Module] | None = None
 
     # ----------------------------------------------------------------- augmentation
     def build_augmentations(self) -> dict[str, nn.Module]:
@@ -67,9 +67,11 @@ class BaseDataModule(LightningDataModule):
         return {}
 
     @property
-    def augmentations(self) -> nn.ModuleDict:
+    def augmentations(self) -> dict[str, nn.Module]:
+        # A plain dict, not nn.ModuleDict: a ModuleDict cannot hold the key "train" (nn.Module.train exists), and
+        # a datamodule is no nn.Module, so nothing would register the modules anyway; they are moved per batch.
         if self._augmentations is None:
-            self._augmentations = nn.ModuleDict(self.build_augmentations())
+            self._augmentations = dict(self.build_augmentations())
         return self._augmentations
 
     def augment(self, batch: Batch, augmentation: nn.Module, split: str) -> Batch:

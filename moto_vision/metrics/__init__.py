@@ -1,3 +1,5 @@
 """torchmetrics ``Metric`` classes for the camera tasks (no Lightning; DDP-synced by torchmetrics)."""
 
-__all__: list[str] = []
+from moto_vision.metrics.segmentation import BoundaryFScore
+
+__all__: list[str] = ["BoundaryFScore"]
