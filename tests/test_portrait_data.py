@@ -208,3 +208,15 @@ def test_flip_swaps_left_and_right_and_warp_marks_outside_as_ignored():
     warp.jitter = None
     _, shrunk = warp(torch.rand(2, 3, 32, 32), torch.ones(2, 32, 32, dtype=torch.long))
     assert shrunk[:, 0, 0].eq(255).all() and shrunk[:, 16, 16].eq(1).all()
+
+
+def test_camera_pipeline_changes_the_image_only():
+    dm = PortraitDataModule(image_size=32, synthetic_train_size=4, batch_size=4, isp_preset="heavy")
+    dm.setup("fit")
+    augment = dm.build_augmentations()["train"]
+    augment.hflip, augment.affine, augment.jitter = 0.0, None, None  # leave only the camera pipeline
+    batch = next(iter(dm.train_dataloader()))
+    image, mask = augment(batch["image"].clone(), batch["mask"].clone())
+    assert torch.equal(mask, batch["mask"])
+    assert (image - batch["image"]).abs().mean() > 0.01
+    assert PortraitDataModule(isp_preset="none").build_augmentations()["train"].photometric is None

@@ -83,6 +83,9 @@ class PortraitDataModule(BaseDataModule):
         synthetic_test_size: synthetic test samples (a fixed set).
         synthetic_framing: ``"half_body"`` or ``"face"``; ``None`` picks ``face`` for parts, else ``half_body``.
         augment: flip, affine and colour augmentation of training batches.
+        isp_preset: camera-pipeline augmentation of training images (:func:`moto_vision.isp.isp_preset`, sRGB
+            domain: illuminant and white-balance errors, exposure, vignetting, sensor noise); the masks are
+            untouched. ``"none"`` disables it.
         predict_root: folder of images for ``predict`` (default: the test split).
         batch_size: samples per batch.
         num_workers: data-loading workers.
@@ -105,6 +108,7 @@ class PortraitDataModule(BaseDataModule):
         synthetic_test_size: int = 128,
         synthetic_framing: Literal["half_body", "face"] | None = None,
         augment: bool = True,
+        isp_preset: Literal["none", "light", "default", "heavy"] = "default",
         predict_root: str | None = None,
         batch_size: int = 16,
         num_workers: int = 0,
@@ -123,6 +127,7 @@ class PortraitDataModule(BaseDataModule):
         self.synthetic_sizes = {"train": synthetic_train_size, "val": synthetic_val_size, "test": synthetic_test_size}
         self.synthetic_framing = synthetic_framing or ("face" if labels == "parts" else "half_body")
         self.augment_train = augment
+        self.isp_preset = isp_preset
         self.predict_root = predict_root
         self._check_arguments()
 
@@ -217,7 +222,10 @@ class PortraitDataModule(BaseDataModule):
     def build_augmentations(self) -> dict[str, nn.Module]:
         if not self.augment_train:
             return {}
-        return {"train": SegmentationAugmentation(flip_permutation(self.class_names))}
+        from moto_vision.isp import isp_preset
+
+        camera = isp_preset(self.isp_preset, "srgb") if self.isp_preset != "none" else None  # type: ignore[arg-type]
+        return {"train": SegmentationAugmentation(flip_permutation(self.class_names), photometric=camera)}
 
     def augment(self, batch: dict[str, Any], augmentation: nn.Module, split: str) -> dict[str, Any]:
         batch["image"], batch["mask"] = augmentation(batch["image"], batch["mask"])
