@@ -163,8 +163,8 @@ def test_lapa_and_datamodule_on_real_layout(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 3, 32, 32) and batch["mask"].shape == (2, 32, 32)
     assert batch["mask"][0, 0].eq(255).all()  # letterbox padding (24x32 -> 32x32) is ignored
-    with pytest.raises(ValueError, match="class_names"):
-        PortraitDataModule(root=str(root), format="lapa", labels="parts", class_names=["a", "b"])
+    with pytest.raises(ValueError, match="mask_class_names"):
+        PortraitDataModule(root=str(root), format="lapa", labels="parts", mask_class_names=["a", "b"])
     with pytest.raises(ValueError, match="needs the dataset folder"):
         PortraitDataModule(format="lapa")
 

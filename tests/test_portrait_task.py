@@ -95,7 +95,6 @@ def test_recipe_fit_test_predict_through_the_cli(tmp_path, capsys):
         str(REPO / "recipes" / "portrait.yaml"),
         f"--trainer.default_root_dir={tmp_path / 'run'}",
         "--trainer.enable_progress_bar=false",
-        "--trainer.logger=false",
         "--model.init_args.image_size=32",
         "--model.init_args.backbone=test_efficientnet",
         "--data.init_args.image_size=32",
@@ -117,3 +116,24 @@ def test_recipe_fit_test_predict_through_the_cli(tmp_path, capsys):
     assert wide.size == (40, 24) and tall.size == (24, 40)  # original sizes, EXIF orientation applied
     assert set(np.unique(np.asarray(wide)).tolist()) <= {0, 255}
     assert Image.open(out / "overlays" / "phone" / "tall.png").size == (24, 40)
+
+
+def test_face_parsing_recipe_runs(tmp_path):
+    # Also checks that model and data hyperparameters merge for the loggers (no clashing names).
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "recipes" / "face_parsing.yaml"),
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.max_epochs=1",
+        "--model.init_args.image_size=32",
+        "--model.init_args.backbone=test_efficientnet",
+        "--data.init_args.image_size=32",
+        "--data.init_args.synthetic_train_size=2",
+        "--data.init_args.synthetic_val_size=2",
+        "--data.init_args.synthetic_test_size=2",
+        "--data.init_args.batch_size=2",
+    ]
+    assert main(args) == 0
+    assert list(tmp_path.rglob("best*.ckpt"))

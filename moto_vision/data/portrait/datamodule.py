@@ -71,8 +71,9 @@ class PortraitDataModule(BaseDataModule):
             ``mask_folder``, ``matting``, ``celebamask_hq``, ``lapa``.
         labels: ``"person"`` for binary person masks (any non-background class is the person) or
             ``"parts"`` for the dataset's classes (face parsing).
-        class_names: class names of ``mask_folder`` id masks with ``labels="parts"`` (id order); other
-            formats fix their own classes.
+        mask_class_names: class names of ``mask_folder`` id masks with ``labels="parts"`` (id order); other
+            formats fix their own classes. (Not ``class_names``: that is the model's argument, and Lightning
+            refuses a datamodule and a model hyperparameter of the same name with different values.)
         image_size: side of the square training images (equal to the model's ``image_size``).
         resize: ``"letterbox"`` (keep aspect, pad; the padding is ignored) or ``"stretch"``.
         splits: split-manifest folder (``train.txt`` / ``val.txt`` / ``test.txt``) overriding the format's splits.
@@ -97,7 +98,7 @@ class PortraitDataModule(BaseDataModule):
         root: str | None = None,
         format: str = "synthetic",
         labels: Literal["person", "parts"] = "person",
-        class_names: list[str] | None = None,
+        mask_class_names: list[str] | None = None,
         image_size: int = 256,
         resize: Literal["letterbox", "stretch"] = "letterbox",
         splits: str | None = None,
@@ -118,7 +119,7 @@ class PortraitDataModule(BaseDataModule):
         self.root = root
         self.format = format
         self.labels = labels
-        self.user_class_names = class_names
+        self.user_class_names = mask_class_names
         self.image_size = image_size
         self.resize = resize
         self.splits = splits
@@ -143,7 +144,7 @@ class PortraitDataModule(BaseDataModule):
                 raise ValueError("Matting datasets only have person mattes: use labels='person'.")
             if self.labels == "parts" and self.format == "mask_folder" and not self.user_class_names:
                 raise ValueError(
-                    "mask_folder with labels='parts' needs class_names (one name per class id, background first)."
+                    "mask_folder with labels='parts' needs mask_class_names (one name per class id, background first)."
                 )
         self.class_names  # noqa: B018 (validates class_names early)
 
@@ -159,8 +160,8 @@ class PortraitDataModule(BaseDataModule):
         if fixed is not None:
             if self.user_class_names and list(self.user_class_names) != list(fixed):
                 raise ValueError(
-                    f"format {self.format!r} has the classes {list(fixed)}; class_names {self.user_class_names} "
-                    "differ. Drop class_names or make them equal."
+                    f"format {self.format!r} has the classes {list(fixed)}; mask_class_names {self.user_class_names} "
+                    "differ. Drop mask_class_names or make them equal."
                 )
             return list(fixed)
         return list(self.user_class_names or [])

@@ -366,6 +366,7 @@ def index_celebamask_hq(root: Path) -> list[SampleRecord]:
                 mask=[found[name] for name in ordered],
                 extra={
                     "mask_kind": "parts",
+                    "num_classes": len(CELEBAMASK_HQ_CLASSES),
                     "part_ids": [class_id[name] for name in ordered],
                     # Masks are annotated at 512x512 on the 1024x1024 images; images are resized to the masks.
                     "resize_image_to_mask": True,
@@ -402,7 +403,8 @@ def index_lapa(root: Path) -> list[SampleRecord]:
         folder = root / split
         if (folder / "images").is_dir() and (folder / "labels").is_dir():
             for image, label in _pair_by_stem(folder / "images", folder / "labels"):
-                records.append(SampleRecord(image=image, split=split, mask=label, extra={"mask_kind": "ids"}))
+                extra = {"mask_kind": "ids", "num_classes": len(LAPA_CLASSES)}
+                records.append(SampleRecord(image=image, split=split, mask=label, extra=extra))
     if not records:
         raise PortraitDataError(f"No LaPa samples under {root}. Expected {layout}.")
     return records
