@@ -14,7 +14,16 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
-__all__ = ["BoundaryFScore", "dilate", "disk_kernel", "erode", "label_boundaries", "to_label_map"]
+__all__ = [
+    "BoundaryFScore",
+    "boundary_pixels",
+    "dilate",
+    "disk_kernel",
+    "disk_offsets",
+    "erode",
+    "label_boundaries",
+    "to_label_map",
+]
 
 
 @functools.lru_cache(maxsize=16)
@@ -44,6 +53,40 @@ def erode(region: torch.Tensor) -> torch.Tensor:
     flat = region.reshape(-1, 1, *region.shape[-2:]).float()
     eroded = -F.max_pool2d(-flat, kernel_size=3, stride=1, padding=1)
     return eroded.reshape(region.shape) > 0.5
+
+
+def boundary_pixels(labels: torch.Tensor) -> torch.Tensor:
+    """Pixels of a ``(B, H, W)`` label map with an 8-neighbour of another label (inner boundaries of all regions).
+
+    The image border is not a boundary. One pass for all classes: a pixel is on a boundary when the 3x3 maximum
+    or minimum of the labels around it differs from its own label.
+    """
+    flat = labels.unsqueeze(1).float()
+    high = F.max_pool2d(flat, kernel_size=3, stride=1, padding=1)
+    low = -F.max_pool2d(-flat, kernel_size=3, stride=1, padding=1)
+    return ((high != flat) | (low != flat)).squeeze(1)
+
+
+@functools.lru_cache(maxsize=16)
+def disk_offsets(radius: int) -> tuple[tuple[int, int], ...]:
+    """Integer ``(dy, dx)`` offsets within a Euclidean disk of ``radius`` pixels."""
+    r = int(radius)
+    return tuple((dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= r * r + 1e-6)
+
+
+def _matched(source: torch.Tensor, other: torch.Tensor, radius: int) -> torch.Tensor:
+    """Where ``source >= 0``: whether ``other`` holds the same label within ``radius`` pixels (both ``(B, H, W)``).
+
+    Shifting the label map over the disk's offsets compares classes directly, so the cost does not grow with
+    the number of classes (a per-class dilation would).
+    """
+    h, w = source.shape[-2:]
+    padded = F.pad(other, (radius, radius, radius, radius), value=-1)
+    found = torch.zeros_like(source, dtype=torch.bool)
+    for dy, dx in disk_offsets(radius):
+        window = padded[:, radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+        found |= window == source
+    return found & (source >= 0)
 
 
 def label_boundaries(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -149,13 +192,20 @@ class BoundaryFScore(Metric):
             valid = erode(target != self.ignore_index)
         else:
             valid = torch.ones_like(target, dtype=torch.bool)
-        pred_b = label_boundaries(labels, self.num_classes) & valid.unsqueeze(1)
-        target_b = label_boundaries(target, self.num_classes) & valid.unsqueeze(1)
-        dims = (0, 2, 3)
-        self.pred_boundary += pred_b.sum(dims).double()
-        self.target_boundary += target_b.sum(dims).double()
-        self.pred_matched += (pred_b & dilate(target_b, self.tolerance)).sum(dims).double()
-        self.target_matched += (target_b & dilate(pred_b, self.tolerance)).sum(dims).double()
+        in_range = (labels >= 0) & (labels < self.num_classes)
+        # Boundary pixels carry their class; every other pixel is -1.
+        pred_b = torch.where(boundary_pixels(labels) & valid & in_range, labels, -1)
+        target_b = torch.where(boundary_pixels(target) & valid & (target < self.num_classes), target, -1)
+        pred_hit = _matched(pred_b, target_b, self.tolerance)
+        target_hit = _matched(target_b, pred_b, self.tolerance)
+
+        def count(classes: torch.Tensor) -> torch.Tensor:
+            return torch.bincount(classes, minlength=self.num_classes)[: self.num_classes].double()
+
+        self.pred_boundary += count(pred_b[pred_b >= 0])
+        self.target_boundary += count(target_b[target_b >= 0])
+        self.pred_matched += count(pred_b[pred_hit])
+        self.target_matched += count(target_b[target_hit])
 
     def compute(self) -> torch.Tensor:
         precision = self.pred_matched / self.pred_boundary.clamp_min(1)

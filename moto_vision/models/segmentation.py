@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moto_vision.metrics.segmentation import dilate, erode, label_boundaries
+from moto_vision.metrics.segmentation import boundary_pixels, dilate, erode
 
 __all__ = [
     "DECODERS",
@@ -410,7 +410,7 @@ class SegmentationLoss(nn.Module):
         if self.boundary_weight > 0:
             with torch.no_grad():
                 # Edges against unlabelled pixels (letterbox padding, ignore regions) are not real boundaries.
-                edges = label_boundaries(safe.masked_fill(~valid, -1), self.num_labels).any(dim=1) & erode(valid)
+                edges = boundary_pixels(safe.masked_fill(~valid, -1)) & erode(valid)
                 band = (dilate(edges, self.boundary_width) & valid).float() * weights
             terms["boundary"] = (per_pixel * band).sum() / band.sum().clamp_min(1.0)
             loss = loss + self.boundary_weight * terms["boundary"]
