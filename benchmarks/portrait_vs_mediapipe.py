@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.ort_threads
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        onnx_bytes = onnx_path.stat().st_size
+        # The exporter may keep weights in a side file next to the graph: count everything it wrote.
+        onnx_bytes = sum(f.stat().st_size for f in Path(folder).iterdir() if f.is_file())
 
     def ours_once() -> float:
         start = time.perf_counter()
@@ -287,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Portrait segmentation at {args.size}x{args.size}, batch 1 ({result['machine']}; "
         f"{args.rounds} alternating rounds of {args.runs} runs)"
     )
-    print(f"{'model':<52} {'params':>9} {'MMACs':>8} {'median ms':>10} {'p10':>7} {'p90':>7} {'cores':>6}")
+    header = (
+        f"{'model':<52} {'params':>9} {'MMACs':>8} {'file KB':>8} {'median ms':>10} {'p10':>7} {'p90':>7} {'cores':>6}"
+    )
+    print(header)
     for key in ("mediapipe", "ours"):
         entry = result[key]
         if "skipped" in entry:
@@ -295,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         macs_m = f"{entry['macs'] / 1e6:.1f}" if entry.get("macs") else "n/a"
         label = f"{entry['model']} [{entry['runtime'].split(' (')[0].split(' Tasks')[0]}]"
+        size_kb = (entry.get("file_bytes") or entry.get("onnx_bytes") or 0) / 1024
         print(
-            f"{label:<52} {entry['params'] or 0:>9,} {macs_m:>8} {entry['median_ms']:>10.2f} "
+            f"{label:<52} {entry['params'] or 0:>9,} {macs_m:>8} {size_kb:>8.0f} {entry['median_ms']:>10.2f} "
             f"{entry['p10_ms']:>7.2f} {entry['p90_ms']:>7.2f} {entry['cores_busy']:>6.2f}"
         )
     if "ratio" in result:
