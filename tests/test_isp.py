@@ -216,3 +216,13 @@ def test_single_image_batch_and_grey_broadcast():
     x = _images(1)
     raw, params = isp.unprocess(x)
     assert raw.shape == (1, 3, 16, 16) and params["ccm"].shape == (1, 3, 3)
+
+
+def test_noise_inplace_fast_path_matches_autograd_path():
+    x = _images(2)
+    n = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fast = isp.add_sensor_noise(x, 0.01, 1e-3, noise=n)
+    slow = isp.add_sensor_noise(x.clone().requires_grad_(True), 0.01, 1e-3, noise=n)
+    assert torch.allclose(fast, slow.detach(), atol=1e-6)
+    assert torch.equal(n, torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))  # caller's noise kept

@@ -2,5 +2,6 @@
 
 from moto_vision.data.base import BaseDataModule
 from moto_vision.data.portrait import PortraitDataModule
+from moto_vision.data.scene import SceneDataModule
 
-__all__ = ["BaseDataModule", "PortraitDataModule"]
+__all__ = ["BaseDataModule", "PortraitDataModule", "SceneDataModule"]

@@ -68,9 +68,9 @@ class BaseDataModule(LightningDataModule):
 
     @property
     def augmentations(self) -> dict[str, nn.Module]:
-        # A plain dict, not nn.ModuleDict: a ModuleDict cannot hold the key "train" (nn.Module.train exists), and
-        # a datamodule is no nn.Module, so nothing would register the modules anyway; they are moved per batch.
+        """The per-split augmentation modules, built once on first use."""
         if self._augmentations is None:
+            # A plain dict: nn.ModuleDict would refuse the key "train" (it clashes with Module.train).
             self._augmentations = dict(self.build_augmentations())
         return self._augmentations
 

@@ -64,6 +64,11 @@ def _upcast(x: Tensor) -> Tensor:
     return x.float() if x.dtype in _HALF_DTYPES else x
 
 
+def _scalar(value: float, like: Tensor) -> Tensor:
+    """A 0-d tensor for ``torch.addcmul``'s constant operands: ``a + x * b`` in one pass over ``x``."""
+    return torch.tensor(value, dtype=like.dtype, device=like.device)
+
+
 # --------------------------------------------------------------------------------------------- transfer curves
 def srgb_to_linear(image: Tensor) -> Tensor:
     """Decode the sRGB transfer curve (IEC 61966-2-1) to linear light.
@@ -79,7 +84,7 @@ def srgb_to_linear(image: Tensor) -> Tensor:
     x = _upcast(image)
     # Written as power(max(x, c)) + (min(x, c) - c) / 12.92, the two pieces of the curve with in-place steps:
     # equal to the piecewise definition (the pieces meet at c), with fewer passes over memory than ``where``.
-    power = x.clamp_min(0.04045).add_(0.055).mul_(1.0 / 1.055).pow_(2.4)
+    power = torch.addcmul(_scalar(0.055 / 1.055, x), x.clamp_min(0.04045), _scalar(1.0 / 1.055, x)).pow_(2.4)
     return power.add_(x.clamp_max(0.04045).sub_(0.04045), alpha=1.0 / 12.92).to(image.dtype)
 
 
@@ -93,7 +98,7 @@ def linear_to_srgb(image: Tensor) -> Tensor:
         Gamma-encoded values, same shape and dtype.
     """
     x = _upcast(image)
-    power = x.clamp_min(0.0031308).pow_(1.0 / 2.4).mul_(1.055).sub_(0.055)
+    power = torch.addcmul(_scalar(-0.055, x), x.clamp_min(0.0031308).pow_(1.0 / 2.4), _scalar(1.055, x))
     return power.add_(x.clamp_max(0.0031308).sub_(0.0031308), alpha=12.92).to(image.dtype)
 
 
@@ -114,7 +119,7 @@ def tone_curve(image: Tensor) -> Tensor:
 
 def _smoothstep(x: Tensor) -> Tensor:
     """``3x^2 - 2x^3`` without clipping, for callers whose values are already in ``[0, 1]``."""
-    return x.mul(-2.0).add_(3.0).mul_(x).mul_(x)
+    return torch.addcmul(_scalar(3.0, x), x, _scalar(-2.0, x)).mul_(x).mul_(x)
 
 
 def inverse_tone_curve(image: Tensor) -> Tensor:
