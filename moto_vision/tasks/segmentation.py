@@ -7,7 +7,6 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     BinaryF1Score,
@@ -247,6 +246,3 @@ class PortraitSegmenter(BaseTask):
             }
         )
         return meta
-
-    def export_module(self) -> nn.Module:
-        return self
