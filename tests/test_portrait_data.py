@@ -44,8 +44,7 @@ def test_synthetic_is_reproducible_and_labelled():
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
     face, face_parts = render_portrait(3, 96, framing="face")
     present = {PART_NAMES[i] for i in face_parts.unique().tolist()}
-    assert {"background", "skin", "l_eye", "r_eye", "nose", "hair"} <= present or "hair" not in present
-    assert {"skin", "l_eye", "r_eye", "nose", "u_lip", "l_lip"} <= present
+    assert {"background", "skin", "l_eye", "r_eye", "nose", "u_lip", "l_lip"} <= present
 
 
 def test_synthetic_datamodule_splits_are_fixed_and_distinct():

@@ -122,7 +122,7 @@ def save_exif_rotated_jpeg(array: np.ndarray, path: Path, orientation: int = 6) 
     """Store ``array`` (as displayed) the way a phone does: pixels rotated, plus an EXIF orientation tag.
 
     Orientation 6 means "rotate 90 degrees clockwise to display", so the stored pixels are the displayed
-    image rotated 90 degrees counter-clockwise... undone by ``ImageOps.exif_transpose``.
+    image rotated 90 degrees counter-clockwise; ``ImageOps.exif_transpose`` turns them back.
     """
     assert orientation == 6
     stored = np.rot90(array, k=1)  # counter-clockwise; displaying rotates it back clockwise
