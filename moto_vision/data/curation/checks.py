@@ -227,6 +227,7 @@ def _job(index: int, record: SampleRecord, rules: FormatRules) -> ScanJob:
         linear=rules.linear,
         black_level=float(extra.get("black_level", 0.0) or 0.0),
         saturation=None if extra.get("saturation") is None else float(extra["saturation"]),
+        saturation_margin=None if extra.get("saturation_margin") is None else float(extra["saturation_margin"]),
         mask_kind=rules.mask_kind,
         mask_same_size=rules.mask_same_size,
         num_classes=None if num_classes is None else int(num_classes),

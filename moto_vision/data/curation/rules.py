@@ -81,6 +81,7 @@ RECORD_KEYS: dict[str, str] = {
     "bit_depth": "bits per channel this sample's image must have (overrides the format's rule)",
     "black_level": "raw black level in image units (AWB; default 0)",
     "saturation": "raw saturation level in image units (AWB; default 2**bit_depth - 1)",
+    "saturation_margin": "with saturation None: saturated at the image maximum minus this margin (Cube+)",
     "num_classes": "class ids a label mask may hold",
     "classes": "the label vocabulary (scene)",
     "class_names": "names of a label mask's class ids, in id order (portrait face parsing)",

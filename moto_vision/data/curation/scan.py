@@ -47,6 +47,7 @@ class ScanJob:
     linear: bool = False
     black_level: float = 0.0
     saturation: float | None = None
+    saturation_margin: float | None = None
     mask_kind: str = "none"
     mask_same_size: bool = True
     num_classes: int | None = None
@@ -212,6 +213,9 @@ def _scan_image(job: ScanJob, stats: SampleStats) -> None:
         return
     if array.ndim == 2:
         array = array[..., None]
+    saturation = job.saturation
+    if saturation is None and job.saturation_margin is not None:
+        saturation = float(array.max()) - job.saturation_margin  # "image maximum minus a margin" (Cube+)
     array = _reduce(array, WORK_SIZE)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
@@ -220,7 +224,7 @@ def _scan_image(job: ScanJob, stats: SampleStats) -> None:
     full_scale = float(2 ** min(bits, 16) - 1) if bits > 8 else 255.0
     # Black level and saturation are raw-data facts: they apply to high-bit-depth files only.
     black = job.black_level if bits > 8 else 0.0
-    white = job.saturation if job.saturation is not None and bits > 8 else full_scale
+    white = saturation if saturation is not None and bits > 8 else full_scale
     rgb = np.clip((array - black) / max(white - black, 1e-6), 0.0, 1.0)
     _measure(rgb, job.linear, stats)
 
