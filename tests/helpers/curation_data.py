@@ -173,6 +173,9 @@ def _inject(root: Path, task: str, defect: str, entries: list, train: list, by_n
             victim["image"] = rel
         else:
             Image.fromarray((pattern(900) * 255).astype(np.uint8)).save(path, quality=92, exif=exif)
+        if task == "portrait":  # the portrait loader rotates the image: its mask is drawn on the rotated view
+            mask = root / victim["mask"]
+            Image.open(mask).transpose(Image.Transpose.ROTATE_270).save(mask)
     elif defect in ("duplicate", "near_duplicate", "leakage", "near_leakage"):
         copy = dict(victim, group=victim["group"] + "_copy")
         copy["image"] = rel.replace("img", f"{defect}_")

@@ -37,7 +37,11 @@ CHECKS: dict[str, tuple[str, str]] = {
     "truncated": ("error", "the header opens but the pixel data does not decode (truncated or corrupt)"),
     "bit_depth": ("error|warning", "bits per channel differ from the format's (e.g. 8-bit file in a 16-bit raw set)"),
     "mode": ("error|warning", "channel count differs from the format's (grayscale, RGBA, CMYK ...)"),
-    "exif_orientation": ("error", "EXIF orientation tag other than 1: viewers rotate the image, training does not"),
+    "exif_orientation": (
+        "error|warning",
+        "EXIF orientation other than 1: an error where the loader ignores it (viewers rotate, training does not), "
+        "a warning where it applies it",
+    ),
     "too_small": ("warning", "the image's short side is below the minimum size"),
     "missing_mask": ("error", "a segmentation sample has no mask"),
     "mask_unreadable": ("error", "the mask does not decode"),
@@ -233,6 +237,7 @@ def _job(index: int, record: SampleRecord, rules: FormatRules) -> ScanJob:
         num_classes=None if num_classes is None else int(num_classes),
         ignore_index=rules.ignore_index,
         min_size=rules.min_size,
+        exif_applied=rules.exif_applied,
     )
 
 

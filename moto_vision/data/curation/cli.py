@@ -37,7 +37,7 @@ CHECK_EPILOG = """\
 checks (code: severity):
   index_failed, missing_file, unreadable, truncated: error      the files and ground truth must load
   bit_depth, mode: error for raw AWB formats, warning elsewhere  e.g. 8-bit PNG where 16-bit raw is expected
-  exif_orientation: error                                       viewers rotate, training does not
+  exif_orientation: error (warning where the loader applies it)  viewers rotate, training may not
   too_small: warning                                            short side below --min-size
   missing_mask, mask_unreadable, mask_mode, mask_size: error    masks must be one-channel and image-sized
   class_out_of_range: error; mask_values: warning               ids beyond --num-classes; odd binary values

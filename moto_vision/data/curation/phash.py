@@ -45,20 +45,22 @@ def hamming(a: int, b: int) -> int:
     return (int(a) ^ int(b)).bit_count()
 
 
-def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 2048) -> Iterator[tuple[int, int, int]]:
+def near_duplicate_pairs(
+    hashes: np.ndarray, max_distance: int, chunk: int | None = None
+) -> Iterator[tuple[int, int, int]]:
     """All index pairs ``(i, j, distance)`` with ``i < j`` whose hashes differ in at most ``max_distance`` bits.
 
-    A brute-force comparison in blocks of ``chunk`` rows: memory stays at ``chunk * len(hashes)`` bytes and the
-    work is vectorised (``numpy.bitwise_count``), which handles ~10^5 hashes in seconds. Identical hashes
-    (distance 0) are included.
+    A brute-force comparison in blocks of rows, vectorised with ``numpy.bitwise_count``: about 4 million hash
+    pairs (~40 MB) per block, 10^4 hashes in about a second. Identical hashes (distance 0) are included.
 
     Args:
         hashes: ``(N,)`` uint64 array.
         max_distance: largest Hamming distance reported.
-        chunk: rows compared per block.
+        chunk: rows compared per block (default: ``2**22 // N``).
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     n = len(hashes)
+    chunk = chunk or max(1, 2**22 // max(1, n))
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         block = hashes[start:stop, None] ^ hashes[None, :]

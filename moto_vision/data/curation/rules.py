@@ -38,6 +38,8 @@ class FormatRules:
         ignore_index: label value that marks pixels to ignore.
         classes: the label vocabulary of a scene dataset (``None``: every label found is accepted).
         min_size: images whose short side is below this get a ``too_small`` warning.
+        exif_applied: the format's loader applies EXIF orientation (portrait formats do): a rotation tag is then a
+            warning, and masks are compared with the rotated image size; otherwise a rotation tag is an error.
         needs_target: every sample must carry the task's ground truth (illuminant, mask, label); ``False`` for
             formats without it (AWB ``photos``, whose illuminants are synthesised).
     """
@@ -52,6 +54,7 @@ class FormatRules:
     ignore_index: int = 255
     classes: tuple[str, ...] | None = None
     min_size: int = 64
+    exif_applied: bool = False
     needs_target: bool = True
 
     def updated(self, **changes: Any) -> FormatRules:
@@ -63,7 +66,8 @@ TASK_RULES: dict[str, FormatRules] = {
     # Real AWB datasets are linear raw captures stored as 16-bit PNGs; 8-bit data there has lost the
     # precision (and often the linearity) the illuminant estimate depends on.
     "awb": FormatRules(bit_depth=16, channels=3, strict_mode=True, linear=True),
-    "portrait": FormatRules(bit_depth=8, channels=3, mask_kind="binary"),
+    # The portrait loaders read images and masks with their EXIF orientation applied.
+    "portrait": FormatRules(bit_depth=8, channels=3, mask_kind="binary", exif_applied=True),
     "scene": FormatRules(bit_depth=8, channels=3),
 }
 

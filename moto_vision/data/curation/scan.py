@@ -53,6 +53,7 @@ class ScanJob:
     num_classes: int | None = None
     ignore_index: int = 255
     min_size: int = 64
+    exif_applied: bool = False
 
 
 @dataclass
@@ -186,13 +187,24 @@ def _scan_image(job: ScanJob, stats: SampleStats) -> None:
     except Exception:  # noqa: BLE001 - a damaged file fails the decode below, which names the problem
         orientation = None
     if orientation not in (None, 1):
-        stats.add(
-            "error",
-            "exif_orientation",
-            path,
-            f"EXIF orientation {orientation}: viewers rotate it, training reads it unrotated (labels may not match); "
-            "re-save with the rotation applied (PIL.ImageOps.exif_transpose) or strip the tag",
-        )
+        if job.exif_applied:
+            if orientation in (5, 6, 7, 8):  # the loader transposes: masks must match the rotated size
+                stats.width, stats.height = stats.height, stats.width
+            stats.add(
+                "warning",
+                "exif_orientation",
+                path,
+                f"EXIF orientation {orientation}: this format's loader applies it, tools that ignore EXIF will see "
+                "the image rotated; re-save with the rotation applied (PIL.ImageOps.exif_transpose) to be safe",
+            )
+        else:
+            stats.add(
+                "error",
+                "exif_orientation",
+                path,
+                f"EXIF orientation {orientation}: viewers rotate it, training reads it unrotated (labels may not "
+                "match); re-save with the rotation applied (PIL.ImageOps.exif_transpose) or strip the tag",
+            )
     if min(image.size) < job.min_size:
         stats.add("warning", "too_small", path, f"{image.size[0]}x{image.size[1]} px, below {job.min_size} px")
     try:
