@@ -23,7 +23,7 @@ import numpy as np
 
 from moto_vision.data.curation.phash import near_duplicate_pairs
 from moto_vision.data.curation.rules import FormatRules, rules_for
-from moto_vision.data.curation.scan import SampleStats, ScanJob, run_scan
+from moto_vision.data.curation.scan import HIST_BINS, SampleStats, ScanJob, run_scan
 from moto_vision.data.records import SPLITS, SampleRecord, apply_split_manifest, get_indexer
 
 __all__ = ["CHECKS", "DatasetScan", "GroupRule", "Issue", "resolve_groups", "scan_dataset"]
@@ -104,7 +104,11 @@ class GroupRule:
 
 @dataclass
 class DatasetScan:
-    """Everything one pass over a dataset found: records, per-sample measurements, issues."""
+    """Everything one pass over a dataset found: records, per-sample measurements, issues.
+
+    ``histogram`` is the sum over decoded images of their pixel-luma histograms (each a distribution over
+    :data:`~.scan.HIST_BINS` bins); ``leaks`` counts duplicate clusters and groups that straddle splits.
+    """
 
     root: Path
     task: str
@@ -118,6 +122,7 @@ class DatasetScan:
     seconds: float = 0.0
     workers: int = 1
     leaks: dict[str, int] = field(default_factory=lambda: {"exact": 0, "near": 0, "group": 0})
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS))
 
     @property
     def errors(self) -> list[Issue]:
@@ -397,7 +402,13 @@ def scan_dataset(
     for record in records:
         _check_record(record, _relative(record.image, root), task, rules, issues)
     jobs = (_job(i, record, rules) for i, record in enumerate(records))
-    stats = list(run_scan(jobs, len(records), workers=min(workers, max(1, len(records))), progress=progress))
+    histogram = np.zeros(HIST_BINS)
+    stats = []
+    for s in run_scan(jobs, len(records), workers=min(workers, max(1, len(records))), progress=progress):
+        if s.histogram is not None:  # summed here so that per-sample memory stays a few numbers
+            histogram += s.histogram
+            s.histogram = None
+        stats.append(s)
     for s in stats:
         for severity, code, path, message in s.problems:
             issues.append(Issue(severity, code, _relative(path, root), message))
@@ -412,6 +423,7 @@ def scan_dataset(
         groups=resolve_groups(records, root, group),
         near_threshold=near_threshold,
         workers=workers,
+        histogram=histogram,
     )
     exact, near = duplicate_clusters(stats, near_threshold)
     scan.issues.extend(_duplicate_issues(scan, exact, near))

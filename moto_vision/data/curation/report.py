@@ -76,10 +76,7 @@ def build_report(
         "megapixels": _quantiles(numeric_values(decoded, "megapixels")),
         "aspect_ratio": _quantiles(numeric_values(decoded, "aspect_ratio")),
     }
-    histogram = np.zeros(HIST_BINS)
-    for s in scan.stats:
-        if s.histogram is not None:
-            histogram += s.histogram
+    histogram = scan.histogram
     report["exposure"] = {
         "dark_threshold": dark_luminance,
         "clipped_threshold": clipped_share,
