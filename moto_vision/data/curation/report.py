@@ -299,9 +299,8 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     if not checks["issues"]:
         lines.append("No problems found.")
     else:
-        lines.append(
-            f"**{checks['errors']} errors, {checks['warnings']} warnings** (every one is listed in report.json)."
-        )
+        counts = f"{_plural(checks['errors'], 'error')}, {_plural(checks['warnings'], 'warning')}"
+        lines.append(f"**{counts}** (every one is listed in report.json).")
         lines.append("")
         rows = []
         for severity in ("error", "warning"):
