@@ -152,7 +152,7 @@ def _plot_counts(table: dict[str, dict[str, int]], title: str, path: Path, limit
     bottom = np.zeros(len(classes))
     for split in splits:
         values = np.array([table[c][split] for c in classes], dtype=float)
-        axis.bar(range(len(classes)), values, bottom=bottom, label=split)
+        axis.bar(range(len(classes)), values, bottom=bottom, label=split if split != "none" else "no split")
         bottom += values
     axis.set_xticks(range(len(classes)), classes, rotation=60 if len(classes) > 6 else 0, ha="right", fontsize=8)
     axis.set_ylabel("samples")
