@@ -107,6 +107,15 @@ def test_all_defects_together_are_each_found(tmp_path, task):
     assert _tree_digest(tmp_path) == before  # reading never modifies the data
 
 
+def test_grey_masks_stored_as_rgb_are_accepted(tmp_path):
+    from PIL import Image
+
+    make_dataset(tmp_path, "portrait", n=6)
+    mask = tmp_path / "masks" / "img000.png"
+    Image.open(mask).convert("RGB").save(mask)  # CelebAMask-HQ ships its part masks like this
+    assert _scan(tmp_path, "portrait").issues == []
+
+
 def test_raw_bit_depth_is_an_error_and_photo_bit_depth_a_warning():
     assert rules_for("awb", "cube_plus").strict_mode and rules_for("awb", "cube_plus").bit_depth == 16
     assert rules_for("awb", "photos").bit_depth == 8 and not rules_for("awb", "photos").strict_mode

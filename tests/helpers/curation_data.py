@@ -210,7 +210,9 @@ def _inject(root: Path, task: str, defect: str, entries: list, train: list, by_n
         return victim["mask"]
     elif defect == "mask_mode":
         mask = root / victim["mask"]
-        Image.open(mask).convert("RGB").save(mask)
+        ids = np.asarray(Image.open(mask))
+        palette = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], dtype=np.uint8)
+        Image.fromarray(palette[ids]).save(mask)  # a colour-coded mask instead of class ids
         return victim["mask"]
     elif defect == "missing_mask":
         victim.pop("mask")

@@ -104,6 +104,10 @@ def sample_table(
     for i, (record, s) in enumerate(zip(records, stats)):
         if scan.task == "scene":
             classes = list(record.labels or [])
+        elif record.extra.get("part_ids") is not None:  # per-part mask files: the parts present are the classes
+            classes = [
+                str(names[c]) if names is not None and c < len(names) else str(c) for c in record.extra["part_ids"]
+            ]
         elif s.class_fractions is not None:
             class_names = record.extra.get("class_names") or names
             classes = [

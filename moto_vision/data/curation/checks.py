@@ -220,11 +220,17 @@ def _check_record(record: SampleRecord, rel: str, task: str, rules: FormatRules,
                     )
 
 
+#: ``SampleRecord.extra["mask_kind"]`` of the portrait indexers -> how the checks read the mask. ``auto`` (a person
+#: mask or, with the datamodule's class names, class ids) follows the format rule / command line.
+RECORD_MASK_KINDS = {"alpha": "matte", "ids": "labels", "parts": "parts"}
+
+
 def _job(index: int, record: SampleRecord, rules: FormatRules) -> ScanJob:
     extra = record.extra
     masks: tuple[str, ...] = ()
     if record.mask is not None and rules.mask_kind != "none":
         masks = tuple(str(m) for m in (record.mask if isinstance(record.mask, list) else [record.mask]))
+    mask_kind = RECORD_MASK_KINDS.get(str(extra.get("mask_kind")), rules.mask_kind)
     num_classes = extra.get("num_classes", rules.num_classes)
     return ScanJob(
         index=index,
@@ -237,8 +243,9 @@ def _job(index: int, record: SampleRecord, rules: FormatRules) -> ScanJob:
         black_level=float(extra.get("black_level", 0.0) or 0.0),
         saturation=None if extra.get("saturation") is None else float(extra["saturation"]),
         saturation_margin=None if extra.get("saturation_margin") is None else float(extra["saturation_margin"]),
-        mask_kind=rules.mask_kind,
-        mask_same_size=rules.mask_same_size,
+        mask_kind=mask_kind,
+        # Formats whose loader resizes the image to its mask only need the same aspect ratio.
+        mask_same_size=rules.mask_same_size and not extra.get("resize_image_to_mask", False),
         num_classes=None if num_classes is None else int(num_classes),
         ignore_index=rules.ignore_index,
         min_size=rules.min_size,

@@ -36,7 +36,8 @@ class FormatRules:
             stores 512 px masks for 1024 px images).
         num_classes: number of class ids a label mask may hold (``None``: not checked).
         ignore_index: label value that marks pixels to ignore.
-        classes: the label vocabulary of a scene dataset (``None``: every label found is accepted).
+        classes: the label vocabulary of a scene dataset (``None``: every label found is accepted), or the class
+            names of a face-parsing format's ids (for the report).
         min_size: images whose short side is below this get a ``too_small`` warning.
         exif_applied: the format's loader applies EXIF orientation (portrait formats do): a rotation tag is then a
             warning, and masks are compared with the rotated image size; otherwise a rotation tag is an error.
@@ -93,11 +94,23 @@ RECORD_KEYS: dict[str, str] = {
 }
 
 
+def _format_classes(task: str, fmt: str) -> dict[str, Any]:
+    """Class names of formats whose classes the dataset fixes (face parsing), from the portrait package."""
+    if task != "portrait":
+        return {}
+    try:
+        from moto_vision.data.portrait.formats import FORMAT_CLASSES
+    except ImportError:  # the portrait formats are not installed: keep the rules above
+        return {}
+    names = FORMAT_CLASSES.get(fmt)
+    return {} if names is None else {"classes": tuple(names), "num_classes": len(names)}
+
+
 def rules_for(task: str, fmt: str, **overrides: Any) -> FormatRules:
     """The rules of ``task``'s format ``fmt`` with command-line ``overrides`` (``None`` = keep)."""
     if task not in TASK_RULES:
         raise ValueError(f"Unknown task {task!r}; expected one of {sorted(TASK_RULES)}.")
-    rules = TASK_RULES[task].updated(**FORMAT_RULES.get((task, fmt), {}))
+    rules = TASK_RULES[task].updated(**FORMAT_RULES.get((task, fmt), {})).updated(**_format_classes(task, fmt))
     if overrides.get("classes") is not None:
         overrides["classes"] = tuple(overrides["classes"])
     return rules.updated(**overrides)

@@ -252,12 +252,19 @@ def _load_mask(path: str, stats: SampleStats) -> np.ndarray | None:
     except Exception as error:  # noqa: BLE001
         stats.add("error", "mask_unreadable", path, f"mask does not decode ({error})")
         return None
-    if len(mask.getbands()) != 1:
-        stats.add(
-            "error", "mask_mode", path, f"mask mode {mask.mode}: expected one channel of class ids (L, P or I;16)"
-        )
-        return None
-    return np.asarray(mask)
+    if len(mask.getbands()) == 1:
+        return np.asarray(mask)
+    array = np.asarray(mask)
+    # Grey masks saved as RGB (CelebAMask-HQ's part files are) are fine; colours or an alpha channel are not.
+    if (
+        mask.mode == "RGB"
+        and np.array_equal(array[..., 0], array[..., 1])
+        and np.array_equal(array[..., 0], array[..., 2])
+    ):
+        return array[..., 0]
+    what = "an alpha channel" if "A" in mask.mode else "different colour channels (a colour-coded mask)"
+    stats.add("error", "mask_mode", path, f"mask mode {mask.mode} with {what}: save one channel of class ids (L or P)")
+    return None
 
 
 def _check_mask_size(job: ScanJob, path: str, mask: np.ndarray, stats: SampleStats) -> bool:
