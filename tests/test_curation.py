@@ -156,6 +156,8 @@ def test_split_manifest_leakage_and_index_failure(tmp_path):
     scan = _scan(tmp_path, "scene", splits=manifest, group=None)
     assert len(scan.records) == 3
     assert [i.code for i in scan.issues] == ["not_in_manifest"]
+    (tmp_path / "index.json").write_text("[]")
+    assert [i.message for i in _scan(tmp_path, "scene").errors] == ["the curation_test indexer found no samples here"]
     (tmp_path / "index.json").write_text("{broken")
     scan = _scan(tmp_path, "scene")
     assert [i.code for i in scan.errors] == ["index_failed"] and "JSONDecodeError" in scan.errors[0].message

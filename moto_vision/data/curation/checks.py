@@ -397,6 +397,9 @@ def scan_dataset(
         except Exception as error:  # noqa: BLE001 - whatever the indexer trips on is a finding about the data
             issues.append(Issue("error", "index_failed", str(root), f"{type(error).__name__}: {error}"))
             records = []
+        else:
+            if not records:
+                issues.append(Issue("error", "index_failed", str(root), f"the {fmt} indexer found no samples here"))
     if splits is not None:
         before = len(records)
         records = apply_split_manifest(records, root, splits)
