@@ -31,7 +31,7 @@ __all__ = ["CHECKS", "DatasetScan", "GroupRule", "Issue", "resolve_groups", "sca
 #: Every check: code -> (severity, what it means). ``bit_depth`` and ``mode`` are errors where the loader cannot
 #: use such an image (raw AWB formats) and warnings where it converts it.
 CHECKS: dict[str, tuple[str, str]] = {
-    "index_failed": ("error", "the format's indexer could not parse the folder or its ground-truth files"),
+    "index_failed": ("error", "the format's indexer could not parse the folder or its ground truth, or found nothing"),
     "missing_file": ("error", "an image or mask the index lists does not exist"),
     "unreadable": ("error", "the file is not an image Pillow can open (wrong extension, empty, unsupported)"),
     "truncated": ("error", "the header opens but the pixel data does not decode (truncated or corrupt)"),
