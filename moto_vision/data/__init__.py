@@ -1,5 +1,6 @@
 """Datasets (real formats and synthetic generators) and LightningDataModules."""
 
 from moto_vision.data.base import BaseDataModule
+from moto_vision.data.scene import SceneDataModule
 
-__all__ = ["BaseDataModule"]
+__all__ = ["BaseDataModule", "SceneDataModule"]

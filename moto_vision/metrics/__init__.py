@@ -1,3 +1,6 @@
 """torchmetrics ``Metric`` classes for the camera tasks (no Lightning; DDP-synced by torchmetrics)."""
 
-__all__: list[str] = []
+from moto_vision.metrics.calibration import CalibrationError, MultilabelCalibrationError, expected_calibration_error
+from moto_vision.metrics.classification import MultilabelTopKAccuracy
+
+__all__ = ["CalibrationError", "MultilabelCalibrationError", "MultilabelTopKAccuracy", "expected_calibration_error"]

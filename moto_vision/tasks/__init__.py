@@ -1,5 +1,6 @@
 """LightningModules for the camera tasks."""
 
 from moto_vision.tasks.base import BaseTask
+from moto_vision.tasks.scene import SceneClassifier
 
-__all__ = ["BaseTask"]
+__all__ = ["BaseTask", "SceneClassifier"]
