@@ -109,3 +109,18 @@ def test_check_finds_label_and_leakage_defects_through_the_image_folder_indexer(
     assert status == 1
     assert ("unknown_label", "val/snow/000.png") in issues and ("unknown_label", "train/snow/000.png") in issues
     assert any(code == "leakage" and path == "train/night/000.png" for code, path in issues)
+
+
+def test_split_manifests_feed_the_scene_datamodule(tmp_path):
+    _require("scene", "image_folder")
+    from moto_vision.data import SceneDataModule
+
+    _fixtures("scene").make_image_folder(tmp_path / "data", ["night", "snow", "food"], 10)
+    out = tmp_path / "splits"
+    args = ["split", str(tmp_path / "data"), "--task", "scene", "--format", "image_folder", "--out", str(out)]
+    assert data_main([*args, "--no-progress"]) == 0
+    datamodule = SceneDataModule(root=str(tmp_path / "data"), format="image_folder", splits=str(out), image_size=32)
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    sizes = [len(datamodule.train_dataset), len(datamodule.val_dataset), len(datamodule.test_dataset)]
+    assert sizes == [24, 3, 3]  # 80/10/10 of 30, one of each class in val and in test
