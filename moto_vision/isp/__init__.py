@@ -3,9 +3,23 @@
 Pure functions (batched ``(B, 3, H, W)``, differentiable, any device and float dtype) model each stage of a
 phone camera: :mod:`~moto_vision.isp.color` (transfer curves, illuminants, white balance, colour matrices),
 :mod:`~moto_vision.isp.sensor` (exposure, noise, optics, mosaic, JPEG) and :mod:`~moto_vision.isp.pipeline`
-(``unprocess`` / ``process``). No Lightning import: usable in any PyTorch project.
+(``unprocess`` / ``process``). :mod:`~moto_vision.isp.augmentation` wraps them as kornia augmentations
+(``RandomIlluminant``, ``CameraPipeline``, ...) and :func:`isp_preset` builds the named presets the recipes use.
+No Lightning import: usable in any PyTorch project.
 """
 
+from moto_vision.isp.augmentation import (
+    CameraPipeline,
+    Domain,
+    RandomChromaticAberration,
+    RandomColorMatrix,
+    RandomExposure,
+    RandomIlluminant,
+    RandomLensShading,
+    RandomSensorNoise,
+    applied_color_transform,
+    apply_with_illuminant,
+)
 from moto_vision.isp.color import (
     CAMERA_XYZ_TO_RAW,
     SRGB_TO_XYZ,
@@ -28,30 +42,63 @@ from moto_vision.isp.color import (
     xy_to_cct_duv,
 )
 from moto_vision.isp.pipeline import CameraParams, process, sample_camera_params, sample_illuminant, unprocess
-from moto_vision.isp.sensor import add_sensor_noise, adjust_exposure, clip_highlights, random_noise_levels
+from moto_vision.isp.presets import PRESETS, PresetName, isp_preset
+from moto_vision.isp.sensor import (
+    BayerPattern,
+    add_sensor_noise,
+    adjust_exposure,
+    apply_lens_shading,
+    chromatic_aberration,
+    clip_highlights,
+    demosaic,
+    jpeg,
+    lens_shading_map,
+    mosaic,
+    random_noise_levels,
+)
 
 __all__ = [
+    "BayerPattern",
     "CAMERA_XYZ_TO_RAW",
+    "CameraParams",
+    "CameraPipeline",
+    "Domain",
+    "PRESETS",
+    "PresetName",
+    "RandomChromaticAberration",
+    "RandomColorMatrix",
+    "RandomExposure",
+    "RandomIlluminant",
+    "RandomLensShading",
+    "RandomSensorNoise",
     "SRGB_TO_XYZ",
     "XYZ_TO_SRGB",
-    "CameraParams",
     "add_sensor_noise",
     "adjust_exposure",
+    "applied_color_transform",
     "apply_color_matrix",
     "apply_gains",
+    "apply_lens_shading",
+    "apply_with_illuminant",
     "camera_rgb_matrix",
     "cct_duv_to_xy",
+    "chromatic_aberration",
     "clip_highlights",
+    "demosaic",
     "illuminant_to_cct",
     "illuminant_to_gains",
     "inverse_tone_curve",
+    "isp_preset",
+    "jpeg",
+    "lens_shading_map",
     "linear_to_srgb",
+    "mosaic",
     "planckian_illuminant",
     "planckian_xyz",
     "process",
     "random_camera_matrix",
-    "random_xyz_to_camera",
     "random_noise_levels",
+    "random_xyz_to_camera",
     "sample_camera_params",
     "sample_illuminant",
     "srgb_to_linear",
