@@ -1,5 +1,6 @@
 """Datasets (real formats and synthetic generators) and LightningDataModules."""
 
+from moto_vision.data.awb import AWBDataModule
 from moto_vision.data.base import BaseDataModule
 
-__all__ = ["BaseDataModule"]
+__all__ = ["AWBDataModule", "BaseDataModule"]

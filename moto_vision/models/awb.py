@@ -93,19 +93,28 @@ class AngularLoss(nn.Module):
 
 # --------------------------------------------------------------------------------------------- heads
 class ExposureNormalize(nn.Module):
-    """Divide each image by its mean brightness (all channels together), then centre it.
+    """Divide each image by its mean brightness (all channels together), optionally in log space.
 
     Exposure carries no information about the illuminant colour, so removing it inside the model makes
     estimates invariant to it. A per-channel mean would be wrong here: the channel imbalance is the signal.
+    With ``log=True`` the network sees ``log(x / mean + eps)``: a light then shifts each channel by a constant,
+    and channel ratios (chromaticities, what colour-constancy methods reason about) are differences.
+
+    Args:
+        log: feed log intensities instead of linear ones.
+        eps: floor inside the log (zeroed, masked pixels map to ``log(eps)``).
     """
 
-    def __init__(self, eps: float = 1e-4) -> None:
+    def __init__(self, log: bool = False, eps: float = 1e-2) -> None:
         super().__init__()
+        self.log = log
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        scale = x.mean(dim=(1, 2, 3), keepdim=True) + self.eps
-        return x / scale - 1.0
+        x = x / (x.mean(dim=(1, 2, 3), keepdim=True) + 1e-6)
+        if self.log:
+            return torch.log(x + self.eps) * 0.5
+        return x - 1.0
 
 
 def _unit(x: Tensor) -> Tensor:
