@@ -75,8 +75,14 @@ def test_official_preprocessing_removes_charts_and_clipped_pixels(roots: dict[st
         assert _gw_error(record) < 0.5, record.image
     # Without the chart mask and saturation handling the fixtures' traps ruin Gray World: the test can fail.
     record = records[0]
-    record.extra = {**record.extra, "mask_polygons": [], "mask_boxes": [], "mask_boxes_relative": [],
-                    "saturation": 65535, "saturation_margin": 0}
+    record.extra = {
+        **record.extra,
+        "mask_polygons": [],
+        "mask_boxes": [],
+        "mask_boxes_relative": [],
+        "saturation": 65535,
+        "saturation_margin": 0,
+    }
     assert _gw_error(record) > 2.0
 
 
@@ -151,8 +157,9 @@ def test_split_manifest_overrides_folds(roots: dict[str, Path], tmp_path: Path) 
 
 
 def test_photos_become_raw_pairs(roots: dict[str, Path]) -> None:
-    data = AWBDataModule(root=str(roots["photos"]), format="photos", image_size=32, val_fraction=0.3,
-                         test_fraction=0.3, batch_size=2)
+    data = AWBDataModule(
+        root=str(roots["photos"]), format="photos", image_size=32, val_fraction=0.3, test_fraction=0.3, batch_size=2
+    )
     data.setup("fit")
     sample_a, sample_b = data.val_dataset[0], data.val_dataset[0]
     assert torch.equal(sample_a["image"], sample_b["image"])  # fixed draws for evaluation
@@ -180,13 +187,24 @@ def test_synthetic_scenes_are_reproducible_and_hard_for_gray_world() -> None:
 
 
 def test_relight_and_isp_augmentation_keep_labels_consistent() -> None:
-    data = AWBDataModule(image_size=16, augmentation="default", relight=1.0, spatial=True, train_size=8, val_size=8,
-                         test_size=8, preload=False)
+    data = AWBDataModule(
+        image_size=16,
+        augmentation="default",
+        relight=1.0,
+        spatial=True,
+        train_size=8,
+        val_size=8,
+        test_size=8,
+        preload=False,
+    )
     g = torch.Generator().manual_seed(0)
     lights = torch.nn.functional.normalize(torch.rand(8, 3, generator=g) + 0.2, dim=1)
     lightness = torch.rand(8, 1, 4, 4, generator=g).repeat_interleave(4, 2).repeat_interleave(4, 3) * 0.5 + 0.1
-    batch = {"image": lightness * lights[:, :, None, None], "illuminant": lights.clone(),
-             "valid": torch.ones(8, 16, 16, dtype=torch.bool)}
+    batch = {
+        "image": lightness * lights[:, :, None, None],
+        "illuminant": lights.clone(),
+        "valid": torch.ones(8, 16, 16, dtype=torch.bool),
+    }
     torch.manual_seed(0)
     out = data.augment_train_batch(batch, data.augmentations)
     assert not torch.allclose(out["illuminant"], lights)  # the labels really changed

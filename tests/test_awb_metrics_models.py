@@ -76,8 +76,11 @@ def test_angular_error_metric_accumulates_and_merges_like_ddp() -> None:
     right.update(est[10:], gt[10:])
     left.merge_state(right)
     a, b = whole.compute(), left.compute()
-    assert set(a) == {f"{k}_{s}" for k in ("recovery", "reproduction") for s in
-                      ("mean", "median", "trimean", "best25", "worst25", "p95", "max")}
+    assert set(a) == {
+        f"{k}_{s}"
+        for k in ("recovery", "reproduction")
+        for s in ("mean", "median", "trimean", "best25", "worst25", "p95", "max")
+    }
     for key in a:
         assert a[key].item() == pytest.approx(b[key].item(), rel=1e-6), key
     assert a["recovery_max"].item() == pytest.approx(recovery_angular_error(est, gt).max().item(), rel=1e-5)

@@ -188,7 +188,8 @@ def format_table(rows: dict[str, dict[str, float]], kinds: Sequence[str] = ("rec
     """
     short = {"mean": "Mean", "median": "Med.", "trimean": "Tri.", "best25": "B25%", "worst25": "W25%"}
     short |= {"p95": "95%", "max": "Max"}
-    header = ["Method"] + [f"{kind[:5]}. {short[s]}" for kind in kinds for s in STATISTICS]
+    prefix = {"recovery": "Rec.", "reproduction": "Rep."}
+    header = ["Method"] + [f"{prefix[kind]} {short[s]}" for kind in kinds for s in STATISTICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for method, values in rows.items():
         cells = [method]

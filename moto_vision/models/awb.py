@@ -124,38 +124,80 @@ def _unit(x: Tensor) -> Tensor:
 class ConfidencePoolingHead(nn.Module):
     """FC4 confidence-weighted pooling (Hu, Wang & Lin, CVPR 2017).
 
-    A small conv block predicts, at every location of the feature map, a positive RGB illuminant
-    estimate and a confidence logit. The image estimate is ``sum_i softmax(c)_i * unit(rgb_i)``,
-    normalised to unit length. Unlike the paper (ReLU outputs, confidence = norm of the output), the
-    confidence is a softmax over locations and the RGB is a softplus, so the estimate is never zero.
+    A small conv block predicts, at every location of the feature map, an RGB illuminant estimate and a
+    confidence; the image estimate is ``sum_i softmax(c)_i * unit(rgb_i)``, normalised to unit length, so the
+    network learns which regions (neutral surfaces, specular highlights) carry illuminant information.
+
+    Changes from the paper, to train quickly from scratch on small images:
+
+    - the confidence is a softmax over locations (FC4: ReLU outputs with the norm as confidence), and
+      locations with no valid pixel (masked charts, clipped highlights) get none;
+    - with ``local_colour=True`` (the default) the local estimate is the colour of the image under that
+      location times a predicted per-channel gain ``exp(g)``. Gray-pixel and white-patch reasoning ("this
+      region is neutral": ``g = 0`` and high confidence) is then the easy case instead of something the
+      network must synthesise; ``local_colour=False`` predicts the RGB directly (softplus) as FC4 does.
+    - ``global_context=True`` appends the image-wide average of the features at every location, so a region's
+      confidence can depend on the rest of the scene (is it the brightest? the only neutral-looking one?).
 
     Args:
         in_channels: channels of the input feature map.
         hidden: channels of the hidden conv layer.
         dropout: dropout before the last conv (FC4 uses 0.5 on its much larger head).
+        local_colour: estimate gains relative to the local image colour (needs the image in ``forward``).
+        global_context: give every location the global average of the features too.
     """
 
-    def __init__(self, in_channels: int, hidden: int = 64, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int = 64,
+        dropout: float = 0.0,
+        local_colour: bool = True,
+        global_context: bool = True,
+    ) -> None:
         super().__init__()
+        self.local_colour = local_colour
+        self.global_context = global_context
+        width = 2 * in_channels if global_context else in_channels
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1),
+            nn.Conv2d(width, hidden, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),
             nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
             nn.Conv2d(hidden, 4, kernel_size=1),
         )
+        if local_colour:
+            # Start from "every location is grey" (gains 1): the untrained head is a Gray World on the feature grid.
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
-    def local_estimates(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-location unit RGB estimates ``(B, 3, h, w)`` and confidence weights ``(B, 1, h, w)`` summing to 1."""
+    def local_estimates(self, features: Tensor, image: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per-location unit RGB estimates ``(B, 3, h, w)`` and confidence weights ``(B, 1, h, w)`` summing to 1.
+
+        Args:
+            features: ``(B, C, h, w)`` feature map.
+            image: the linear input image ``(B, 3, H, W)``; required when ``local_colour`` is set.
+        """
+        if self.global_context:
+            features = torch.cat([features, features.mean(dim=(2, 3), keepdim=True).expand_as(features)], dim=1)
         out = self.body(features)
-        rgb = F.softplus(out[:, :3]) + _EPS
-        rgb = rgb / rgb.norm(dim=1, keepdim=True)
         logits = out[:, 3:4]
+        if self.local_colour:
+            if image is None:
+                raise ValueError("ConfidencePoolingHead(local_colour=True) needs the input image in forward().")
+            local = F.adaptive_avg_pool2d(image, out.shape[-2:])
+            brightness = local.sum(dim=1, keepdim=True)
+            rgb = local / brightness.clamp_min(1e-8) * torch.exp(out[:, :3].clamp(-4.0, 4.0)) + _EPS
+            # No valid pixel under a location (zeroed chart or clipped area): it cannot vote.
+            logits = logits.masked_fill(brightness <= 1e-6, -1e4)
+        else:
+            rgb = F.softplus(out[:, :3]) + _EPS
+        rgb = rgb / rgb.norm(dim=1, keepdim=True)
         weights = torch.softmax(logits.flatten(2), dim=-1).view_as(logits)
         return rgb, weights
 
-    def forward(self, features: Tensor) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)``."""
-        rgb, weights = self.local_estimates(features)
+    def forward(self, features: Tensor, image: Tensor | None = None) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)`` (and the image, see above)."""
+        rgb, weights = self.local_estimates(features, image)
         return _unit((rgb * weights).sum(dim=(2, 3)))
 
 
@@ -177,8 +219,8 @@ class PoolingMLPHead(nn.Module):
             nn.Linear(hidden, 3),
         )
 
-    def forward(self, features: Tensor) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)``."""
+    def forward(self, features: Tensor, image: Tensor | None = None) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)`` (``image`` is not used)."""
         pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
         return _unit(F.softplus(self.mlp(pooled)) + _EPS)
 

@@ -123,7 +123,12 @@ def make_nus8(root: Path, cameras: tuple[str, ...] = ("Canon600D", "SonyA57"), n
             illuminant = _illuminant(rng)
             box = [5 + i, 20 + i, 40, 60]  # y1, y2, x1, x2 (1-based, inclusive)
             counts = raw_scene(
-                rng, (48, 72), illuminant, black, saturation, chart_box=(box[0] - 1, box[1], box[2] - 1, box[3]),
+                rng,
+                (48, 72),
+                illuminant,
+                black,
+                saturation,
+                chart_box=(box[0] - 1, box[1], box[2] - 1, box[3]),
                 clipped_box=(36, 44, 4, 14),
             )
             write_png16(root / camera / "PNG" / f"{name}.PNG", counts)

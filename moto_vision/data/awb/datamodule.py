@@ -15,7 +15,6 @@ Training batches are augmented on the device (``on_after_batch_transfer``), in t
 from __future__ import annotations
 
 import hashlib
-import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,8 +27,6 @@ from moto_vision.data.base import BaseDataModule
 from moto_vision.data.records import SampleRecord, apply_split_manifest, get_indexer
 
 __all__ = ["AWBDataModule", "AWBFormat"]
-
-log = logging.getLogger(__name__)
 
 AWBFormat = Literal["synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp"]
 Batch = dict[str, Any]
@@ -80,7 +77,7 @@ def _hash_fraction(key: str, seed: int) -> float:
 def _hash_split(
     records: list[SampleRecord], key: Any, fraction: float, seed: int
 ) -> tuple[list[SampleRecord], list[SampleRecord]]:
-    """Split off about ``fraction`` of the records by a stable hash of their group; at least one when ``fraction > 0``."""
+    """Split off about ``fraction`` of the records by a stable hash of their group (at least one if any)."""
     if fraction <= 0 or len(records) < 2:
         return [], list(records)
     scores = [_hash_fraction(key(r), seed) for r in records]
@@ -205,31 +202,46 @@ class AWBDataModule(BaseDataModule):
 
     # ----------------------------------------------------------------- datasets
     def setup(self, stage: str | None = None) -> None:
-        if self.train_dataset is not None:
+        """Build the three datasets (once) and decode / render the splits ``stage`` needs.
+
+        ``fit`` reads train and val before the first step, so a bad file stops the run before training;
+        ``test`` reads only the test split.
+        """
+        if self.train_dataset is None:
+            self._build_datasets()
+        if not self.preload:
             return
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        done: set[int] = set()
+        for split in needed.get(stage or "", ("train", "val", "test")):
+            dataset = getattr(self, f"{split}_dataset")
+            if id(dataset) in done:
+                continue
+            done.add(id(dataset))
+            if self.format == "synthetic":
+                dataset.preload(description=f"Rendering {len(dataset)} synthetic {split} scenes")
+            else:
+                dataset.preload(f"Reading {self.format} {split} images")
+
+    def _build_datasets(self) -> None:
         if self.format == "synthetic":
             for offset, split in enumerate(("train", "val", "test")):
                 dataset = SyntheticAWBDataset(self.sizes[split], self.image_size, seed=self.seed * 10 + offset)
-                if self.preload:
-                    log.info("Rendering %d synthetic %s scenes", self.sizes[split], split)
-                    dataset.preload()
                 setattr(self, f"{split}_dataset", dataset)
             return
         self.records = self.split_records(self.index())
         for offset, split in enumerate(("train", "val", "test")):
             records = self.records[split]
+            if split == "test" and records is self.records["val"]:
+                self.test_dataset = self.val_dataset  # fold=None: the validation images are the test images
+                continue
             if self.format == "photos":
-                dataset: Any = PhotoAWBDataset(records, self.image_size, seed=self.seed + offset, fixed=split != "train")
+                dataset: Any = PhotoAWBDataset(
+                    records, self.image_size, seed=self.seed + offset, fixed=split != "train"
+                )
             else:
                 dataset = RawAWBDataset(records, self.image_size)
             setattr(self, f"{split}_dataset", dataset)
-        if self.preload:
-            done: set[int] = set()
-            for split in ("train", "val", "test"):
-                dataset = getattr(self, f"{split}_dataset")
-                if id(dataset) not in done:
-                    dataset.preload(f"Reading {self.format} {split} images")
-                    done.add(id(dataset))
 
     # ----------------------------------------------------------------- augmentation
     def build_augmentations(self) -> dict[str, nn.Module]:

@@ -55,8 +55,9 @@ def _progress(iterable: Sequence[Any], description: str) -> Any:
 
 
 class RawAWBDataset(Dataset):
-    """Raw colour-constancy images (records from the ``gehler_shi``, ``nus8``, ``cube_plus`` or ``simple_cube_pp``
-    indexers), preprocessed as their dataset's reference code does and resized to ``image_size``.
+    """Raw colour-constancy images, preprocessed as their dataset's reference code does and resized.
+
+    Records come from the ``gehler_shi``, ``nus8``, ``cube_plus`` or ``simple_cube_pp`` indexers.
 
     Args:
         records: indexed samples with ground-truth illuminants.

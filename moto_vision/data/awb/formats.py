@@ -243,7 +243,9 @@ def index_nus8(root: Path, num_folds: int = 3, **options: Any) -> list[SampleRec
         for index, (name, rgb, box) in enumerate(zip(names, gt.tolist(), boxes.tolist())):
             stem = Path(name).stem
             if stem not in available:
-                raise FileNotFoundError(f"{mat_path}: image {name!r} (row {index + 1}) has no PNG under {mat_path.parent}.")
+                raise FileNotFoundError(
+                    f"{mat_path}: image {name!r} (row {index + 1}) has no PNG under {mat_path.parent}."
+                )
             y1, y2, x1, x2 = (int(round(v)) for v in box)
             records.append(
                 SampleRecord(
@@ -332,9 +334,13 @@ def index_simple_cube_pp(root: Path, **options: Any) -> list[SampleRecord]:
         with gt_path.open(newline="") as handle:
             reader = csv.DictReader(handle)
             fields = reader.fieldnames or []
-            columns = next((c for c in (("r", "g", "b"), ("mean_r", "mean_g", "mean_b")) if set(c) <= set(fields)), None)
+            columns = next(
+                (c for c in (("r", "g", "b"), ("mean_r", "mean_g", "mean_b")) if set(c) <= set(fields)), None
+            )
             if "image" not in fields or columns is None:
-                raise ValueError(f"{gt_path}: expected columns image,r,g,b (or image,mean_r,mean_g,mean_b); got {fields}.")
+                raise ValueError(
+                    f"{gt_path}: expected columns image,r,g,b (or image,mean_r,mean_g,mean_b); got {fields}."
+                )
             for line, row in enumerate(reader, start=2):
                 image = root / split / "PNG" / f"{row['image']}.png"
                 where = f"{gt_path} line {line} ({row['image']})"
@@ -343,7 +349,9 @@ def index_simple_cube_pp(root: Path, **options: Any) -> list[SampleRecord]:
                 try:
                     rgb = [float(row[c]) for c in columns]
                 except (TypeError, ValueError) as error:
-                    raise ValueError(f"{where}: ground truth {[row.get(c) for c in columns]} is not numeric.") from error
+                    raise ValueError(
+                        f"{where}: ground truth {[row.get(c) for c in columns]} is not numeric."
+                    ) from error
                 records.append(
                     SampleRecord(
                         image=image,

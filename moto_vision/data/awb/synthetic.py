@@ -2,13 +2,14 @@
 
 Land's Mondrian stimuli, made hard enough that Gray World fails as it does on real photos:
 
-- **Surfaces.** A background and 2-8 overlapping rectangles. Each scene has a dominant *theme* colour
-  (foliage, sky, wood, a painted wall...) that the background and part of the surfaces lean to, so the
-  scene average is usually not grey. About one surface in six is near-neutral (white, grey paper, concrete).
+- **Surfaces.** A background and 3-10 overlapping rectangles. Each scene has a dominant *theme* colour
+  (foliage, sky, wood, a painted wall...) that the background and a quarter of the surfaces lean to, so the
+  scene average is usually not grey. A quarter of the surfaces are near-neutral (white walls, paper,
+  concrete, asphalt), of any lightness.
   Reflectances are the surfaces' white-balanced linear sRGB colours, kept inside ``[0.01, 0.95]``.
 - **Texture and shading.** Smooth multiplicative texture per surface, fine chroma jitter, and a global
   shading gradient (light fall-off), all achromatic except the jitter.
-- **Specular highlights.** In most scenes, a few Gaussian glints whose colour is the illuminant's
+- **Specular highlights.** In 70% of the scenes, a few Gaussian glints whose colour is the illuminant's
   (dichromatic model), some strong enough to clip.
 - **Light.** A Planckian illuminant with Duv tint (``isp.sample_illuminant``: 2500-10000 K, Duv -0.006..0.012);
   in a share of the scenes a second light of another colour covers a minority of the frame. The ground truth
@@ -54,6 +55,8 @@ class MondrianConfig:
     Args:
         surfaces: (min, max) number of rectangles on top of the background.
         neutral_share: probability that a surface is near-neutral.
+        neutral_lightness: (min, max) mean reflectance of the near-neutral surfaces (white walls and paper are
+            bright, asphalt and concrete are not).
         theme_strength: (min, max) chroma of the scene's dominant colour on the background.
         theme_share: probability that a foreground surface leans to the theme colour.
         specular_share: probability that a scene has specular highlights.
@@ -66,11 +69,12 @@ class MondrianConfig:
 
     def __init__(
         self,
-        surfaces: tuple[int, int] = (2, 8),
-        neutral_share: float = 0.15,
+        surfaces: tuple[int, int] = (3, 10),
+        neutral_share: float = 0.25,
+        neutral_lightness: tuple[float, float] = (0.1, 0.8),
         theme_strength: tuple[float, float] = (0.15, 0.75),
-        theme_share: float = 0.5,
-        specular_share: float = 0.6,
+        theme_share: float = 0.25,
+        specular_share: float = 0.7,
         two_light_share: float = 0.2,
         cct_range: tuple[float, float] = (2500.0, 10000.0),
         tint_range: tuple[float, float] = (-0.006, 0.012),
@@ -79,6 +83,7 @@ class MondrianConfig:
     ) -> None:
         self.surfaces = surfaces
         self.neutral_share = neutral_share
+        self.neutral_lightness = neutral_lightness
         self.theme_strength = theme_strength
         self.theme_share = theme_share
         self.specular_share = specular_share
@@ -131,7 +136,7 @@ def _scene_parameters(g: torch.Generator, size: int, config: MondrianConfig, max
     neutral[0] = False
     chroma = torch.where(neutral, _uniform(g, 0.0, 0.03, n), chroma)
     lightness = torch.exp(_uniform(g, math.log(0.06), math.log(0.8), n))
-    lightness = torch.where(neutral, _uniform(g, 0.3, 0.85, n), lightness)
+    lightness = torch.where(neutral, _uniform(g, *config.neutral_lightness, n), lightness)
     reflectance = _reflectance(lightness, chroma, direction)
 
     # Rectangles in pixel coordinates: [top, bottom, left, right]; the background covers everything.
@@ -277,7 +282,7 @@ class SyntheticAWBDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def preload(self, chunk: int = 256) -> None:
+    def preload(self, chunk: int = 256, description: str = "Rendering synthetic scenes") -> None:
         """Render every scene once and keep them in memory (images as float16, ~24 KB each at 64 px).
 
         Training visits each scene many times; rendering costs a few milliseconds per scene, which on a laptop
@@ -286,7 +291,10 @@ class SyntheticAWBDataset(Dataset):
         if self._store is not None:
             return
         parts: dict[str, list[Tensor]] = {"image": [], "illuminant": [], "valid": []}
-        for start in range(0, self.length, chunk):
+        from tqdm import tqdm
+
+        starts = range(0, self.length, chunk)
+        for start in tqdm(starts, desc=description, unit="chunk", leave=False, disable=len(starts) < 4):
             indices = list(range(start, min(self.length, start + chunk)))
             out = render_mondrians(
                 [self._generator(i) for i in indices], self.image_size, self.config, camera_seed=self.camera_seed
