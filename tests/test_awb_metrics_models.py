@@ -110,20 +110,40 @@ def test_angular_loss_value_and_descent() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ heads
-@pytest.mark.parametrize("head_cls", [ConfidencePoolingHead, PoolingMLPHead])
-def test_heads_return_positive_unit_illuminants(head_cls: type) -> None:
-    head = head_cls(16, hidden=8)
-    out = head(torch.randn(3, 16, 5, 7))
+@pytest.mark.parametrize(
+    "head",
+    [
+        ConfidencePoolingHead(16, hidden=8),
+        ConfidencePoolingHead(16, hidden=8, local_colour=False, global_context=False),
+        PoolingMLPHead(16, hidden=8),
+    ],
+)
+def test_heads_return_positive_unit_illuminants(head: torch.nn.Module) -> None:
+    out = head(torch.randn(3, 16, 5, 7), torch.rand(3, 3, 20, 28))
     assert out.shape == (3, 3)
     assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
     assert (out > 0).all()
 
 
-def test_confidence_head_pools_with_confidence() -> None:
+def test_confidence_head_votes_with_local_colours() -> None:
     head = ConfidencePoolingHead(4, hidden=4)
-    rgb, weights = head.local_estimates(torch.randn(2, 4, 6, 6))
+    image = torch.rand(2, 3, 24, 24)
+    image[:, :, :12] = 0.0  # a masked (zeroed) half cannot vote
+    rgb, weights = head.local_estimates(torch.randn(2, 4, 6, 6), image)
     assert torch.allclose(weights.sum(dim=(2, 3)), torch.ones(2, 1), atol=1e-5)
-    assert torch.allclose(head(torch.randn(2, 4, 6, 6)).norm(dim=1), torch.ones(2), atol=1e-5)
+    assert weights[:, :, :3].max() < 1e-6
+    # Untrained (zero output layer): every location votes for its own colour with equal weight -> Gray World
+    # over the valid half, computed on the feature grid.
+    local = torch.nn.functional.adaptive_avg_pool2d(image, (6, 6))[:, :, 3:]
+    expected = torch.nn.functional.normalize(
+        (
+            local / local.sum(dim=1, keepdim=True) / (local / local.sum(dim=1, keepdim=True)).norm(dim=1, keepdim=True)
+        ).mean(dim=(2, 3)),
+        dim=1,
+    )
+    assert torch.allclose(head(torch.randn(2, 4, 6, 6), image), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="needs the input image"):
+        head(torch.randn(2, 4, 6, 6))
 
 
 def test_apply_white_balance_neutralises_the_light() -> None:

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from moto_vision.callbacks import CPUThreads
 from moto_vision.cli import main
 from moto_vision.data import AWBDataModule
 from moto_vision.metrics import recovery_angular_error
@@ -97,20 +98,21 @@ def test_render_batch_grid() -> None:
 @pytest.mark.slow
 def test_short_training_beats_gray_world(tmp_path: Path) -> None:
     pl.seed_everything(0)
-    data = AWBDataModule(image_size=64, train_size=1024, val_size=64, test_size=256, batch_size=32, seed=0)
-    model = AWBRegressor(
-        backbone="mobilenetv3_small_050", feature_level=2, image_size=64, lr=3e-3, log_predictions=False
-    )
-    trainer = _trainer(tmp_path, max_steps=300, limit_val_batches=0, num_sanity_val_steps=0)
+    threads = torch.get_num_threads()
+    data = AWBDataModule(image_size=64, train_size=512, val_size=32, test_size=192, batch_size=32, seed=0)
+    model = AWBRegressor(backbone="mobilenetv3_small_050", image_size=64, log_predictions=False)
+    trainer = _trainer(tmp_path, max_steps=250, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[CPUThreads(1)])
     trainer.fit(model, datamodule=data)
+    assert torch.get_num_threads() == threads  # CPUThreads gave the threads back
     data.setup("test")
     model.eval()
-    images = torch.stack([data.test_dataset[i]["image"] for i in range(256)])
-    lights = torch.stack([data.test_dataset[i]["illuminant"] for i in range(256)])
+    images = torch.stack([data.test_dataset[i]["image"] for i in range(192)])
+    lights = torch.stack([data.test_dataset[i]["illuminant"] for i in range(192)])
     with torch.no_grad():
         ours = recovery_angular_error(model(images), lights).median().item()
     gray_world = recovery_angular_error(GrayWorld()(images), lights).median().item()
-    assert ours < 0.75 * gray_world, (ours, gray_world)
+    print(f"median recovery error after 250 steps: ours {ours:.2f}, Gray World {gray_world:.2f}")
+    assert ours < 0.6 * gray_world, (ours, gray_world)
 
 
 def test_recipe_fit_then_test_best_prints_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -133,7 +135,7 @@ def test_recipe_fit_then_test_best_prints_table(tmp_path: Path, capsys: pytest.C
     out = capsys.readouterr().out
     assert "| Gray World |" in out and "| AWBRegressor (mobilenetv3_small_100, confidence head) |" in out
     model = AWBRegressor.load_from_checkpoint(next(tmp_path.rglob("best.ckpt")))
-    assert model.hparams.feature_level == 2 and model(torch.rand(1, 3, 64, 64)).shape == (1, 3)
+    assert model.hparams.feature_level == 1 and model(torch.rand(1, 3, 64, 64)).shape == (1, 3)
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,15 @@ class CPUThreads(Callback):
 
     def __init__(self, num_threads: int | None = 1) -> None:
         self.num_threads = num_threads
+        self._previous: int | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.num_threads is not None and trainer.accelerator.__class__.__name__ == "CPUAccelerator":
+            self._previous = torch.get_num_threads()
             torch.set_num_threads(self.num_threads)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Give the process its thread count back (a notebook or test session goes on after the run).
+        if self._previous is not None:
+            torch.set_num_threads(self._previous)
+            self._previous = None
