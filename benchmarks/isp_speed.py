@@ -5,7 +5,8 @@ The issue's target: on the CPU, ``isp_preset("default")`` on a 32 x 3 x 256 x 25
 same batch. Both are timed in one run (warm-up, then the median of several repeats), so machine load affects
 both alike.
 
-    python benchmarks/isp_speed.py [--batch 32] [--size 256] [--repeats 7] [--device cpu] [--preset default]
+    python benchmarks/isp_speed.py [--batch 32] [--size 256] [--repeats 9] [--device cpu]
+                                   [--preset default] [--domain srgb]
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=7, help="timed repeats of each (median reported)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed repeats of each (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--preset", default="default")
+    parser.add_argument("--domain", default="srgb", choices=["srgb", "linear"])
     parser.add_argument("--model", default="mobilenetv3_small_100")
     args = parser.parse_args(argv)
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     images = torch.rand(args.batch, 3, args.size, args.size, device=device)
     labels = torch.randint(0, 1000, (args.batch,), device=device)
-    augment = isp_preset(args.preset, "srgb").to(device)
+    augment = isp_preset(args.preset, args.domain).to(device)
 
     model = timm.create_model(args.model, pretrained=False).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -77,13 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.repeats):
         isp_times += _median_time(isp_step, device, 1, 0)
         step_times += _median_time(train_step, device, 1, 0)
-    isp_ms = 1e3 * statistics.median(isp_times)
-    step_ms = 1e3 * statistics.median(step_times)
-    ratio = isp_ms / step_ms
+    isp_ms, step_ms = 1e3 * statistics.median(isp_times), 1e3 * statistics.median(step_times)
+    isp_min, step_min = 1e3 * min(isp_times), 1e3 * min(step_times)
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch}x3x{args.size}x{args.size} float32")
-    print(f"isp_preset({args.preset!r}, 'srgb'): median {isp_ms:.1f} ms (min {1e3 * min(isp_times):.1f})")
-    print(f"{args.model} train step (fwd+bwd+AdamW): median {step_ms:.1f} ms (min {1e3 * min(step_times):.1f})")
-    print(f"ratio: {100 * ratio:.1f}% (target <= 10%)")
+    print(f"isp_preset({args.preset!r}, {args.domain!r}): median {isp_ms:.1f} ms (min {isp_min:.1f})")
+    print(f"{args.model} train step (fwd+bwd+AdamW): median {step_ms:.1f} ms (min {step_min:.1f})")
+    # The ratio of medians is the headline; the ratio of minima (each run's least-disturbed repeat) is a check
+    # on a shared machine, where load inflates memory-bound augmentation more than compute-bound convolutions.
+    print(f"ratio: {100 * isp_ms / step_ms:.1f}% of medians, {100 * isp_min / step_min:.1f}% of minima (target <= 10%)")
 
 
 if __name__ == "__main__":

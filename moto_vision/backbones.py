@@ -31,6 +31,7 @@ __all__ = [
     "BackboneInfo",
     "BackboneWeightsError",
     "backbone_state_dict_from_checkpoint",
+    "backbones_table",
     "create_backbone",
     "list_backbones",
     "load_backbone_weights",
@@ -390,3 +391,23 @@ def _backbone_info(name: str, input_size: int) -> BackboneInfo:
         feature_reductions=tuple(features.reductions),
         reparameterizable=reparam,
     )
+
+
+def backbones_table(infos: Sequence[BackboneInfo]) -> str:
+    """Markdown table of :func:`list_backbones` results."""
+    lines = [
+        "| backbone | params (M) | MACs (M) @224 | feature channels | feature strides "
+        "| re-parameterisable (costed fused) |",
+        "|---|---:|---:|---|---|---|",
+    ]
+    for info in infos:
+        lines.append(
+            f"| `{info.name}` | {info.params_m:.2f} | {info.macs_g * 1000:.0f} | "
+            f"{', '.join(map(str, info.feature_channels))} | {', '.join(map(str, info.feature_reductions))} | "
+            f"{'yes' if info.reparameterizable else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m moto_vision.backbones: print the recommended-backbone table
+    print(backbones_table(list_backbones()))

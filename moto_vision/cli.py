@@ -265,10 +265,12 @@ def _resolve_checkpoint(ckpt_path: Any, root: str) -> Any:
         return ckpt_path
     candidates = sorted(Path(root).rglob(f"{ckpt_path}*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise SystemExit(
-            f"--ckpt_path {ckpt_path}: no {ckpt_path}*.ckpt under {Path(root).resolve()}. Train first with `fit` "
-            "using the same --config (and --trainer.default_root_dir), or pass the checkpoint file."
+        print(
+            f"error: --ckpt_path {ckpt_path}: no {ckpt_path}*.ckpt under {Path(root).resolve()}. Train first with "
+            "`fit` using the same --config (and --trainer.default_root_dir), or pass the checkpoint file.",
+            file=sys.stderr,
         )
+        raise SystemExit(2)
     chosen = str(candidates[-1])
     print(f"Using checkpoint {chosen}", file=sys.stderr)
     return chosen

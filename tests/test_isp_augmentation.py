@@ -242,3 +242,9 @@ def test_camera_pipeline_develops_only_gated_images():
     assert torch.allclose(out[applied], ref, atol=1e-6)
     out.sum().backward()
     assert torch.isfinite(x.grad).all() and torch.equal(x.grad[~applied], torch.ones_like(x.grad[~applied]))
+
+
+def test_lens_shading_map_folds_gains():
+    corner, gains = torch.tensor([[0.5, 0.6, 0.7]]), torch.tensor([[2.0, 1.0, 0.5]])
+    folded = isp.lens_shading_map(corner, 8, 12, inverse=True, gain=gains)
+    assert torch.allclose(folded, isp.lens_shading_map(corner, 8, 12, inverse=True) * gains[:, :, None, None])

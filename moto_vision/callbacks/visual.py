@@ -58,10 +58,12 @@ class PredictionGridLogger(Callback):
         with torch.no_grad():
             grid = pl_module.render_batch(batch, predictions, max_images=self.max_images)
         if grid is not None:
-            self._log(trainer, grid)
+            # trainer.log_dir is a collective call under DDP: every rank must ask for it, not only rank zero.
+            run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+            self._log(trainer, grid, run_dir)
 
     @rank_zero_only
-    def _log(self, trainer: Trainer, grid: torch.Tensor) -> None:
+    def _log(self, trainer: Trainer, grid: torch.Tensor, run_dir: Path) -> None:
         step, tag = trainer.global_step, "predictions"
         logged = False
         for logger in trainer.loggers:
@@ -73,5 +75,4 @@ class PredictionGridLogger(Callback):
                 logger.log_image(key=tag, images=[grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy()], step=step)
                 logged = True
         if not logged:
-            run_dir = Path(trainer.log_dir or trainer.default_root_dir)
             save_png(grid, run_dir / "predictions" / f"epoch{trainer.current_epoch:03d}.png")

@@ -2,5 +2,6 @@
 
 from moto_vision.data.awb import AWBDataModule
 from moto_vision.data.base import BaseDataModule
+from moto_vision.data.scene import SceneDataModule
 
-__all__ = ["AWBDataModule", "BaseDataModule"]
+__all__ = ["AWBDataModule", "BaseDataModule", "SceneDataModule"]

@@ -59,7 +59,7 @@ class BaseDataModule(LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self.predict_dataset: Dataset | None = None
-        self._augmentations: nn.ModuleDict | None = None
+        self._augmentations: dict[str, nn.Module] | None = None
 
     # ----------------------------------------------------------------- augmentation
     def build_augmentations(self) -> dict[str, nn.Module]:
@@ -67,9 +67,11 @@ class BaseDataModule(LightningDataModule):
         return {}
 
     @property
-    def augmentations(self) -> nn.ModuleDict:
+    def augmentations(self) -> dict[str, nn.Module]:
+        """The per-split augmentation modules, built once on first use."""
         if self._augmentations is None:
-            self._augmentations = nn.ModuleDict(self.build_augmentations())
+            # A plain dict: nn.ModuleDict would refuse the key "train" (it clashes with Module.train).
+            self._augmentations = dict(self.build_augmentations())
         return self._augmentations
 
     def augment(self, batch: Batch, augmentation: nn.Module, split: str) -> Batch:

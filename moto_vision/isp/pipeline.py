@@ -15,6 +15,7 @@ from moto_vision.isp.color import (
     apply_color_matrix,
     camera_rgb_matrix,
     illuminant_to_gains,
+    inverse_3x3,
     inverse_tone_curve,
     linear_to_srgb,
     planckian_xyz,
@@ -99,7 +100,7 @@ def sample_camera_params(
     params = {
         "xyz2cam": xyz2cam,
         "rgb2cam": rgb2cam,
-        "ccm": torch.linalg.inv(rgb2cam),
+        "ccm": inverse_3x3(rgb2cam),
         "cct": cct.double(),
         "tint": tint.double(),
         "illuminant": illuminant,

@@ -111,7 +111,8 @@ def add_sensor_noise(
 
     Shot (photon) noise has a variance proportional to the signal; read noise is signal independent. The
     Gaussian approximation of the Poisson part is accurate above a few photons and keeps the operation
-    differentiable. Negative signal values count as zero for the variance.
+    differentiable. The variance is floored just above zero (slightly negative values come from colour-matrix
+    overshoot, not from light).
 
     Args:
         image: ``(B, C, H, W)`` linear image.
@@ -126,8 +127,8 @@ def add_sensor_noise(
     """
     if noise is None:
         noise = torch.randn(image.shape, generator=generator, device=image.device, dtype=image.dtype)
-    variance = torch.addcmul(_per_image(read, image), image.clamp_min(0.0), _per_image(shot, image))
-    return torch.addcmul(image, variance.sqrt_(), noise.to(image.dtype))
+    std = torch.addcmul(_per_image(read, image), image, _per_image(shot, image)).clamp_min_(1e-10).sqrt_()
+    return torch.addcmul(image, std, noise.to(image.dtype))
 
 
 def mosaic(image: Tensor, pattern: BayerPattern = "RGGB") -> Tensor:
@@ -170,6 +171,7 @@ def lens_shading_map(
     width: int,
     *,
     inverse: bool = False,
+    gain: Tensor | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
@@ -184,6 +186,7 @@ def lens_shading_map(
         height: image height.
         width: image width.
         inverse: return the correction gain ``(1 + k r^2)^2`` (an ISP's lens-shading correction) instead.
+        gain: optional ``(B, C)`` gains multiplied into an ``inverse`` map at no extra cost (e.g. white balance).
         device: device of the map.
         dtype: dtype of the map.
 
@@ -195,8 +198,14 @@ def lens_shading_map(
     corner = corner.reshape(-1, 1, 1, 1) if corner.ndim <= 1 else corner[:, :, None, None]
     k = corner.clamp(1e-3, 1.0).rsqrt() - 1.0
     r2 = _radius_squared(height, width, device, torch.float32)
-    gain = (k * r2).add_(1.0).square_()
-    return (gain if inverse else gain.reciprocal_()).to(dtype)
+    if gain is not None:
+        if not inverse:
+            raise ValueError("lens_shading_map: gain is only supported with inverse=True")
+        # g (1 + k r^2)^2 = (sqrt(g) + sqrt(g) k r^2)^2: the gain costs no pass over the map.
+        root = gain.to(device=device, dtype=torch.float32).clamp_min(0.0).sqrt()[:, :, None, None]
+        return torch.addcmul(root, root * k, r2).square_().to(dtype)
+    correction = torch.addcmul(torch.ones((), device=r2.device), k, r2).square_()
+    return (correction if inverse else correction.reciprocal_()).to(dtype)
 
 
 def apply_lens_shading(image: Tensor, corner: Tensor | float) -> Tensor:

@@ -6,5 +6,16 @@ from moto_vision.metrics.angular import (
     recovery_angular_error,
     reproduction_angular_error,
 )
+from moto_vision.metrics.calibration import CalibrationError, MultilabelCalibrationError, expected_calibration_error
+from moto_vision.metrics.classification import MultilabelTopKAccuracy
 
-__all__ = ["AngularError", "error_statistics", "recovery_angular_error", "reproduction_angular_error"]
+__all__ = [
+    "AngularError",
+    "CalibrationError",
+    "MultilabelCalibrationError",
+    "MultilabelTopKAccuracy",
+    "error_statistics",
+    "expected_calibration_error",
+    "recovery_angular_error",
+    "reproduction_angular_error",
+]

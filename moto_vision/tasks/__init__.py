@@ -2,5 +2,6 @@
 
 from moto_vision.tasks.awb import AWBRegressor
 from moto_vision.tasks.base import BaseTask
+from moto_vision.tasks.scene import SceneClassifier
 
-__all__ = ["AWBRegressor", "BaseTask"]
+__all__ = ["AWBRegressor", "BaseTask", "SceneClassifier"]
