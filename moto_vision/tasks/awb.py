@@ -202,18 +202,22 @@ class AWBRegressor(BaseTask):
         rows[self.model_title()] = {k.removeprefix("test_"): v for k, v in values.items() if k != "test_loss"}
         return format_table(rows), rows
 
-    @rank_zero_only
     def report_test_results(self, values: Mapping[str, float]) -> None:
         """Print the FFCC table (model and baselines) and save it as Markdown and JSON in the run directory."""
         table, rows = self.test_results_table(values)
+        # trainer.log_dir is a collective call under DDP: every rank asks, only rank zero prints and writes.
+        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir) if self._trainer is not None else None
+        self._print_and_save(table, rows, run_dir)
+
+    @rank_zero_only
+    def _print_and_save(self, table: str, rows: dict[str, dict[str, float]], run_dir: Path | None) -> None:
         print(
             "\nAWB angular errors in degrees on the test split (lower is better; recovery = angle between "
             "estimated and true illuminant, reproduction = Finlayson & Zakizadeh 2014):\n"
         )
         print(table + "\n")
-        if self._trainer is None:
+        if run_dir is None:
             return
-        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "awb_test_results.md").write_text(table + "\n")
         (run_dir / "awb_test_results.json").write_text(json.dumps(rows, indent=2) + "\n")
