@@ -212,3 +212,42 @@ def test_relight_and_isp_augmentation_keep_labels_consistent() -> None:
     assert errors.max().item() < 2.0  # noise only; a wrong label update would be off by many degrees
     image, label = relight(batch["image"], lights, probability=0.0)
     assert torch.equal(label, lights)
+
+
+def test_own_camera_format_registers_and_loads(tmp_path: Path) -> None:
+    import numpy as np
+
+    from moto_vision.data.records import SampleRecord, register_format
+
+    rng = np.random.default_rng(0)
+    rows = ["image,r,g,b"]
+    for i in range(6):
+        light = awb_fixtures._illuminant(rng)
+        awb_fixtures.write_png16(
+            tmp_path / "png" / f"cap_{i}.png", awb_fixtures.raw_scene(rng, (32, 48), light, 0, 65535)
+        )
+        rows.append(f"cap_{i},{light[0]},{light[1]},{light[2]}")
+    (tmp_path / "gt.csv").write_text("\n".join(rows) + "\n")
+
+    @register_format("awb", "test_mycam")
+    def index_mycam(root: Path, **options) -> list[SampleRecord]:
+        records = []
+        for line in (root / "gt.csv").read_text().splitlines()[1:]:
+            name, r, g, b = line.split(",")
+            records.append(
+                SampleRecord(
+                    image=root / "png" / f"{name}.png",
+                    illuminant=(float(r), float(g), float(b)),
+                    group=name,
+                    extra={"black_level": 0, "saturation": 65535},
+                )
+            )
+        return records
+
+    data = AWBDataModule(root=str(tmp_path), format="test_mycam", image_size=16, test_fraction=0.3, val_fraction=0.3)
+    data.setup("fit")
+    assert sum(len(data.records[s]) for s in ("train", "val", "test")) == 6 and data.records["test"]
+    sample = data.train_dataset[0]
+    assert recovery_angular_error(GrayWorld()(sample["image"][None]), sample["illuminant"][None]).item() < 0.5
+    with pytest.raises(ValueError, match="unknown format 'mycam2'"):
+        AWBDataModule(root=str(tmp_path), format="mycam2")

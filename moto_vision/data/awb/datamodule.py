@@ -24,14 +24,13 @@ from torch import Tensor, nn
 from moto_vision.data.awb.datasets import PhotoAWBDataset, RawAWBDataset
 from moto_vision.data.awb.synthetic import SyntheticAWBDataset
 from moto_vision.data.base import BaseDataModule
-from moto_vision.data.records import SampleRecord, apply_split_manifest, get_indexer
+from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
 
-__all__ = ["AWBDataModule", "AWBFormat"]
+__all__ = ["AWB_FORMATS", "AWBDataModule"]
 
-AWBFormat = Literal["synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp"]
+#: Formats that ship with moto-vision; more register with ``@register_format("awb", name)``.
+AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp")
 Batch = dict[str, Any]
-
-_FOLD_FORMATS = ("gehler_shi", "nus8", "cube_plus")
 
 
 class AWBSpatialAugmentation(nn.Module):
@@ -93,7 +92,9 @@ class AWBDataModule(BaseDataModule):
     Args:
         root: dataset folder (``None`` for ``synthetic``).
         format: ``synthetic`` (rendered Mondrian scenes, no files needed), ``photos`` (any folder of sRGB photos,
-            unprocessed into raw), or a raw benchmark: ``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``.
+            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), or
+            the name of your own raw format registered with ``@register_format("awb", name)`` (a string rather
+            than a fixed choice for that reason).
         image_size: height and width of the images the model sees.
         fold: cross-validation test fold (0-based) of ``gehler_shi`` / ``nus8`` / ``cube_plus``; the other folds
             train. ``None`` trains on every image (test = validation split).
@@ -116,7 +117,7 @@ class AWBDataModule(BaseDataModule):
     def __init__(
         self,
         root: str | None = None,
-        format: AWBFormat = "synthetic",
+        format: str = "synthetic",
         image_size: int = 64,
         fold: int | None = 0,
         num_folds: int = 3,
@@ -135,6 +136,11 @@ class AWBDataModule(BaseDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if format != "synthetic" and format not in format_names("awb"):
+            raise ValueError(
+                f"AWBDataModule: unknown format {format!r}; choose synthetic or one of {format_names('awb')} "
+                "(or register your own with @register_format('awb', name) before building the datamodule)."
+            )
         if format != "synthetic" and root is None:
             raise ValueError(f"AWBDataModule: format {format!r} reads files; pass --data.root /path/to/dataset.")
         if fold is not None and not 0 <= fold < num_folds:
@@ -171,10 +177,10 @@ class AWBDataModule(BaseDataModule):
         def key(r: SampleRecord) -> str:
             return r.group or r.image.as_posix()
 
-        if self.format == "simple_cube_pp":
+        if any(r.split for r in records):  # the layout has an official split (SimpleCube++ train/ and test/)
             test = [r for r in records if r.split == "test"]
             rest = [r for r in records if r.split != "test"]
-        elif self.format in _FOLD_FORMATS:
+        elif any("fold" in r.extra for r in records):  # cross-validation datasets (Gehler-Shi, NUS-8, Cube+)
             if self.fold is None:
                 test, rest = [], records
             else:

@@ -383,7 +383,7 @@ def index_photos(root: Path, **options: Any) -> list[SampleRecord]:
     images = _images_in(root, PHOTO_SUFFIXES)
     if not images:
         raise FileNotFoundError(f"Photos: no images ({', '.join(PHOTO_SUFFIXES)}) under {root}.")
-    return [SampleRecord(image=p, group=p.parent.name, extra={"format": "photos"}) for p in images]
+    return [SampleRecord(image=p, group=p.relative_to(root).as_posix(), extra={"format": "photos"}) for p in images]
 
 
 # --------------------------------------------------------------------------------------------- reading
