@@ -1,7 +1,8 @@
-"""Lightning callbacks: visual logging of predictions, scene prediction CSVs, CPU thread pinning."""
+"""Lightning callbacks: visual logging, prediction writers (scene CSVs, segmentation PNGs), CPU thread pinning."""
 
 from moto_vision.callbacks.scene import ScenePredictionWriter
+from moto_vision.callbacks.segmentation import SegmentationPredictionWriter
 from moto_vision.callbacks.threads import CPUThreads
 from moto_vision.callbacks.visual import PredictionGridLogger
 
-__all__ = ["CPUThreads", "PredictionGridLogger", "ScenePredictionWriter"]
+__all__ = ["CPUThreads", "PredictionGridLogger", "ScenePredictionWriter", "SegmentationPredictionWriter"]

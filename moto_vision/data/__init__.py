@@ -2,6 +2,7 @@
 
 from moto_vision.data.awb import AWBDataModule
 from moto_vision.data.base import BaseDataModule
+from moto_vision.data.portrait import PortraitDataModule
 from moto_vision.data.scene import SceneDataModule
 
-__all__ = ["AWBDataModule", "BaseDataModule", "SceneDataModule"]
+__all__ = ["AWBDataModule", "BaseDataModule", "PortraitDataModule", "SceneDataModule"]

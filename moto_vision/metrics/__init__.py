@@ -8,9 +8,11 @@ from moto_vision.metrics.angular import (
 )
 from moto_vision.metrics.calibration import CalibrationError, MultilabelCalibrationError, expected_calibration_error
 from moto_vision.metrics.classification import MultilabelTopKAccuracy
+from moto_vision.metrics.segmentation import BoundaryFScore
 
 __all__ = [
     "AngularError",
+    "BoundaryFScore",
     "CalibrationError",
     "MultilabelCalibrationError",
     "MultilabelTopKAccuracy",

@@ -14,22 +14,40 @@ from moto_vision.models.awb import (
 from moto_vision.models.calibration import ScoreCalibrator, fit_temperature, fit_thresholds
 from moto_vision.models.classification import ClassificationHead, ClassificationLoss, class_weights_from_counts
 from moto_vision.models.common import Normalize
+from moto_vision.models.segmentation import (
+    DECODERS,
+    DeepLabV3PlusDecoder,
+    FPNDecoder,
+    LRASPPDecoder,
+    MobileDecoder,
+    SegmentationLoss,
+    UNetDecoder,
+    create_segmentation_decoder,
+)
 
 __all__ = [
+    "DECODERS",
     "AngularLoss",
     "ClassificationHead",
     "ClassificationLoss",
     "ConfidencePoolingHead",
+    "DeepLabV3PlusDecoder",
+    "FPNDecoder",
     "GrayEdge",
     "GrayWorld",
+    "LRASPPDecoder",
+    "MobileDecoder",
     "Normalize",
     "PoolingMLPHead",
     "ScoreCalibrator",
+    "SegmentationLoss",
     "ShadesOfGray",
+    "UNetDecoder",
     "WhitePatch",
     "apply_white_balance",
     "class_weights_from_counts",
     "create_baseline",
+    "create_segmentation_decoder",
     "fit_temperature",
     "fit_thresholds",
 ]
