@@ -1,7 +1,8 @@
-"""Lightning callbacks: visual logging of predictions, prediction writers (scene CSVs, segmentation PNGs)."""
+"""Lightning callbacks: visual logging, prediction writers (scene CSVs, segmentation PNGs), CPU thread pinning."""
 
 from moto_vision.callbacks.scene import ScenePredictionWriter
 from moto_vision.callbacks.segmentation import SegmentationPredictionWriter
+from moto_vision.callbacks.threads import CPUThreads
 from moto_vision.callbacks.visual import PredictionGridLogger
 
-__all__ = ["PredictionGridLogger", "ScenePredictionWriter", "SegmentationPredictionWriter"]
+__all__ = ["CPUThreads", "PredictionGridLogger", "ScenePredictionWriter", "SegmentationPredictionWriter"]

@@ -1,5 +1,16 @@
 """Plain ``nn.Module`` building blocks: heads, decoders, normalisation, classical baselines (no Lightning)."""
 
+from moto_vision.models.awb import (
+    AngularLoss,
+    ConfidencePoolingHead,
+    GrayEdge,
+    GrayWorld,
+    PoolingMLPHead,
+    ShadesOfGray,
+    WhitePatch,
+    apply_white_balance,
+    create_baseline,
+)
 from moto_vision.models.calibration import ScoreCalibrator, fit_temperature, fit_thresholds
 from moto_vision.models.classification import ClassificationHead, ClassificationLoss, class_weights_from_counts
 from moto_vision.models.common import Normalize
@@ -16,17 +27,26 @@ from moto_vision.models.segmentation import (
 
 __all__ = [
     "DECODERS",
+    "AngularLoss",
     "ClassificationHead",
     "ClassificationLoss",
+    "ConfidencePoolingHead",
     "DeepLabV3PlusDecoder",
     "FPNDecoder",
+    "GrayEdge",
+    "GrayWorld",
     "LRASPPDecoder",
     "MobileDecoder",
     "Normalize",
+    "PoolingMLPHead",
     "ScoreCalibrator",
     "SegmentationLoss",
+    "ShadesOfGray",
     "UNetDecoder",
+    "WhitePatch",
+    "apply_white_balance",
     "class_weights_from_counts",
+    "create_baseline",
     "create_segmentation_decoder",
     "fit_temperature",
     "fit_thresholds",

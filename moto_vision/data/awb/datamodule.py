@@ -1,0 +1,285 @@
+"""``AWBDataModule``: colour-constancy data (synthetic, photos, raw benchmarks) with label-aware augmentation.
+
+Training batches are augmented on the device (``on_after_batch_transfer``), in this order:
+
+1. spatial: horizontal flip and random resized crop (kornia), applied to the valid-pixel mask too;
+2. *relighting*: with probability ``relight``, an image is divided by its own illuminant and multiplied by
+   the illuminant of another image of the batch, whose label it takes. The new light is a real light of the
+   same camera, so the illuminant distribution of the training set is kept (ISP's ``RandomIlluminant`` instead
+   samples lights through random cameras);
+3. an ISP preset (``moto_vision.isp.isp_preset(..., domain="linear")``: light, exposure, vignetting, noise),
+   with the labels updated by the colour transform it applied (``isp.apply_with_illuminant``);
+4. masked and clipped pixels are zeroed again, so augmentation never invents them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from moto_vision.data.awb.datasets import PhotoAWBDataset, RawAWBDataset
+from moto_vision.data.awb.synthetic import SyntheticAWBDataset
+from moto_vision.data.base import BaseDataModule
+from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
+
+__all__ = ["AWB_FORMATS", "AWBDataModule"]
+
+#: Formats that ship with moto-vision; more register with ``@register_format("awb", name)``.
+AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp")
+Batch = dict[str, Any]
+
+
+class AWBSpatialAugmentation(nn.Module):
+    """Flip and random resized crop of a batch and its valid-pixel mask (kornia)."""
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.35, 1.0)) -> None:
+        super().__init__()
+        from kornia.augmentation import AugmentationSequential, RandomHorizontalFlip, RandomResizedCrop
+
+        self.augment = AugmentationSequential(
+            RandomHorizontalFlip(p=0.5),
+            RandomResizedCrop((size, size), scale=scale, ratio=(0.75, 1.333), p=1.0),
+            data_keys=["input", "mask"],
+        )
+
+    def forward(self, image: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        out, mask = self.augment(image, valid[:, None].to(image.dtype))
+        return out, mask[:, 0] > 0.5
+
+
+def relight(image: Tensor, illuminant: Tensor, probability: float) -> tuple[Tensor, Tensor]:
+    """Swap lights within a batch: ``x / L_i * L_j`` with label ``L_j`` for a random permutation ``j``.
+
+    The per-image brightness is kept (the gains have unit mean), so exposure statistics are unchanged.
+    """
+    b = image.shape[0]
+    if b < 2 or probability <= 0:
+        return image, illuminant
+    partner = torch.randperm(b, device=image.device)
+    apply = torch.rand(b, device=image.device) < probability
+    target = torch.where(apply[:, None], illuminant[partner], illuminant)
+    gains = target / illuminant.clamp_min(1e-6)
+    gains = gains / gains.mean(dim=1, keepdim=True)
+    return (image * gains[:, :, None, None]).clamp(0.0, 1.0), target
+
+
+def _hash_fraction(key: str, seed: int) -> float:
+    """A stable pseudo-random number in [0, 1) per key (splits must not change when files are added)."""
+    digest = hashlib.sha1(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _hash_split(
+    records: list[SampleRecord], key: Any, fraction: float, seed: int
+) -> tuple[list[SampleRecord], list[SampleRecord]]:
+    """Split off about ``fraction`` of the records by a stable hash of their group (at least one if any)."""
+    if fraction <= 0 or len(records) < 2:
+        return [], list(records)
+    scores = [_hash_fraction(key(r), seed) for r in records]
+    chosen = {i for i, score in enumerate(scores) if score < fraction}
+    if not chosen:
+        chosen = {min(range(len(records)), key=scores.__getitem__)}
+    return [r for i, r in enumerate(records) if i in chosen], [r for i, r in enumerate(records) if i not in chosen]
+
+
+class AWBDataModule(BaseDataModule):
+    """Data for :class:`~moto_vision.tasks.AWBRegressor`.
+
+    Args:
+        root: dataset folder (``None`` for ``synthetic``).
+        format: ``synthetic`` (rendered Mondrian scenes, no files needed), ``photos`` (any folder of sRGB photos,
+            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), or
+            the name of your own raw format registered with ``@register_format("awb", name)`` (a string rather
+            than a fixed choice for that reason).
+        image_size: height and width of the images the model sees.
+        fold: cross-validation test fold (0-based) of ``gehler_shi`` / ``nus8`` / ``cube_plus``; the other folds
+            train. ``None`` trains on every image (test = validation split).
+        num_folds: folds of ``nus8`` / ``cube_plus`` (Gehler-Shi uses its standard 3-fold file).
+        val_fraction: share of the training images held out for validation (checkpoint selection).
+        test_fraction: share of images held out for testing where the format has no split (``photos``).
+        splits: a split-manifest folder (``train.txt`` / ``val.txt`` / ``test.txt``) overriding folds and fractions.
+        train_size: synthetic training scenes.
+        val_size: synthetic validation scenes.
+        test_size: synthetic test scenes.
+        augmentation: ISP preset applied to training batches (``none``, ``light``, ``default``, ``heavy``).
+        relight: probability of swapping an image's light with another image's of the batch.
+        spatial: random flips and resized crops of training batches.
+        preload: decode / render every image in ``setup`` (bad files stop the run before training).
+        batch_size: images per batch.
+        num_workers: data-loading workers.
+        seed: seed of the synthetic scenes, splits and fixed photo draws.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        format: str = "synthetic",
+        image_size: int = 64,
+        fold: int | None = 0,
+        num_folds: int = 3,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        splits: str | None = None,
+        train_size: int = 4096,
+        val_size: int = 512,
+        test_size: int = 512,
+        augmentation: Literal["none", "light", "default", "heavy"] = "light",
+        relight: float = 0.5,
+        spatial: bool = True,
+        preload: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if format != "synthetic" and format not in format_names("awb"):
+            raise ValueError(
+                f"AWBDataModule: unknown format {format!r}; choose synthetic or one of {format_names('awb')} "
+                "(or register your own with @register_format('awb', name) before building the datamodule)."
+            )
+        if format != "synthetic" and root is None:
+            raise ValueError(f"AWBDataModule: format {format!r} reads files; pass --data.root /path/to/dataset.")
+        if fold is not None and not 0 <= fold < num_folds:
+            raise ValueError(f"AWBDataModule: fold {fold} is outside 0..{num_folds - 1}.")
+        self.root = None if root is None else Path(root).expanduser()
+        self.format = format
+        self.image_size = image_size
+        self.fold = fold
+        self.num_folds = num_folds
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.splits = splits
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.augmentation = augmentation
+        self.relight = relight
+        self.spatial = spatial
+        self.preload = preload
+        self.records: dict[str, list[SampleRecord]] = {}
+
+    # ----------------------------------------------------------------- splits
+    def index(self) -> list[SampleRecord]:
+        """All records of the dataset (validated ground truth; images not decoded)."""
+        assert self.root is not None
+        options = {"num_folds": self.num_folds} if self.format in ("nus8", "cube_plus") else {}
+        return get_indexer("awb", self.format)(self.root, **options)
+
+    def split_records(self, records: list[SampleRecord]) -> dict[str, list[SampleRecord]]:
+        """Assign records to train / val / test (manifest, official split, CV fold, or seeded fractions)."""
+        assert self.root is not None
+        if self.splits is not None:
+            records = apply_split_manifest(records, self.root, self.splits)
+            return {s: [r for r in records if r.split == s] for s in ("train", "val", "test")}
+
+        def key(r: SampleRecord) -> str:
+            return r.group or r.image.as_posix()
+
+        if any(r.split for r in records):  # the layout has an official split (SimpleCube++ train/ and test/)
+            test = [r for r in records if r.split == "test"]
+            rest = [r for r in records if r.split != "test"]
+        elif any("fold" in r.extra for r in records):  # cross-validation datasets (Gehler-Shi, NUS-8, Cube+)
+            if self.fold is None:
+                test, rest = [], records
+            else:
+                missing = [r for r in records if r.extra.get("fold") is None]
+                if missing:
+                    raise FileNotFoundError(
+                        f"{self.root}: no cross-validation folds for {missing[0].image.name} and others (Gehler-Shi "
+                        "needs threefoldCVsplit.mat with te_split in the root). Add the fold file, pass --data.splits "
+                        "with a split manifest, or --data.fold null to train on every image."
+                    )
+                test = [r for r in records if r.extra["fold"] == self.fold]
+                rest = [r for r in records if r.extra["fold"] != self.fold]
+        else:
+            test, rest = _hash_split(records, key, self.test_fraction, self.seed + 1)
+        val, train = _hash_split(rest, key, self.val_fraction, self.seed)
+        if not test:
+            test = val  # fold=None: train on everything, report on the held-out validation images
+        for split, chosen in (("train", train), ("val", val), ("test", test)):
+            if not chosen:
+                raise ValueError(
+                    f"{self.root}: the {split} split of this {self.format} dataset is empty ({len(records)} images); "
+                    "adjust --data.val_fraction / --data.test_fraction or pass --data.splits."
+                )
+        return {"train": train, "val": val, "test": test}
+
+    # ----------------------------------------------------------------- datasets
+    def setup(self, stage: str | None = None) -> None:
+        """Build the three datasets (once) and decode / render the splits ``stage`` needs.
+
+        ``fit`` reads train and val before the first step, so a bad file stops the run before training;
+        ``test`` reads only the test split.
+        """
+        if self.train_dataset is None:
+            self._build_datasets()
+        if not self.preload:
+            return
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        done: set[int] = set()
+        for split in needed.get(stage or "", ("train", "val", "test")):
+            dataset = getattr(self, f"{split}_dataset")
+            if id(dataset) in done:
+                continue
+            done.add(id(dataset))
+            if self.format == "synthetic":
+                dataset.preload(description=f"Rendering {len(dataset)} synthetic {split} scenes")
+            else:
+                dataset.preload(f"Reading {self.format} {split} images")
+
+    def _build_datasets(self) -> None:
+        if self.format == "synthetic":
+            for offset, split in enumerate(("train", "val", "test")):
+                dataset = SyntheticAWBDataset(self.sizes[split], self.image_size, seed=self.seed * 10 + offset)
+                setattr(self, f"{split}_dataset", dataset)
+            return
+        self.records = self.split_records(self.index())
+        for offset, split in enumerate(("train", "val", "test")):
+            records = self.records[split]
+            if split == "test" and records is self.records["val"]:
+                self.test_dataset = self.val_dataset  # fold=None: the validation images are the test images
+                continue
+            if self.format == "photos":
+                dataset: Any = PhotoAWBDataset(
+                    records, self.image_size, seed=self.seed + offset, fixed=split != "train"
+                )
+            else:
+                dataset = RawAWBDataset(records, self.image_size)
+            setattr(self, f"{split}_dataset", dataset)
+
+    # ----------------------------------------------------------------- augmentation
+    def build_augmentations(self) -> dict[str, nn.Module]:
+        from moto_vision.isp import isp_preset
+
+        modules: dict[str, nn.Module] = {"train_isp": isp_preset(self.augmentation, domain="linear")}
+        if self.spatial:
+            modules["train_spatial"] = AWBSpatialAugmentation(self.image_size)
+        return modules
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        trainer = self.trainer if self._trainer_attached() else None
+        if trainer is None or not trainer.training or not isinstance(batch, dict):
+            return batch
+        augmentations = self.augmentations
+        with torch.no_grad():
+            return self.augment_train_batch(batch, augmentations)
+
+    def augment_train_batch(self, batch: Batch, augmentations: nn.ModuleDict) -> Batch:
+        """Spatial, relighting and ISP augmentation of a training batch, labels updated (see module docstring)."""
+        from moto_vision.isp import apply_with_illuminant
+
+        image, illuminant = batch["image"], batch["illuminant"]
+        valid = batch.get("valid")
+        if valid is None:
+            valid = image.amax(dim=1) > 0
+        if "train_spatial" in augmentations:
+            image, valid = augmentations["train_spatial"].to(image.device)(image, valid)
+        image, illuminant = relight(image, illuminant, self.relight)
+        isp = augmentations["train_isp"].to(image.device)
+        if not isinstance(isp, nn.Identity):
+            image, illuminant = apply_with_illuminant(isp, image, illuminant)
+        valid = valid & (image < 1.0).all(dim=1)
+        batch.update(image=image * valid[:, None], illuminant=illuminant, valid=valid)
+        return batch

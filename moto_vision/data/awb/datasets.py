@@ -1,0 +1,164 @@
+"""Datasets that decode AWB records into ``{"image", "illuminant", "valid"}`` samples.
+
+- :class:`RawAWBDataset`: raw benchmark images with their official preprocessing (black level, saturation,
+  masked charts), resized to a working size with a valid-pixel-weighted area filter, cached in memory.
+- :class:`PhotoAWBDataset`: ordinary sRGB photos unprocessed into camera raw under a sampled light
+  (``isp.unprocess``, Brooks et al. 2019); validation and test draws are fixed per image.
+
+Samples: ``image`` float ``(3, S, S)`` linear camera RGB in ``[0, 1]`` with invalid pixels zeroed,
+``illuminant`` unit-norm ``(3,)``, ``valid`` bool ``(S, S)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from moto_vision.data.awb.formats import read_raw_record
+from moto_vision.data.records import SampleRecord
+
+__all__ = ["PhotoAWBDataset", "RawAWBDataset", "resize_with_mask"]
+
+
+def resize_with_mask(image: Tensor, valid: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Area-resize ``(3, H, W)`` to ``(3, size, size)`` averaging only valid pixels.
+
+    A plain area filter would blend masked (zeroed) and clipped pixels into their neighbours and give them
+    wrong colours; here each output pixel is the mean of the valid input pixels it covers, and is itself
+    valid when at least half of them are.
+    """
+    weight = valid.to(image.dtype)[None]
+    summed = F.interpolate((image * weight)[None], size=(size, size), mode="area")[0]
+    coverage = F.interpolate(weight[None], size=(size, size), mode="area")[0, 0]
+    out_valid = coverage >= 0.5
+    out = summed / coverage.clamp_min(1e-6) * out_valid
+    return out.clamp(0.0, 1.0), out_valid
+
+
+def _unit(rgb: Sequence[float]) -> Tensor:
+    t = torch.tensor(rgb, dtype=torch.float32)
+    return t / t.norm()
+
+
+def _progress(iterable: Sequence[Any], description: str) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return iterable
+    return tqdm(iterable, desc=description, file=sys.stderr, leave=False, disable=len(iterable) < 16)
+
+
+class RawAWBDataset(Dataset):
+    """Raw colour-constancy images, preprocessed as their dataset's reference code does and resized.
+
+    Records come from the ``gehler_shi``, ``nus8``, ``cube_plus`` or ``simple_cube_pp`` indexers.
+
+    Args:
+        records: indexed samples with ground-truth illuminants.
+        image_size: output height and width (colour statistics do not depend on the aspect ratio).
+        cache: keep decoded, resized samples in memory (a few KB each).
+    """
+
+    def __init__(self, records: Sequence[SampleRecord], image_size: int = 64, cache: bool = True) -> None:
+        missing = [r.image for r in records if r.illuminant is None]
+        if missing:
+            raise ValueError(f"{missing[0]}: record has no ground-truth illuminant.")
+        self.records = list(records)
+        self.image_size = image_size
+        self.cache = cache
+        self._cache: dict[int, dict[str, Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, index: int) -> dict[str, Tensor]:
+        """Decode and preprocess one record (errors name the file)."""
+        record = self.records[index]
+        image, valid = read_raw_record(record)
+        if not bool(valid.any()):
+            raise ValueError(
+                f"{record.image}: no valid pixel left after black level, saturation and chart masking; check the "
+                "black / saturation levels of this format."
+            )
+        image, valid = resize_with_mask(image, valid, self.image_size)
+        return {"image": image, "illuminant": _unit(record.illuminant), "valid": valid}  # type: ignore[arg-type]
+
+    def preload(self, description: str = "Reading raw images") -> None:
+        """Decode every image now (with a progress bar), so a bad file stops the run before training."""
+        for index in _progress(range(len(self)), description):
+            self[index]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if index in self._cache:
+            return self._cache[index]
+        sample = self.load(index)
+        if self.cache:
+            self._cache[index] = sample
+        return sample
+
+
+def _read_photo(path: Any, size: int) -> Tensor:
+    """Decode an sRGB photo, resize its short side to ``size`` and centre-crop to a square (float ``(3, S, S)``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as handle:
+            photo = handle.convert("RGB")
+            scale = size / min(photo.size)
+            width, height = max(size, round(photo.width * scale)), max(size, round(photo.height * scale))
+            photo = photo.resize((width, height), Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC)
+    except (OSError, UnidentifiedImageError) as error:
+        raise ValueError(f"{path}: cannot read this image ({error}).") from error
+    left, top = (width - size) // 2, (height - size) // 2
+    array = torch.frombuffer(bytearray(photo.crop((left, top, left + size, top + size)).tobytes()), dtype=torch.uint8)
+    return array.view(size, size, 3).permute(2, 0, 1).float() / 255.0
+
+
+class PhotoAWBDataset(Dataset):
+    """White-balanced sRGB photos turned into AWB pairs with ``isp.unprocess`` under a sampled light.
+
+    Each access unprocesses the (cached, resized) photo with a random camera and light; the light's camera
+    RGB is the ground truth. With ``fixed=True`` (validation, test) image ``i`` always gets the same draw.
+
+    Args:
+        records: photo records (from the ``photos`` indexer).
+        image_size: output height and width (short side resized, centre crop).
+        seed: seed of the fixed draws.
+        fixed: same light and camera per image on every access.
+    """
+
+    def __init__(self, records: Sequence[SampleRecord], image_size: int = 64, seed: int = 0, fixed: bool = False):
+        self.records = list(records)
+        self.image_size = image_size
+        self.seed = seed
+        self.fixed = fixed
+        self._photos: dict[int, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def photo(self, index: int) -> Tensor:
+        """The cached sRGB photo ``(3, S, S)``."""
+        if index not in self._photos:
+            self._photos[index] = _read_photo(self.records[index].image, self.image_size)
+        return self._photos[index]
+
+    def preload(self, description: str = "Reading photos") -> None:
+        """Decode every photo now, so a bad file stops the run before training."""
+        for index in _progress(range(len(self)), description):
+            self.photo(index)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        from moto_vision.isp import unprocess
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index) if self.fixed else None
+        raw, params = unprocess(self.photo(index)[None], generator=generator)
+        raw = raw[0]
+        valid = (raw < 1.0).all(dim=0)
+        return {"image": raw * valid, "illuminant": params["illuminant"][0], "valid": valid}

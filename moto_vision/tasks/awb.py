@@ -1,0 +1,267 @@
+"""``AWBRegressor``: auto white balance as illuminant regression (FC4-style), scored like FFCC.
+
+The model takes linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]`` (any ``H, W >= 64``) and returns the
+illuminant as unit-norm RGB ``(B, 3)``; the image is corrected with ``x / illuminant * illuminant[:, 1:2]``.
+
+``test`` always scores the classical baselines (Gray World, White Patch, Shades of Gray, Gray Edge) on the
+same batches as the model and prints one FFCC-style table with every method as a row, so a result never
+stands without its baselines. ``method: gray_world`` (etc.) turns the task itself into a baseline, to score
+it with ``test`` on any dataset without training anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from moto_vision.backbones import Backbone, create_backbone
+from moto_vision.metrics.angular import AngularError, format_table
+from moto_vision.models.awb import (
+    BASELINES,
+    AngularLoss,
+    ConfidencePoolingHead,
+    ExposureNormalize,
+    PoolingMLPHead,
+    apply_white_balance,
+    create_baseline,
+)
+from moto_vision.tasks.base import BaseTask
+
+__all__ = ["AWBRegressor", "render_white_balance_grid"]
+
+Batch = dict[str, Any]
+Method = Literal["learned", "gray_world", "white_patch", "shades_of_gray", "gray_edge"]
+
+#: Row names of the classical baselines in result tables.
+BASELINE_TITLES: dict[str, str] = {
+    "gray_world": "Gray World",
+    "white_patch": "White Patch (99th pct)",
+    "shades_of_gray": "Shades of Gray (p=6)",
+    "gray_edge": "Gray Edge (1st order, p=6)",
+}
+
+
+class AWBRegressor(BaseTask):
+    """Illuminant estimation from linear camera RGB.
+
+    Args:
+        backbone: timm model name of the feature extractor.
+        pretrained: backbone weights: ``False``, a local file, or ``True`` (timm hub).
+        head: ``"confidence"`` (FC4 confidence-weighted pooling) or ``"mlp"`` (global pooling + MLP).
+        feature_level: which backbone feature level feeds the head (timm ``out_indices``); the stages after it
+            are dropped. Colour needs little depth but fine votes: level 1 (stride 4) learns best on 64 px inputs
+            in our synthetic experiments. ``None`` takes the deepest.
+        head_channels: hidden width of the head.
+        dropout: dropout in the head.
+        log_input: feed the backbone log intensities (channel ratios become differences) instead of linear ones.
+        local_colour: confidence head only: each location estimates a gain on the image colour under it rather
+            than an absolute RGB (see :class:`~moto_vision.models.ConfidencePoolingHead`).
+        global_context: confidence head only: every location also sees the image-wide mean of the features.
+        image_size: input size the model is trained and exported at (recipes keep it equal to the data size).
+        method: ``"learned"`` (the network) or a classical baseline to use instead of it.
+        baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
+        reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
+        freeze_backbone: keep backbone weights fixed.
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay (not applied to norms and biases).
+        warmup_fraction: fraction of the steps spent in linear warm-up before the cosine decay.
+        log_predictions: log the uncorrected / predicted / ground-truth grid every validation epoch.
+    """
+
+    monitor: ClassVar[str] = "val_recovery_mean"
+    monitor_mode: ClassVar[Literal["min", "max"]] = "min"
+    color_domain: ClassVar[Literal["srgb", "linear"]] = "linear"
+    task_name: ClassVar[str] = "awb"
+    target_key: ClassVar[str] = "illuminant"
+
+    def __init__(
+        self,
+        backbone: str = "mobilenetv3_small_100",
+        pretrained: bool | str = False,
+        head: Literal["confidence", "mlp"] = "confidence",
+        feature_level: int | None = 1,
+        head_channels: int = 64,
+        dropout: float = 0.0,
+        log_input: bool = True,
+        local_colour: bool = True,
+        global_context: bool = True,
+        image_size: int = 64,
+        method: Method = "learned",
+        baselines: list[str] | None = None,
+        reproduction_weight: float = 0.0,
+        freeze_backbone: bool = False,
+        lr: float = 5e-3,
+        weight_decay: float = 1e-4,
+        warmup_fraction: float = 0.03,
+        log_predictions: bool = True,
+    ) -> None:
+        unknown = [b for b in baselines or [] if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
+        super().__init__()
+
+    # ----------------------------------------------------------------- model
+    def configure_models(self) -> None:
+        hp = self.hparams
+        out_indices = None if hp.feature_level is None else [hp.feature_level]
+        self.backbone = _drop_unused_stages(
+            create_backbone(hp.backbone, pretrained=hp.pretrained, out_indices=out_indices)
+        )
+        self.normalize = ExposureNormalize(log=hp.log_input)
+        channels = self.backbone.channels[-1]
+        if hp.head == "confidence":
+            self.head = ConfidencePoolingHead(
+                channels,
+                hidden=hp.head_channels,
+                dropout=hp.dropout,
+                local_colour=hp.local_colour,
+                global_context=hp.global_context,
+            )
+        else:
+            self.head = PoolingMLPHead(channels, hidden=hp.head_channels, dropout=hp.dropout)
+        self.baseline = create_baseline(hp.method) if hp.method != "learned" else None
+        names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
+        self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
+        self.baseline_metrics = nn.ModuleDict({name: AngularError() for name in names})
+
+    def configure_losses(self) -> None:
+        self.criterion = AngularLoss(reproduction_weight=self.hparams.reproduction_weight)
+
+    def configure_metrics(self) -> MetricCollection:
+        return MetricCollection({"angular": AngularError()})
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``."""
+        if self.baseline is not None:
+            return self.baseline(x)
+        features = self.backbone(self.normalize(x))[-1]
+        return self.head(features, x)
+
+    def confidence_map(self, x: Tensor) -> Tensor | None:
+        """FC4 confidence ``(B, 1, h, w)`` of each feature location (``None`` for the MLP head / baselines)."""
+        if self.baseline is not None or not isinstance(self.head, ConfidencePoolingHead):
+            return None
+        _, weights = self.head.local_estimates(self.backbone(self.normalize(x))[-1], x)
+        return weights
+
+    # ----------------------------------------------------------------- loss and metrics
+    def compute_loss(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
+        terms = self.criterion(outputs, batch["illuminant"])
+        # Loss terms are logged as <split>_<name>; keep them apart from the metric names (<split>_recovery_mean).
+        terms = {"loss": terms["loss"], **{f"{k}_loss": v for k, v in terms.items() if k == "reproduction"}}
+        if self.baseline is not None:
+            # A baseline has no parameters; keep the graph valid for Lightning without training anything.
+            terms = {k: v.detach() for k, v in terms.items()}
+        return terms
+
+    def update_metrics(self, metrics: MetricCollection, outputs: Tensor, batch: Batch) -> None:
+        metrics.update(outputs, batch["illuminant"])
+
+    def on_fit_start(self) -> None:
+        if self.baseline is not None:
+            raise RuntimeError(
+                f"AWBRegressor(method={self.hparams.method!r}) is a classical method with nothing to train. "
+                "Score it with `test` (no --ckpt_path needed), or set --model.method learned to train a network."
+            )
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        result = super().test_step(batch, batch_idx, dataloader_idx)
+        with torch.no_grad():
+            for name, estimator in self.baseline_estimators.items():
+                self.baseline_metrics[name].update(estimator(batch["image"]), batch["illuminant"])
+        return result
+
+    def on_test_epoch_end(self) -> None:
+        self._baseline_results: dict[str, dict[str, float]] = {}
+        for name, metric in self.baseline_metrics.items():
+            if metric.update_called:
+                self._baseline_results[name] = {k: float(v) for k, v in metric.compute().items()}
+                metric.reset()
+        super().on_test_epoch_end()
+
+    def model_title(self) -> str:
+        """How the model is named in result tables."""
+        hp = self.hparams
+        if hp.method != "learned":
+            return BASELINE_TITLES[hp.method]
+        return f"AWBRegressor ({hp.backbone}, {hp.head} head)"
+
+    def test_results_table(self, values: Mapping[str, float]) -> tuple[str, dict[str, dict[str, float]]]:
+        """Markdown table and rows (baselines first, then the model) from test metric values."""
+        rows: dict[str, dict[str, float]] = {}
+        for name, stats in getattr(self, "_baseline_results", {}).items():
+            if name != self.hparams.method:
+                rows[BASELINE_TITLES[name]] = stats
+        rows[self.model_title()] = {k.removeprefix("test_"): v for k, v in values.items() if k != "test_loss"}
+        return format_table(rows), rows
+
+    def report_test_results(self, values: Mapping[str, float]) -> None:
+        """Print the FFCC table (model and baselines) and save it as Markdown and JSON in the run directory."""
+        table, rows = self.test_results_table(values)
+        # trainer.log_dir is a collective call under DDP: every rank asks, only rank zero prints and writes.
+        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir) if self._trainer is not None else None
+        self._print_and_save(table, rows, run_dir)
+
+    @rank_zero_only
+    def _print_and_save(self, table: str, rows: dict[str, dict[str, float]], run_dir: Path | None) -> None:
+        print(
+            "\nAWB angular errors in degrees on the test split (lower is better; recovery = angle between "
+            "estimated and true illuminant, reproduction = Finlayson & Zakizadeh 2014):\n"
+        )
+        print(table + "\n")
+        if run_dir is None:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "awb_test_results.md").write_text(table + "\n")
+        (run_dir / "awb_test_results.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"Saved {run_dir / 'awb_test_results.md'} and awb_test_results.json")
+
+    # ----------------------------------------------------------------- visual logging
+    def render_batch(self, batch: Batch, outputs: Any, max_images: int = 8) -> Tensor | None:
+        """Rows of uncorrected / corrected with the prediction / corrected with the ground truth."""
+        if not isinstance(outputs, Tensor):
+            return None
+        return render_white_balance_grid(batch["image"], outputs, batch["illuminant"], max_images=max_images)
+
+
+def _drop_unused_stages(backbone: Backbone) -> Backbone:
+    """Remove the stages after the last returned feature level from timm's EfficientNet-family feature models.
+
+    timm's ``MobileNetV3Features`` / ``EfficientNetFeatures`` build and run every block whatever ``out_indices``
+    asks for (its generic ``FeatureListNet`` stops at the last used layer); AWB heads read a shallow level,
+    so the unused stages would only cost time in every forward pass and weight in every checkpoint and export.
+    """
+    model = backbone.model
+    stages = getattr(model, "_stage_out_idx", None)
+    blocks = getattr(model, "blocks", None)
+    if not stages or not isinstance(blocks, nn.Sequential) or getattr(model, "feature_hooks", None) is not None:
+        return backbone
+    keep = max(stages)
+    if keep < len(blocks):
+        model.blocks = blocks[:keep]
+    return backbone
+
+
+def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:
+    """One ``(3, H, W)`` sRGB picture: per image, uncorrected | corrected by ``estimate`` | corrected by ``target``.
+
+    All three panels of an image share one exposure (the ground-truth-corrected image's 97th percentile maps
+    to 0.9), so brightness differences are real, and are gamma-encoded for display.
+    """
+    from kornia.color import linear_rgb_to_rgb
+    from torchvision.utils import make_grid
+
+    n = min(max_images, image.shape[0])
+    image, estimate, target = image[:n].float(), estimate[:n].float(), target[:n].float()
+    by_gt = apply_white_balance(image, target)
+    scale = torch.quantile(by_gt.flatten(1), 0.97, dim=1).clamp_min(1e-6)[:, None, None, None] / 0.9
+    panels = torch.stack([image, apply_white_balance(image, estimate), by_gt], dim=1) / scale[:, None]
+    panels = linear_rgb_to_rgb(panels.clamp(0, 1).flatten(0, 1))
+    return make_grid(panels, nrow=3, padding=2, pad_value=1.0)

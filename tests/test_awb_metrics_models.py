@@ -1,0 +1,188 @@
+"""AWB metric, loss, heads and classical baselines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from moto_vision.metrics import AngularError, error_statistics, recovery_angular_error, reproduction_angular_error
+from moto_vision.models import (
+    AngularLoss,
+    ConfidencePoolingHead,
+    GrayEdge,
+    GrayWorld,
+    PoolingMLPHead,
+    ShadesOfGray,
+    WhitePatch,
+    apply_white_balance,
+    create_baseline,
+)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+# ------------------------------------------------------------------------------------------------ metric
+def test_recovery_error_known_angles() -> None:
+    a = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    b = torch.tensor([[0.0, 1.0, 0.0], [2.0, 2.0, 2.0]])
+    errors = recovery_angular_error(a, b)
+    assert errors[0].item() == pytest.approx(90.0, abs=1e-5)
+    assert errors[1].item() == pytest.approx(0.0, abs=1e-6)  # scale does not matter
+    # Small angles stay accurate (arccos would lose them to rounding).
+    theta = math.radians(0.05)
+    tiny = recovery_angular_error(
+        torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64),
+        torch.tensor([[math.cos(theta), math.sin(theta), 0.0]], dtype=torch.float64),
+    )
+    assert tiny.item() == pytest.approx(0.05, rel=1e-9)
+
+
+def test_reproduction_error_matches_definition() -> None:
+    est, gt = torch.tensor([[0.5, 1.0, 0.8]]), torch.tensor([[0.6, 1.0, 0.5]])
+    w = (gt / est)[0].numpy()
+    expected = math.degrees(math.acos(w.sum() / (np.linalg.norm(w) * math.sqrt(3))))
+    assert reproduction_angular_error(est, gt).item() == pytest.approx(expected, rel=1e-5)
+    assert reproduction_angular_error(gt * 3, gt).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ffcc_statistics_against_numpy() -> None:
+    errors = torch.tensor([0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0, 10.0, 0.2, 6.0], dtype=torch.float64)
+    stats = error_statistics(errors)
+    e = errors.numpy()
+    q1, q2, q3 = np.percentile(e, [25, 50, 75])
+    assert stats["mean"].item() == pytest.approx(e.mean())
+    assert stats["median"].item() == pytest.approx(q2)
+    assert stats["trimean"].item() == pytest.approx((q1 + 2 * q2 + q3) / 4)
+    assert stats["best25"].item() == pytest.approx(e[e <= q1].mean())
+    assert stats["worst25"].item() == pytest.approx(e[e >= q3].mean())
+    assert stats["p95"].item() == pytest.approx(np.percentile(e, 95))
+    assert stats["max"].item() == pytest.approx(10.0)
+
+
+def test_angular_error_metric_accumulates_and_merges_like_ddp() -> None:
+    torch.manual_seed(0)
+    gt = _unit(torch.rand(20, 3) + 0.1)
+    est = _unit(gt + 0.1 * torch.randn(20, 3)).abs()
+    whole = AngularError()
+    whole.update(est, gt)
+    # Two "processes" each see half; merging cat states must give the exact whole-dataset statistics.
+    left, right = AngularError(), AngularError()
+    left.update(est[:10], gt[:10])
+    right.update(est[10:], gt[10:])
+    left.merge_state(right)
+    a, b = whole.compute(), left.compute()
+    assert set(a) == {
+        f"{k}_{s}"
+        for k in ("recovery", "reproduction")
+        for s in ("mean", "median", "trimean", "best25", "worst25", "p95", "max")
+    }
+    for key in a:
+        assert a[key].item() == pytest.approx(b[key].item(), rel=1e-6), key
+    assert a["recovery_max"].item() == pytest.approx(recovery_angular_error(est, gt).max().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        whole.update(est[:, :2], gt[:, :2])
+
+
+# ------------------------------------------------------------------------------------------------ loss
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_angular_loss_has_finite_gradient_at_a_perfect_prediction(dtype: torch.dtype) -> None:
+    gt = _unit(torch.tensor([[0.6, 0.7, 0.3], [0.2, 0.5, 0.9]], dtype=dtype))
+    est = gt.clone().requires_grad_(True)
+    terms = AngularLoss(reproduction_weight=0.5)(est, gt)
+    terms["loss"].backward()
+    assert torch.isfinite(est.grad).all()
+    assert terms["recovery"].item() < 1e-3 and terms["reproduction"].item() < 1e-3
+
+
+def test_angular_loss_value_and_descent() -> None:
+    gt = _unit(torch.tensor([[0.4, 1.0, 0.6]]))
+    est = _unit(torch.tensor([[0.6, 1.0, 0.4]])).requires_grad_(True)
+    loss = AngularLoss()(est, gt)["loss"]
+    assert loss.item() == pytest.approx(recovery_angular_error(est.detach(), gt).item(), rel=1e-4)
+    loss.backward()
+    stepped = est.detach() - 1e-3 * est.grad
+    assert AngularLoss()(stepped, gt)["loss"].item() < loss.item()
+
+
+# ------------------------------------------------------------------------------------------------ heads
+@pytest.mark.parametrize(
+    "head",
+    [
+        ConfidencePoolingHead(16, hidden=8),
+        ConfidencePoolingHead(16, hidden=8, local_colour=False, global_context=False),
+        PoolingMLPHead(16, hidden=8),
+    ],
+)
+def test_heads_return_positive_unit_illuminants(head: torch.nn.Module) -> None:
+    out = head(torch.randn(3, 16, 5, 7), torch.rand(3, 3, 20, 28))
+    assert out.shape == (3, 3)
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert (out > 0).all()
+
+
+def test_confidence_head_votes_with_local_colours() -> None:
+    head = ConfidencePoolingHead(4, hidden=4)
+    image = torch.rand(2, 3, 24, 24)
+    image[:, :, :12] = 0.0  # a masked (zeroed) half cannot vote
+    rgb, weights = head.local_estimates(torch.randn(2, 4, 6, 6), image)
+    assert torch.allclose(weights.sum(dim=(2, 3)), torch.ones(2, 1), atol=1e-5)
+    assert weights[:, :, :3].max() < 1e-6
+    # Untrained (zero output layer): every location votes for its own colour with equal weight -> Gray World
+    # over the valid half, computed on the feature grid.
+    local = torch.nn.functional.adaptive_avg_pool2d(image, (6, 6))[:, :, 3:]
+    expected = torch.nn.functional.normalize(
+        (
+            local / local.sum(dim=1, keepdim=True) / (local / local.sum(dim=1, keepdim=True)).norm(dim=1, keepdim=True)
+        ).mean(dim=(2, 3)),
+        dim=1,
+    )
+    assert torch.allclose(head(torch.randn(2, 4, 6, 6), image), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="needs the input image"):
+        head(torch.randn(2, 4, 6, 6))
+
+
+def test_apply_white_balance_neutralises_the_light() -> None:
+    light = _unit(torch.tensor([[0.8, 1.0, 0.4]]))
+    grey = torch.full((1, 3, 4, 4), 0.5) * light[:, :, None, None]
+    corrected = apply_white_balance(grey, light)
+    assert torch.allclose(corrected[:, 0], corrected[:, 1]) and torch.allclose(corrected[:, 2], corrected[:, 1])
+    assert torch.allclose(corrected[:, 1], grey[:, 1])  # green preserved
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+def _scene(light: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    lightness = torch.rand(1, 1, 8, 8, generator=g).repeat_interleave(4, 2).repeat_interleave(4, 3) * 0.8 + 0.05
+    return lightness * light[:, :, None, None]
+
+
+@pytest.mark.parametrize("estimator", [GrayWorld(), WhitePatch(), ShadesOfGray(), GrayEdge(), GrayEdge(order=2)])
+def test_baselines_recover_the_light_of_a_grey_scene(estimator: torch.nn.Module) -> None:
+    light = _unit(torch.tensor([[0.7, 1.0, 0.35]]))
+    assert not any(p.requires_grad for p in estimator.parameters())
+    estimate = estimator(_scene(light))
+    assert estimate.shape == (1, 3)
+    assert recovery_angular_error(estimate, light).item() < 0.5
+
+
+def test_baselines_ignore_clipped_and_masked_pixels() -> None:
+    light = _unit(torch.tensor([[0.7, 1.0, 0.35]]))
+    image = _scene(light)
+    image[..., :6, :6] = torch.tensor([1.0, 0.2, 1.0])[:, None, None]  # clipped, wrong colour
+    image[..., 20:, 20:] = 0.0  # masked chart
+    for name in ("gray_world", "white_patch", "shades_of_gray", "gray_edge"):
+        assert recovery_angular_error(create_baseline(name)(image), light).item() < 1.0, name
+
+
+def test_gray_world_fails_on_a_coloured_scene() -> None:
+    light = _unit(torch.tensor([[1.0, 1.0, 1.0]]))
+    image = _scene(light)
+    image[:, 0] *= 0.5  # cyan surfaces under white light: Gray World blames the light
+    assert recovery_angular_error(GrayWorld()(image), light).item() > 5.0
+    with pytest.raises(ValueError):
+        create_baseline("retinex")
