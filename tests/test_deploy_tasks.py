@@ -1,4 +1,4 @@
-"""Export -> reload -> parity on tiny models of every moto-vision task (skipped for tasks not installed).
+"""Export -> reload -> parity on tiny models of every moto-vision task, multi-task included (skipped if absent).
 
 Each task gets a tiny timm backbone, 32 px inputs and a small synthetic datamodule; its checkpoint goes through
 the generic path (task class and datamodule from the checkpoint's own record) to ExecuTorch and ONNX fp32,
@@ -56,9 +56,24 @@ def _portrait() -> tuple[Any, Any]:
     )
 
 
+def _multitask() -> tuple[Any, Any]:
+    task, data = _classes("MultiTaskPerception", "MultiTaskDataModule")
+    return (
+        task(backbone="test_efficientnet", image_size=SIZE),
+        data(
+            image_size=SIZE,
+            awb={"train_size": 16, "val_size": 8, "test_size": 8},
+            portrait={"synthetic_train_size": 16, "synthetic_val_size": 8, "synthetic_test_size": 8},
+            scene={"synthetic_train_size": 16, "synthetic_eval_size": 8},
+            batch_size=8,
+        ),
+    )
+
+
 #: name -> builder of a tiny (task, datamodule) pair.
 CASES: dict[str, Callable[[], tuple[Any, Any]]] = {
     "awb": _awb,
+    "multitask": _multitask,
     "portrait": _portrait,
     "scene": _scene,
 }
