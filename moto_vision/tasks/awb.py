@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from moto_vision.backbones import Backbone, create_backbone
+from moto_vision.backbones import create_backbone, drop_unused_stages
 from moto_vision.metrics.angular import AngularError, format_table
 from moto_vision.models.awb import (
     BASELINES,
@@ -111,7 +111,7 @@ class AWBRegressor(BaseTask):
     def configure_models(self) -> None:
         hp = self.hparams
         out_indices = None if hp.feature_level is None else [hp.feature_level]
-        self.backbone = _drop_unused_stages(
+        self.backbone = drop_unused_stages(
             create_backbone(hp.backbone, pretrained=hp.pretrained, out_indices=out_indices)
         )
         self.normalize = ExposureNormalize(log=hp.log_input)
@@ -229,24 +229,6 @@ class AWBRegressor(BaseTask):
         if not isinstance(outputs, Tensor):
             return None
         return render_white_balance_grid(batch["image"], outputs, batch["illuminant"], max_images=max_images)
-
-
-def _drop_unused_stages(backbone: Backbone) -> Backbone:
-    """Remove the stages after the last returned feature level from timm's EfficientNet-family feature models.
-
-    timm's ``MobileNetV3Features`` / ``EfficientNetFeatures`` build and run every block whatever ``out_indices``
-    asks for (its generic ``FeatureListNet`` stops at the last used layer); AWB heads read a shallow level,
-    so the unused stages would only cost time in every forward pass and weight in every checkpoint and export.
-    """
-    model = backbone.model
-    stages = getattr(model, "_stage_out_idx", None)
-    blocks = getattr(model, "blocks", None)
-    if not stages or not isinstance(blocks, nn.Sequential) or getattr(model, "feature_hooks", None) is not None:
-        return backbone
-    keep = max(stages)
-    if keep < len(blocks):
-        model.blocks = blocks[:keep]
-    return backbone
 
 
 def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:
