@@ -16,21 +16,13 @@ from moto_vision.metrics import recovery_angular_error
 from moto_vision.models import GrayWorld
 from moto_vision.tasks import AWBRegressor
 from tests.helpers import awb_fixtures
+from tests.helpers.training import quiet_trainer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def _trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
-    defaults = dict(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    return pl.Trainer(**{**defaults, **kwargs})
+    return quiet_trainer(tmp_path, **kwargs)
 
 
 def test_forward_contract_any_size_unit_norm() -> None:

@@ -24,15 +24,6 @@ from moto_vision.data.records import SampleRecord, format_names, get_indexer, wr
 from tests.helpers import portrait_fixtures as fx
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The test machine is shared: one intra-op thread avoids OpenMP spin-waiting against other processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------------------------------- synthetic
 def test_synthetic_is_reproducible_and_labelled():
     image, parts = render_portrait(7, 64)

@@ -15,30 +15,13 @@ from moto_vision.cli import main
 from moto_vision.data import PortraitDataModule
 from moto_vision.tasks import PortraitSegmenter
 from tests.helpers import portrait_fixtures as fx
+from tests.helpers.training import quiet_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The test machine is shared: one intra-op thread avoids OpenMP spin-waiting against other processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _trainer(root: Path, epochs: int) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=root,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    return quiet_trainer(root, max_epochs=epochs, num_sanity_val_steps=0, enable_checkpointing=True)
 
 
 def test_learns_person_masks_beyond_the_mean_mask(tmp_path):

@@ -16,6 +16,7 @@ from moto_vision.models import ClassificationHead, ClassificationLoss, ScoreCali
 from moto_vision.models.calibration import fit_temperature, fit_thresholds
 from moto_vision.tasks import SceneClassifier
 from tests.helpers.scene_fixtures import write_image
+from tests.helpers.training import quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "test_efficientnet"
@@ -88,17 +89,7 @@ def test_head_and_losses():
 
 # --------------------------------------------------------------------------------------- task
 def _trainer(tmp_path: Path, **kwargs) -> Trainer:
-    options = dict(
-        default_root_dir=str(tmp_path),
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    options.update(kwargs)
-    return Trainer(**options)
+    return quiet_trainer(tmp_path, **kwargs)
 
 
 def test_checkpoint_restores_class_names_temperature_and_thresholds(tmp_path):

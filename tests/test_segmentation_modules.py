@@ -11,14 +11,6 @@ from moto_vision.metrics.segmentation import label_boundaries
 from moto_vision.models import DECODERS, SegmentationLoss, create_segmentation_decoder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _square(offset: int = 0, size: int = 32) -> torch.Tensor:
     mask = torch.zeros(1, size, size, dtype=torch.long)
     mask[:, 8 + offset : 24 + offset, 8 + offset : 24 + offset] = 1
