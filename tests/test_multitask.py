@@ -16,19 +16,11 @@ from moto_vision.data.multitask import UnprocessToCamera, merge_task_batches
 from moto_vision.metrics.angular import recovery_angular_error
 from moto_vision.models import FixedWeighting, GrayWorld, UncertaintyWeighting
 from moto_vision.tasks import MultiTaskPerception, SceneClassifier
+from tests.helpers.training import quiet_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "mobilenetv3_small_050"
 SIZE = 48
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The test machine is shared: one intra-op thread avoids OpenMP spin-waiting against other processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _batch(parts: tuple[str, ...] = ("awb", "portrait", "scene"), n: int = 4, size: int = SIZE) -> dict:
@@ -167,17 +159,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     )
     model = _model(lr=1e-2)
     start = {k: v.detach().clone() for k, v in model.weighting.state_dict().items()}
-    trainer = L.Trainer(
-        max_epochs=5,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=root,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=1,
-    )
+    trainer = quiet_trainer(root, max_epochs=5, num_sanity_val_steps=0, limit_val_batches=1)
     trainer.fit(model, data)
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     test = trainer.test(model, data, verbose=False)[0]
