@@ -117,6 +117,10 @@ def test_any_subset_of_heads(heads: list[str]) -> None:
     assert {k.split("_")[0] for k in keys} == set(heads)
     if heads == ["awb"]:  # only the early levels are built, as in the single-task AWB model
         assert len(model.backbone.channels) == 2
+        # At 4x the training size the AWB head still votes on at most 16 x 16 regions.
+        features = model.backbone(model.normalize(torch.rand(1, 3, 256, 256)))
+        _, votes = model.branches["awb"].head.local_estimates(features[1], torch.rand(1, 3, 256, 256))
+        assert features[1].shape[-1] == 64 and votes.shape == (1, 1, 16, 16)
 
 
 def test_eval_cameras_are_fixed_per_sample_and_training_cameras_vary() -> None:

@@ -64,6 +64,8 @@ class AWBRegressor(BaseTask):
         local_colour: confidence head only: each location estimates a gain on the image colour under it rather
             than an absolute RGB (see :class:`~moto_vision.models.ConfidencePoolingHead`).
         global_context: confidence head only: every location also sees the image-wide mean of the features.
+        vote_grid: confidence head only: pool the features to at most this many votes per side, so the head costs
+            the same and votes on the same regions at any input size (``None``: one vote per feature location).
         image_size: input size the model is trained and exported at (recipes keep it equal to the data size).
         method: ``"learned"`` (the network) or a classical baseline to use instead of it.
         baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
@@ -92,6 +94,7 @@ class AWBRegressor(BaseTask):
         log_input: bool = True,
         local_colour: bool = True,
         global_context: bool = True,
+        vote_grid: int | None = None,
         image_size: int = 64,
         method: Method = "learned",
         baselines: list[str] | None = None,
@@ -123,6 +126,7 @@ class AWBRegressor(BaseTask):
                 dropout=hp.dropout,
                 local_colour=hp.local_colour,
                 global_context=hp.global_context,
+                grid=hp.get("vote_grid"),
             )
         else:
             self.head = PoolingMLPHead(channels, hidden=hp.head_channels, dropout=hp.dropout)

@@ -123,6 +123,9 @@ class MultiTaskPerception(BaseTask):
         awb_head_channels: hidden width of the AWB head.
         awb_local_colour: confidence head: each location estimates a gain on the image colour under it.
         awb_global_context: confidence head: every location also sees the image-wide mean of the features.
+        awb_vote_grid: confidence head: pool the AWB features to at most this many votes per side (16: the grid
+            of a 64 px input at stride 4), so the head costs the same and votes on the same regions at any input
+            size; at 256 px it would otherwise be the most expensive part of the graph. ``None``: no pooling.
         portrait_decoder: segmentation decoder (``mobile``, ``lraspp``, ``unet``, ``fpn``, ``deeplabv3plus``).
         portrait_decoder_channels: decoder width (``None``: the decoder's default).
         portrait_num_classes: 1 for binary person masks, ``N`` for ``N``-class face parsing.
@@ -168,6 +171,7 @@ class MultiTaskPerception(BaseTask):
         awb_head_channels: int = 64,
         awb_local_colour: bool = True,
         awb_global_context: bool = True,
+        awb_vote_grid: int | None = 16,
         portrait_decoder: Literal["mobile", "lraspp", "unet", "fpn", "deeplabv3plus"] = "mobile",
         portrait_decoder_channels: int | None = None,
         portrait_num_classes: int = 1,
@@ -257,6 +261,7 @@ class MultiTaskPerception(BaseTask):
                     hidden=hp.awb_head_channels,
                     local_colour=hp.awb_local_colour,
                     global_context=hp.awb_global_context,
+                    grid=hp.awb_vote_grid,
                 )
             else:
                 head = PoolingMLPHead(channels[level], hidden=hp.awb_head_channels)
@@ -642,6 +647,7 @@ class MultiTaskPerception(BaseTask):
                 "shape": ["batch", 3],
                 "meaning": "unit-norm camera RGB of the light; correct with x / illuminant * illuminant[:, 1:2]",
                 "feature_level": hp.awb_feature_level,
+                "vote_grid": hp.awb_vote_grid,
             }
         if "portrait" in hp.heads:
             heads["portrait"] = {
