@@ -33,6 +33,7 @@ __all__ = [
     "backbone_state_dict_from_checkpoint",
     "backbones_table",
     "create_backbone",
+    "drop_unused_stages",
     "list_backbones",
     "load_backbone_weights",
     "reparameterize",
@@ -309,6 +310,25 @@ def save_backbone(source: nn.Module | str | os.PathLike[str], path: str | os.Pat
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     save_file(tensors, str(path), metadata={"architecture": str(name), "format": "pt", "source": "moto-vision"})
     return path
+
+
+def drop_unused_stages(backbone: Backbone) -> Backbone:
+    """Remove the stages after the last returned feature level from timm's EfficientNet-family feature models.
+
+    timm's ``MobileNetV3Features`` / ``EfficientNetFeatures`` build and run every block whatever ``out_indices``
+    asks for (its generic ``FeatureListNet`` stops at the last used layer); heads that read a shallow level
+    (AWB) would otherwise pay for the unused stages in time on every forward pass and in checkpoint and export size.
+    Other backbones are returned unchanged.
+    """
+    model = backbone.model
+    stages = getattr(model, "_stage_out_idx", None)
+    blocks = getattr(model, "blocks", None)
+    if not stages or not isinstance(blocks, nn.Sequential) or getattr(model, "feature_hooks", None) is not None:
+        return backbone
+    keep = max(stages)
+    if keep < len(blocks):
+        model.blocks = blocks[:keep]
+    return backbone
 
 
 def reparameterize(model: nn.Module) -> nn.Module:

@@ -14,6 +14,14 @@ from moto_vision.models.awb import (
 from moto_vision.models.calibration import ScoreCalibrator, fit_temperature, fit_thresholds
 from moto_vision.models.classification import ClassificationHead, ClassificationLoss, class_weights_from_counts
 from moto_vision.models.common import Normalize
+from moto_vision.models.multitask import (
+    ClassificationBranch,
+    FixedWeighting,
+    IlluminantBranch,
+    LossWeighting,
+    SegmentationBranch,
+    UncertaintyWeighting,
+)
 from moto_vision.models.segmentation import (
     DECODERS,
     DeepLabV3PlusDecoder,
@@ -28,21 +36,27 @@ from moto_vision.models.segmentation import (
 __all__ = [
     "DECODERS",
     "AngularLoss",
+    "ClassificationBranch",
     "ClassificationHead",
     "ClassificationLoss",
     "ConfidencePoolingHead",
     "DeepLabV3PlusDecoder",
+    "FixedWeighting",
     "FPNDecoder",
     "GrayEdge",
     "GrayWorld",
+    "IlluminantBranch",
     "LRASPPDecoder",
+    "LossWeighting",
     "MobileDecoder",
     "Normalize",
     "PoolingMLPHead",
     "ScoreCalibrator",
+    "SegmentationBranch",
     "SegmentationLoss",
     "ShadesOfGray",
     "UNetDecoder",
+    "UncertaintyWeighting",
     "WhitePatch",
     "apply_white_balance",
     "class_weights_from_counts",

@@ -116,6 +116,17 @@ class ScoreCalibrator(nn.Module):
             logits = logits / self.temperature.to(logits.dtype)
         return logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
 
+    def logits_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """Logits that give ``scores`` back through :meth:`forward` (for scoring exported, calibrated outputs).
+
+        ``sigmoid(z / T) = p`` gives ``z = T * logit(p)``; ``softmax(z / T) = p`` gives ``z = T * log(p)`` up to a
+        per-image constant, which no softmax, arg-max, loss or metric sees.
+        """
+        temperature = self.temperature.to(scores.dtype)
+        if self.multi_label:
+            return temperature * torch.logit(scores, eps=1e-6)
+        return temperature * scores.clamp_min(1e-30).log()
+
     def decide(self, probs: torch.Tensor) -> torch.Tensor:
         """Multi-hot decisions ``(B, K)``: per-class thresholds (multi-label) or the arg-max (multi-class)."""
         if self.multi_label:

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from moto_vision.backbones import Backbone, create_backbone
+from moto_vision.backbones import create_backbone, drop_unused_stages
 from moto_vision.metrics.angular import AngularError, format_table
 from moto_vision.models.awb import (
     BASELINES,
@@ -64,6 +64,8 @@ class AWBRegressor(BaseTask):
         local_colour: confidence head only: each location estimates a gain on the image colour under it rather
             than an absolute RGB (see :class:`~moto_vision.models.ConfidencePoolingHead`).
         global_context: confidence head only: every location also sees the image-wide mean of the features.
+        vote_grid: confidence head only: pool the features to at most this many votes per side, so the head costs
+            the same and votes on the same regions at any input size (``None``: one vote per feature location).
         image_size: input size the model is trained and exported at (recipes keep it equal to the data size).
         method: ``"learned"`` (the network) or a classical baseline to use instead of it.
         baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
@@ -92,6 +94,7 @@ class AWBRegressor(BaseTask):
         log_input: bool = True,
         local_colour: bool = True,
         global_context: bool = True,
+        vote_grid: int | None = None,
         image_size: int = 64,
         method: Method = "learned",
         baselines: list[str] | None = None,
@@ -111,7 +114,7 @@ class AWBRegressor(BaseTask):
     def configure_models(self) -> None:
         hp = self.hparams
         out_indices = None if hp.feature_level is None else [hp.feature_level]
-        self.backbone = _drop_unused_stages(
+        self.backbone = drop_unused_stages(
             create_backbone(hp.backbone, pretrained=hp.pretrained, out_indices=out_indices)
         )
         self.normalize = ExposureNormalize(log=hp.log_input)
@@ -123,6 +126,7 @@ class AWBRegressor(BaseTask):
                 dropout=hp.dropout,
                 local_colour=hp.local_colour,
                 global_context=hp.global_context,
+                grid=hp.get("vote_grid"),
             )
         else:
             self.head = PoolingMLPHead(channels, hidden=hp.head_channels, dropout=hp.dropout)
@@ -229,24 +233,6 @@ class AWBRegressor(BaseTask):
         if not isinstance(outputs, Tensor):
             return None
         return render_white_balance_grid(batch["image"], outputs, batch["illuminant"], max_images=max_images)
-
-
-def _drop_unused_stages(backbone: Backbone) -> Backbone:
-    """Remove the stages after the last returned feature level from timm's EfficientNet-family feature models.
-
-    timm's ``MobileNetV3Features`` / ``EfficientNetFeatures`` build and run every block whatever ``out_indices``
-    asks for (its generic ``FeatureListNet`` stops at the last used layer); AWB heads read a shallow level,
-    so the unused stages would only cost time in every forward pass and weight in every checkpoint and export.
-    """
-    model = backbone.model
-    stages = getattr(model, "_stage_out_idx", None)
-    blocks = getattr(model, "blocks", None)
-    if not stages or not isinstance(blocks, nn.Sequential) or getattr(model, "feature_hooks", None) is not None:
-        return backbone
-    keep = max(stages)
-    if keep < len(blocks):
-        model.blocks = blocks[:keep]
-    return backbone
 
 
 def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:

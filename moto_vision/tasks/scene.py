@@ -13,7 +13,7 @@ reports it. The exported graph (:meth:`export_module`) returns the calibrated sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,12 +45,117 @@ from moto_vision.models.classification import ClassificationHead, Classification
 from moto_vision.models.common import Normalize
 from moto_vision.tasks.base import BaseTask
 
-__all__ = ["CalibratedSceneModel", "SceneClassifier"]
+__all__ = ["CalibratedSceneModel", "SceneClassifier", "calibrate_scores", "scene_metrics", "update_scene_metrics"]
 
 Batch = dict[str, Any]
 
 #: Metrics fed with decisions (thresholded scores) rather than scores in multi-label mode.
 _DECISION_METRICS = {"f1_macro", "f1_micro", "precision", "recall", "exact_match"}
+
+
+def scene_metrics(
+    class_names: list[str], *, multi_label: bool, top_k: int = 3, ece_bins: int = 15, core_only: bool = False
+) -> MetricCollection:
+    """The scene-detection metrics (shared by :class:`SceneClassifier` and the multi-task model).
+
+    Multi-class: top-1 / top-k accuracy, F1, per-class precision and recall, calibration error before and after
+    temperature scaling. Multi-label: mAP, top-1 (the best scene is present), F1 with the fitted thresholds, exact
+    match, per-class precision and recall, calibration errors. Update it with :func:`update_scene_metrics`.
+
+    Args:
+        class_names: the classes in label order.
+        multi_label: sigmoid scores with per-class thresholds instead of one softmax.
+        top_k: ``k`` of the top-k accuracy (clipped to the number of classes).
+        ece_bins: bins of the expected calibration error.
+        core_only: the few headline metrics only (cheap enough for training steps).
+    """
+    k, names = len(class_names), list(class_names)
+    top_k = max(1, min(int(top_k), k))
+    metrics: dict[str, Metric] = {}
+    if multi_label:
+        metrics["map"] = MultilabelAveragePrecision(k, average="macro")
+        metrics["top1"] = MultilabelTopKAccuracy(k, top_k=1)
+        metrics["f1_macro"] = MultilabelF1Score(k, average="macro")
+        if not core_only:
+            if top_k > 1:
+                metrics[f"top{top_k}"] = MultilabelTopKAccuracy(k, top_k=top_k)
+            metrics["f1_micro"] = MultilabelF1Score(k, average="micro")
+            metrics["exact_match"] = MultilabelExactMatch(k)
+            metrics["precision"] = ClasswiseWrapper(MultilabelPrecision(k, average=None), names, prefix="precision_")
+            metrics["recall"] = ClasswiseWrapper(MultilabelRecall(k, average=None), names, prefix="recall_")
+            metrics["ece"] = MultilabelCalibrationError(k, n_bins=ece_bins)
+            metrics["ece_uncalibrated"] = MultilabelCalibrationError(k, n_bins=ece_bins)
+    else:
+        metrics["top1"] = MulticlassAccuracy(k, top_k=1, average="micro")
+        metrics["f1_macro"] = MulticlassF1Score(k, average="macro")
+        if not core_only:
+            if top_k > 1:
+                metrics[f"top{top_k}"] = MulticlassAccuracy(k, top_k=top_k, average="micro")
+            metrics["f1_micro"] = MulticlassF1Score(k, average="micro")
+            metrics["precision"] = ClasswiseWrapper(MulticlassPrecision(k, average=None), names, prefix="precision_")
+            metrics["recall"] = ClasswiseWrapper(MulticlassRecall(k, average=None), names, prefix="recall_")
+            metrics["ece"] = MulticlassCalibrationError(k, n_bins=ece_bins)
+            metrics["ece_uncalibrated"] = MulticlassCalibrationError(k, n_bins=ece_bins)
+    # Metrics are updated one by one with different inputs (scores, decisions), so no shared compute groups.
+    return MetricCollection(metrics, compute_groups=False)
+
+
+def update_scene_metrics(
+    metrics: Iterable[tuple[str, Metric]],
+    calibrator: ScoreCalibrator,
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    prefix: str = "",
+) -> None:
+    """Update :func:`scene_metrics` from logits: each metric gets the scores or decisions it is defined on.
+
+    Args:
+        metrics: ``(name, metric)`` pairs, e.g. ``collection.items(keep_base=True, copy_state=False)``.
+        calibrator: the model's calibrator (temperature and thresholds).
+        logits: ``(B, K)`` logits.
+        target: ``(B,)`` class indices or ``(B, K)`` multi-hot labels.
+        prefix: stripped from the names before they are matched (e.g. ``"scene_"`` in the multi-task model).
+    """
+    multi_label = calibrator.multi_label
+    probs = calibrator.probabilities(logits, calibrated=True)
+    if multi_label:
+        target = target.round().long()
+    decisions = calibrator.decide(probs).float() if multi_label else None
+    for name, metric in metrics:
+        name = name.removeprefix(prefix)
+        if name == "ece_uncalibrated":
+            metric.update(calibrator.probabilities(logits, calibrated=False), target)
+        elif decisions is not None and name in _DECISION_METRICS:
+            metric.update(decisions, target)
+        else:
+            metric.update(probs, target)
+
+
+@torch.no_grad()
+def calibrate_scores(
+    calibrator: ScoreCalibrator,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    temperature: bool = True,
+    ece_bins: int = 15,
+) -> dict[str, float]:
+    """Fit ``calibrator`` (temperature, multi-label thresholds) on held-out logits and report the calibration error.
+
+    Returns:
+        ``temperature``, ``ece_before``, ``ece_after``, ``nll_before`` and ``nll_after``.
+    """
+    multi_label = calibrator.multi_label
+    logits, targets = logits.detach().float().cpu(), targets.detach().cpu()
+    if multi_label:
+        targets = targets.round().long()
+    device = calibrator.temperature.device
+    raw = calibrator.probabilities(logits.to(device), calibrated=False).cpu()
+    before = expected_calibration_error(raw, targets, multi_label=multi_label, n_bins=ece_bins)
+    report = calibrator.fit(logits, targets, temperature=temperature)
+    calibrated = calibrator.probabilities(logits.to(device), calibrated=True).cpu()
+    after = expected_calibration_error(calibrated, targets, multi_label=multi_label, n_bins=ece_bins)
+    return {**report, "ece_before": before, "ece_after": after}
 
 
 class CalibratedSceneModel(nn.Module):
@@ -198,54 +303,19 @@ class SceneClassifier(BaseTask):
         return self._metrics(core_only=False)
 
     def _metrics(self, *, core_only: bool) -> MetricCollection:
-        k, names = self.num_classes, self.class_names
-        metrics: dict[str, Metric] = {}
-        if self.multi_label:
-            metrics["map"] = MultilabelAveragePrecision(k, average="macro")
-            metrics["top1"] = MultilabelTopKAccuracy(k, top_k=1)
-            metrics["f1_macro"] = MultilabelF1Score(k, average="macro")
-            if not core_only:
-                if self.top_k > 1:
-                    metrics[f"top{self.top_k}"] = MultilabelTopKAccuracy(k, top_k=self.top_k)
-                metrics["f1_micro"] = MultilabelF1Score(k, average="micro")
-                metrics["exact_match"] = MultilabelExactMatch(k)
-                metrics["precision"] = ClasswiseWrapper(
-                    MultilabelPrecision(k, average=None), names, prefix="precision_"
-                )
-                metrics["recall"] = ClasswiseWrapper(MultilabelRecall(k, average=None), names, prefix="recall_")
-                metrics["ece"] = MultilabelCalibrationError(k, n_bins=self.hparams.ece_bins)
-                metrics["ece_uncalibrated"] = MultilabelCalibrationError(k, n_bins=self.hparams.ece_bins)
-        else:
-            metrics["top1"] = MulticlassAccuracy(k, top_k=1, average="micro")
-            metrics["f1_macro"] = MulticlassF1Score(k, average="macro")
-            if not core_only:
-                if self.top_k > 1:
-                    metrics[f"top{self.top_k}"] = MulticlassAccuracy(k, top_k=self.top_k, average="micro")
-                metrics["f1_micro"] = MulticlassF1Score(k, average="micro")
-                metrics["precision"] = ClasswiseWrapper(
-                    MulticlassPrecision(k, average=None), names, prefix="precision_"
-                )
-                metrics["recall"] = ClasswiseWrapper(MulticlassRecall(k, average=None), names, prefix="recall_")
-                metrics["ece"] = MulticlassCalibrationError(k, n_bins=self.hparams.ece_bins)
-                metrics["ece_uncalibrated"] = MulticlassCalibrationError(k, n_bins=self.hparams.ece_bins)
-        # Metrics are updated one by one with different inputs (scores, decisions), so no shared compute groups.
-        return MetricCollection(metrics, compute_groups=False)
+        return scene_metrics(
+            self.class_names,
+            multi_label=self.multi_label,
+            top_k=self.top_k,
+            ece_bins=self.hparams.ece_bins,
+            core_only=core_only,
+        )
 
     def update_metrics(self, metrics: MetricCollection, outputs: torch.Tensor, batch: Batch) -> None:
         self._update_from_logits(metrics, outputs, batch["label"])
 
     def _update_from_logits(self, metrics: MetricCollection, logits: torch.Tensor, target: torch.Tensor) -> None:
-        probs = self.calibrator.probabilities(logits, calibrated=True)
-        if self.multi_label:
-            target = target.round().long()
-        decisions = self.calibrator.decide(probs).float() if self.multi_label else None
-        for name, metric in metrics.items(keep_base=True, copy_state=False):
-            if name == "ece_uncalibrated":
-                metric.update(self.calibrator.probabilities(logits, calibrated=False), target)
-            elif decisions is not None and name in _DECISION_METRICS:
-                metric.update(decisions, target)
-            else:
-                metric.update(probs, target)
+        update_scene_metrics(metrics.items(keep_base=True, copy_state=False), self.calibrator, logits, target)
 
     # ----------------------------------------------------------------- setup: data checks and class weights
     def setup(self, stage: str) -> None:
@@ -278,17 +348,13 @@ class SceneClassifier(BaseTask):
         Returns:
             ``temperature``, ``ece_before``, ``ece_after``, ``nll_before`` and ``nll_after``.
         """
-        logits, targets = logits.detach().float().cpu(), targets.detach().cpu()
-        if self.multi_label:
-            targets = targets.round().long()
-        bins = self.hparams.ece_bins
-        device = self.calibrator.temperature.device
-        raw = self.calibrator.probabilities(logits.to(device), calibrated=False).cpu()
-        before = expected_calibration_error(raw, targets, multi_label=self.multi_label, n_bins=bins)
-        report = self.calibrator.fit(logits, targets, temperature=self.hparams.temperature_scaling)
-        calibrated = self.calibrator.probabilities(logits.to(device), calibrated=True).cpu()
-        after = expected_calibration_error(calibrated, targets, multi_label=self.multi_label, n_bins=bins)
-        return {**report, "ece_before": before, "ece_after": after}
+        return calibrate_scores(
+            self.calibrator,
+            logits,
+            targets,
+            temperature=self.hparams.temperature_scaling,
+            ece_bins=self.hparams.ece_bins,
+        )
 
     @torch.no_grad()
     def calibrate_on(self, dataloader: Any) -> dict[str, float]:

@@ -23,7 +23,109 @@ from moto_vision.models.common import Normalize
 from moto_vision.models.segmentation import SegmentationLoss, create_segmentation_decoder
 from moto_vision.tasks.base import BaseTask
 
-__all__ = ["PortraitSegmenter"]
+__all__ = [
+    "PortraitSegmenter",
+    "print_segmentation_report",
+    "render_segmentation_grid",
+    "segmentation_labels",
+    "segmentation_metrics",
+]
+
+
+def segmentation_metrics(
+    class_names: list[str],
+    *,
+    binary: bool,
+    ignore_index: int = 255,
+    boundary_tolerance: int = 2,
+    core_only: bool = False,
+) -> MetricCollection:
+    """The portrait / face-parsing metrics: IoU, Dice, per-class IoU and boundary F-score.
+
+    Shared by :class:`PortraitSegmenter` and the multi-task model, so both report the same numbers under the same
+    names. The collection is updated with label maps (:func:`segmentation_labels`) and ``long`` masks.
+
+    Args:
+        class_names: class names, background first (two for binary masks).
+        binary: person masks (one logit channel) rather than multi-class parsing.
+        ignore_index: mask value of unlabelled pixels.
+        boundary_tolerance: tolerance in pixels of the boundary F-score.
+        core_only: IoU and Dice only (cheap enough for every training step).
+    """
+    labels = len(class_names)
+    if binary:
+        headline: dict[str, Any] = {
+            "iou": BinaryJaccardIndex(ignore_index=ignore_index),
+            "dice": BinaryF1Score(ignore_index=ignore_index),
+        }
+    else:
+        headline = {
+            "iou": MulticlassJaccardIndex(labels, average="macro", ignore_index=ignore_index),
+            "dice": MulticlassF1Score(labels, average="macro", ignore_index=ignore_index),
+        }
+    if core_only:
+        return MetricCollection(headline, compute_groups=False)
+    per_class = ClasswiseWrapper(
+        MulticlassJaccardIndex(labels, average="none", ignore_index=ignore_index), labels=class_names, prefix="iou_"
+    )
+    boundary = BoundaryFScore(labels, tolerance=boundary_tolerance, ignore_index=ignore_index)
+    return MetricCollection({**headline, "per_class": per_class, "boundary_f": boundary}, compute_groups=False)
+
+
+def segmentation_labels(logits: torch.Tensor) -> torch.Tensor:
+    """Label map ``(B, H, W)`` from logits: sigmoid > 0.5 (logit > 0) for one channel, arg-max otherwise."""
+    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+
+
+def render_segmentation_grid(
+    images: torch.Tensor, truth: torch.Tensor, logits: torch.Tensor, num_labels: int, max_images: int = 8
+) -> torch.Tensor:
+    """Rows of (image, ground-truth overlay, prediction overlay) as one ``(3, H, W)`` picture in ``[0, 1]``."""
+    from torchvision.utils import make_grid
+
+    count = min(max_images, images.shape[0])
+    images = images[:count].float().clamp(0, 1)
+    predicted = segmentation_labels(logits[:count])
+    tiles = []
+    for image, t, p in zip(images, truth[:count], predicted):
+        tiles += [image, overlay_labels(image, t, num_labels), overlay_labels(image, p, num_labels)]
+    return make_grid(tiles, nrow=3, padding=2, pad_value=1.0)
+
+
+def print_segmentation_report(
+    values: Mapping[str, float],
+    class_names: list[str],
+    *,
+    binary: bool,
+    boundary_tolerance: int,
+    prefix: str = "test_",
+    title: str | None = None,
+) -> None:
+    """Print IoU, Dice, boundary F-score and the per-class IoU table of test metrics named ``<prefix><metric>``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    summary = Table(title=title or f"Test results ({'person mask' if binary else 'face parsing'})")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    rows = [
+        ("IoU (person)" if binary else "mIoU", "iou"),
+        ("Dice" if binary else "mean Dice", "dice"),
+        (f"Boundary F ({boundary_tolerance}px)", "boundary_f"),
+    ]
+    for label, key in rows:
+        if f"{prefix}{key}" in values:
+            summary.add_row(label, f"{values[f'{prefix}{key}']:.4f}")
+    per_class = Table(title="IoU per class")
+    per_class.add_column("class")
+    per_class.add_column("IoU", justify="right")
+    for name in class_names:
+        key = f"{prefix}iou_{name}"
+        if key in values:
+            per_class.add_row(name, f"{values[key]:.4f}")
+    console = Console()
+    console.print(summary)
+    console.print(per_class)
 
 
 class PortraitSegmenter(BaseTask):
@@ -130,24 +232,12 @@ class PortraitSegmenter(BaseTask):
         )
 
     def configure_metrics(self) -> MetricCollection:
-        ignore = self.hparams.ignore_index
-        names = self.class_names
-        labels = len(names)
-        if self.binary:
-            headline: dict[str, Any] = {
-                "iou": BinaryJaccardIndex(ignore_index=ignore),
-                "dice": BinaryF1Score(ignore_index=ignore),
-            }
-        else:
-            headline = {
-                "iou": MulticlassJaccardIndex(labels, average="macro", ignore_index=ignore),
-                "dice": MulticlassF1Score(labels, average="macro", ignore_index=ignore),
-            }
-        per_class = ClasswiseWrapper(
-            MulticlassJaccardIndex(labels, average="none", ignore_index=ignore), labels=names, prefix="iou_"
+        return segmentation_metrics(
+            self.class_names,
+            binary=self.binary,
+            ignore_index=self.hparams.ignore_index,
+            boundary_tolerance=self.hparams.boundary_tolerance,
         )
-        boundary = BoundaryFScore(labels, tolerance=self.hparams.boundary_tolerance, ignore_index=ignore)
-        return MetricCollection({**headline, "per_class": per_class, "boundary_f": boundary}, compute_groups=False)
 
     # ----------------------------------------------------------------- forward and loss
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +250,7 @@ class PortraitSegmenter(BaseTask):
 
     def predict_labels(self, logits: torch.Tensor) -> torch.Tensor:
         """Label map ``(B, H, W)`` from logits (sigmoid > 0.5, i.e. logit > 0, for binary; argmax otherwise)."""
-        return (logits[:, 0] > 0).long() if self.binary else logits.argmax(1)
+        return segmentation_labels(logits)
 
     def update_metrics(self, metrics: MetricCollection, outputs: torch.Tensor, batch: Mapping[str, Any]) -> None:
         metrics.update(self.predict_labels(outputs), batch["mask"])
@@ -194,44 +284,15 @@ class PortraitSegmenter(BaseTask):
     # ----------------------------------------------------------------- reporting
     def render_batch(self, batch: Mapping[str, Any], outputs: torch.Tensor, max_images: int = 8) -> torch.Tensor:
         """Rows of (image, ground truth overlay, prediction overlay)."""
-        from torchvision.utils import make_grid
-
-        count = min(max_images, batch["image"].shape[0])
-        images = batch["image"][:count].float().clamp(0, 1)
-        truth = batch["mask"][:count]
-        predicted = self.predict_labels(outputs[:count])
-        labels = len(self.class_names)
-        tiles = []
-        for image, t, p in zip(images, truth, predicted):
-            tiles += [image, overlay_labels(image, t, labels), overlay_labels(image, p, labels)]
-        return make_grid(tiles, nrow=3, padding=2, pad_value=1.0)
+        return render_segmentation_grid(
+            batch["image"], batch["mask"], outputs, len(self.class_names), max_images=max_images
+        )
 
     def report_test_results(self, values: Mapping[str, float]) -> None:
         """Print IoU, Dice, boundary F-score and the per-class IoU table."""
-        from rich.console import Console
-        from rich.table import Table
-
-        summary = Table(title=f"Test results ({'person mask' if self.binary else 'face parsing'})")
-        summary.add_column("metric")
-        summary.add_column("value", justify="right")
-        rows = [
-            ("IoU (person)" if self.binary else "mIoU", "test_iou"),
-            ("Dice" if self.binary else "mean Dice", "test_dice"),
-            (f"Boundary F ({self.hparams.boundary_tolerance}px)", "test_boundary_f"),
-        ]
-        for label, key in rows:
-            if key in values:
-                summary.add_row(label, f"{values[key]:.4f}")
-        per_class = Table(title="IoU per class")
-        per_class.add_column("class")
-        per_class.add_column("IoU", justify="right")
-        for name in self.class_names:
-            key = f"test_iou_{name}"
-            if key in values:
-                per_class.add_row(name, f"{values[key]:.4f}")
-        console = Console()
-        console.print(summary)
-        console.print(per_class)
+        print_segmentation_report(
+            values, self.class_names, binary=self.binary, boundary_tolerance=self.hparams.boundary_tolerance
+        )
 
     def export_metadata(self) -> dict[str, Any]:
         meta = super().export_metadata()

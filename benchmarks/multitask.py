@@ -1,0 +1,296 @@
+"""Multi-task versus single-task: inference cost of one three-head graph, and quality after the same training steps.
+
+Targets of issue 7 (a benchmark, not a test):
+
+- cost: the three-head model at 256 x 256, batch 1, on the CPU, takes at most 0.5x the summed latency of the three
+  single-task models with the same backbone, through the same runtime, measured in one run;
+- quality: trained for the same number of steps on the synthetic defaults, each head's test metric is within a
+  stated margin of its single-task counterpart.
+
+``cost`` exports the four models (multi-task, AWB, portrait, scene; untrained weights, which do not change the
+cost) to ONNX and times them in ONNX Runtime (CPU execution provider, ``--threads`` intra-op threads), interleaved
+round by round so that machine load hits all of them alike; eager PyTorch is timed the same way for reference.
+``quality`` trains the multi-task recipe's model and data and the three single-task models (their recipes' model
+settings, with the multi-task recipe's backbone, image size, per-task data and batch size) for ``--steps`` steps
+each, then scores each on its test split. Every single-task model carries the same head as the multi-task model
+(the AWB one with the multi-task recipe's ``awb_vote_grid``).
+
+    python benchmarks/multitask.py cost    [--size 256] [--rounds 15] [--runs 10] [--threads 1]
+    python benchmarks/multitask.py quality [--steps 1024]
+    python benchmarks/multitask.py all
+
+Results go to ``--out`` (default ``runs/benchmarks/multitask``) as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from moto_vision.deploy.profile import count_macs, count_parameters
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+
+
+def _recipe(name: str) -> dict[str, Any]:
+    return yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
+
+
+def _model_args(name: str, **overrides: Any) -> dict[str, Any]:
+    return {**_recipe(name)["model"]["init_args"], **overrides}
+
+
+# --------------------------------------------------------------------------------------------- cost
+class _Tuple(nn.Module):
+    """Dict outputs as a tuple (ONNX outputs are positional)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> Any:
+        out = self.module(x)
+        return tuple(out.values()) if isinstance(out, dict) else out
+
+
+def cost_models(backbone: str, size: int) -> dict[str, nn.Module]:
+    """The four export graphs: multi-task (three heads) and the three single-task models, same backbone."""
+    from moto_vision.tasks import AWBRegressor, MultiTaskPerception, PortraitSegmenter, SceneClassifier
+
+    # Like for like: each single-task model carries exactly the multi-task model's head for its task.
+    grid = _model_args("multitask").get("awb_vote_grid")
+    tasks = {
+        "multitask (awb + portrait + scene)": MultiTaskPerception(
+            **_model_args("multitask", backbone=backbone, image_size=size, log_predictions=False)
+        ),
+        "awb": AWBRegressor(**_model_args("awb", backbone=backbone, image_size=size, baselines=[], vote_grid=grid)),
+        "portrait": PortraitSegmenter(**_model_args("portrait", backbone=backbone, image_size=size)),
+        "scene": SceneClassifier(**_model_args("scene", backbone=backbone, image_size=size)),
+    }
+    return {name: _Tuple(task.eval().export_module()).eval() for name, task in tasks.items()}
+
+
+def _onnx_session(module: nn.Module, example: torch.Tensor, path: Path, threads: int):
+    import onnxruntime as ort
+
+    with torch.no_grad():
+        program = torch.onnx.export(module, (example,), input_names=["image"], dynamo=True, optimize=True)
+    program.save(str(path))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {"image": example.numpy()}
+    reference = module(example)
+    reference = reference if isinstance(reference, tuple) else (reference,)
+    outputs = session.run(None, feed)
+    worst = max(float((torch.from_numpy(o) - r).abs().max()) for o, r in zip(outputs, reference))
+    return (lambda: session.run(None, feed)), worst
+
+
+def run_cost(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    backbone = args.backbone or _model_args("multitask")["backbone"]
+    example = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    models = cost_models(backbone, args.size)
+    results: dict[str, Any] = {
+        "backbone": backbone,
+        "input": [1, 3, args.size, args.size],
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "runs_per_round": args.runs,
+        "models": {},
+    }
+    runners: dict[str, dict[str, Any]] = {"onnxruntime": {}, "pytorch": {}}
+    with tempfile.TemporaryDirectory() as work:
+        for i, (name, module) in enumerate(models.items()):
+            runner, worst = _onnx_session(module, example, Path(work) / f"model{i}.onnx", args.threads)
+            runners["onnxruntime"][name] = runner
+            runners["pytorch"][name] = lambda module=module: module(example)
+            results["models"][name] = {
+                "params_m": count_parameters(module) / 1e6,
+                "macs_m": count_macs(module, example) / 1e6,
+                "onnx_max_abs_diff": worst,
+            }
+        times: dict[str, dict[str, list[float]]] = {rt: {n: [] for n in models} for rt in runners}
+        with torch.no_grad():
+            for table in runners.values():
+                for run in table.values():
+                    for _ in range(5):
+                        run()
+            for _ in range(args.rounds):  # interleaved: load changes hit every model alike
+                for runtime, table in runners.items():
+                    for name, run in table.items():
+                        for _ in range(args.runs):
+                            start = time.perf_counter()
+                            run()
+                            times[runtime][name].append(time.perf_counter() - start)
+    singles = [n for n in models if not n.startswith("multitask")]
+    multi = next(n for n in models if n.startswith("multitask"))
+    for runtime in runners:
+        medians = {n: 1000 * statistics.median(t) for n, t in times[runtime].items()}
+        for name, value in medians.items():
+            results["models"][name][f"{runtime}_ms"] = value
+        summed = sum(medians[n] for n in singles)
+        results[f"{runtime}_single_sum_ms"] = summed
+        results[f"{runtime}_ratio"] = medians[multi] / summed
+    results["macs_ratio"] = results["models"][multi]["macs_m"] / sum(results["models"][n]["macs_m"] for n in singles)
+    return results
+
+
+def cost_table(results: dict[str, Any]) -> str:
+    lines = [
+        "| model | params (M) | MACs (M) | ONNX Runtime (ms) | PyTorch eager (ms) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in results["models"].items():
+        lines.append(
+            f"| {name} | {row['params_m']:.2f} | {row['macs_m']:.1f} | {row['onnxruntime_ms']:.2f} | "
+            f"{row['pytorch_ms']:.2f} |"
+        )
+    singles = [r for n, r in results["models"].items() if not n.startswith("multitask")]
+    lines.append(
+        f"| sum of the three single-task models | {sum(r['params_m'] for r in singles):.2f} | "
+        f"{sum(r['macs_m'] for r in singles):.1f} | {results['onnxruntime_single_sum_ms']:.2f} | "
+        f"{results['pytorch_single_sum_ms']:.2f} |"
+    )
+    lines.append(
+        f"| **multi-task / sum** | | **{results['macs_ratio']:.2f}** | **{results['onnxruntime_ratio']:.2f}** | "
+        f"**{results['pytorch_ratio']:.2f}** |"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- quality
+def _fit_and_test(model: Any, data: Any, steps: int, root: Path) -> dict[str, float]:
+    import lightning as L
+
+    from moto_vision.callbacks import CPUThreads
+
+    trainer = L.Trainer(
+        max_steps=steps,
+        max_epochs=10_000,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(root),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[CPUThreads(1)],
+    )
+    start = time.perf_counter()
+    trainer.fit(model, data)
+    seconds = time.perf_counter() - start
+    values = trainer.test(model, data, verbose=False)[0]
+    return {**{k: float(v) for k, v in values.items()}, "fit_seconds": seconds, "steps": trainer.global_step}
+
+
+def run_quality(args: argparse.Namespace) -> dict[str, Any]:
+    import lightning as L
+
+    from moto_vision.data import MultiTaskDataModule
+    from moto_vision.tasks import AWBRegressor, MultiTaskPerception, PortraitSegmenter, SceneClassifier
+
+    recipe = _recipe("multitask")
+    model_args = recipe["model"]["init_args"]
+    backbone, size = model_args["backbone"], model_args["image_size"]
+    data_args = recipe["data"]["init_args"]
+    out = Path(args.out)
+    results: dict[str, Any] = {"steps": args.steps, "backbone": backbone, "image_size": size, "runs": {}}
+
+    L.seed_everything(0)
+    data = MultiTaskDataModule(**data_args)
+    model = MultiTaskPerception(**{**model_args, "log_predictions": False})
+    results["runs"]["multitask"] = _fit_and_test(model, data, args.steps, out / "multitask")
+
+    singles = {
+        "awb": (AWBRegressor, {"baselines": [], "vote_grid": model_args.get("awb_vote_grid")}),
+        "portrait": (PortraitSegmenter, {}),
+        "scene": (SceneClassifier, {}),
+    }
+    for task, (cls, extra) in singles.items():
+        L.seed_everything(0)
+        # The same data (arguments of the multi-task recipe's task datamodule), in the task's own colour domain.
+        reference = MultiTaskDataModule(**data_args).datamodules[task]
+        task_data = type(reference)(**{k: v for k, v in reference.hparams.items() if not k.startswith("_")})
+        task_model = cls(**_model_args(task, backbone=backbone, image_size=size, log_predictions=False, **extra))
+        results["runs"][task] = _fit_and_test(task_model, task_data, args.steps, out / task)
+    return results
+
+
+#: (head, multi-task key, single-task key, label, higher is better, stated margin)
+QUALITY_ROWS = [
+    ("awb", "test_awb_recovery_mean", "test_recovery_mean", "AWB recovery error, mean (deg)", False, 0.5),
+    ("awb", "test_awb_recovery_median", "test_recovery_median", "AWB recovery error, median (deg)", False, 0.5),
+    ("portrait", "test_portrait_iou", "test_iou", "portrait IoU", True, 0.03),
+    ("portrait", "test_portrait_boundary_f", "test_boundary_f", "portrait boundary F (2 px)", True, 0.03),
+    ("scene", "test_scene_top1", "test_top1", "scene top-1 accuracy", True, 0.03),
+    ("scene", "test_scene_ece", "test_ece", "scene ECE (calibrated)", False, 0.03),
+]
+
+
+def quality_table(results: dict[str, Any]) -> str:
+    runs = results["runs"]
+    lines = [
+        "| head metric | multi-task | single-task | difference | stated margin | within |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    for task, multi_key, single_key, label, higher, margin in QUALITY_ROWS:
+        ours, theirs = runs["multitask"].get(multi_key), runs[task].get(single_key)
+        if ours is None or theirs is None:
+            continue
+        worse_by = (theirs - ours) if higher else (ours - theirs)
+        lines.append(
+            f"| {label} | {ours:.3f} | {theirs:.3f} | {ours - theirs:+.3f} | {margin} | "
+            f"{'yes' if worse_by <= margin else 'no'} |"
+        )
+    times = ", ".join(f"{name} {run['fit_seconds']:.0f} s" for name, run in runs.items())
+    lines.append(f"\nTraining time ({results['steps']} steps each, one thread): {times}.")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["cost", "quality", "all"])
+    parser.add_argument("--size", type=int, default=256, help="cost: input size")
+    parser.add_argument("--backbone", default=None, help="cost: backbone (default: the multi-task recipe's)")
+    parser.add_argument("--rounds", type=int, default=15, help="cost: interleaved timing rounds")
+    parser.add_argument("--runs", type=int, default=10, help="cost: timed runs per model per round")
+    parser.add_argument("--threads", type=int, default=1, help="cost: intra-op threads (ONNX Runtime and PyTorch)")
+    parser.add_argument("--steps", type=int, default=1024, help="quality: training steps of every model")
+    parser.add_argument("--out", default="runs/benchmarks/multitask")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.what in ("cost", "all"):
+        cost = run_cost(args)
+        (out / "cost.json").write_text(json.dumps(cost, indent=2) + "\n")
+        table = cost_table(cost)
+        (out / "cost.md").write_text(table + "\n")
+        print(
+            f"\nInference at {args.size}x{args.size}, batch 1, {args.threads} thread(s), median of "
+            f"{args.rounds * args.runs} runs:\n\n{table}\n"
+        )
+    if args.what in ("quality", "all"):
+        quality = run_quality(args)
+        (out / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+        table = quality_table(quality)
+        (out / "quality.md").write_text(table + "\n")
+        print(f"\nTest metrics after {args.steps} training steps:\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

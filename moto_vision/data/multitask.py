@@ -1,0 +1,367 @@
+"""``MultiTaskDataModule``: the AWB, portrait and scene datamodules combined, in one camera input domain.
+
+Each task keeps its own datamodule (its data, splits and augmentation); this module combines their loaders with
+Lightning's :class:`~lightning.pytorch.utilities.CombinedLoader` and, on the device, turns every step's per-task
+batches into one batch for the shared backbone:
+
+1. each task's own training augmentation runs on its batch (AWB relighting and linear ISP preset; the portrait
+   and scene flips, crops and sRGB camera presets);
+2. sRGB images (portrait, scene) are *unprocessed* into linear camera RGB before white balance with
+   :func:`moto_vision.isp.unprocess` (inverse tone curve and gamma, a random camera's colour matrix, a random
+   light's colour): the domain the camera's perception stage sees and the one AWB needs. Training batches draw
+   new cameras and lights every step; validation and test images get a fixed camera and light per sample, so
+   their metrics are comparable between epochs and runs. AWB data is already linear camera RGB;
+3. the batches are concatenated into ``{"image": (N, 3, S, S), "illuminant": (N, 3), "mask": (N, S, S),
+   "label": (N,) or (N, K), "has_awb": (N,), "has_portrait": (N,), "has_scene": (N,)}``. ``has_<task>`` says which
+   rows carry that task's ground truth; the other rows hold a filler (zeros, ignore index 255, -1) that no loss
+   or metric reads.
+
+YAML::
+
+    data:
+      class_path: MultiTaskDataModule
+      init_args:
+        image_size: 64
+        awb: {train_size: 1024}          # AWBDataModule arguments
+        portrait: {synthetic_train_size: 512}
+        scene: {synthetic_train_size: 512}
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, get_args
+
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from moto_vision.data.awb import AWBDataModule
+from moto_vision.data.base import BaseDataModule, split_of
+from moto_vision.data.portrait import PortraitDataModule
+from moto_vision.data.scene import SceneDataModule
+
+__all__ = [
+    "TARGET_KEYS",
+    "TASKS",
+    "MultiTaskDataModule",
+    "TaskName",
+    "UnprocessToCamera",
+    "labelled_rows",
+    "merge_task_batches",
+]
+
+TaskName = Literal["awb", "portrait", "scene"]
+TASKS: tuple[str, ...] = get_args(TaskName)
+#: Ground-truth key of each task in a batch.
+TARGET_KEYS: dict[str, str] = {"awb": "illuminant", "portrait": "mask", "scene": "label"}
+#: The colour domain each task's own datamodule yields.
+SOURCE_DOMAINS: dict[str, str] = {"awb": "linear", "portrait": "srgb", "scene": "srgb"}
+DATAMODULES: dict[str, type[BaseDataModule]] = {
+    "awb": AWBDataModule,
+    "portrait": PortraitDataModule,
+    "scene": SceneDataModule,
+}
+IGNORE_INDEX = 255
+Batch = dict[str, Any]
+
+
+def labelled_rows(batch: Mapping[str, Any], task: str) -> Tensor | None:
+    """Boolean ``(N,)`` mask of the rows of ``batch`` that carry ``task``'s ground truth, or ``None`` if none do.
+
+    Merged batches say it with ``has_<task>``; a plain single-task batch (no ``has_`` key) is labelled in every row
+    when it has the task's target key.
+    """
+    key = f"has_{task}"
+    if key in batch:
+        rows = batch[key]
+        return rows if bool(rows.any()) else None
+    if TARGET_KEYS[task] in batch:
+        image = batch["image"]
+        return torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
+    return None
+
+
+def merge_task_batches(parts: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> Batch:
+    """Concatenate per-source batches into one, with ``has_<task>`` masks for partial labels.
+
+    Args:
+        parts: ``{source: batch}``; every batch has ``"image"`` and any of the target keys (a scene batch whose
+            images were unprocessed may carry an ``"illuminant"`` too).
+        tasks: the tasks whose ``has_`` masks to write.
+
+    Returns:
+        The merged batch (see the module docstring). Targets no part carries are left out.
+    """
+    parts = {name: part for name, part in parts.items() if part is not None}
+    if not parts:
+        raise ValueError("merge_task_batches got no batches.")
+    images = [part["image"] for part in parts.values()]
+    sizes = {tuple(image.shape[-2:]) for image in images}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"The tasks' images have different sizes {sorted(sizes)}; one backbone pass needs one size. "
+            "MultiTaskDataModule passes its image_size to every task: do not set image_size per task."
+        )
+    image = torch.cat(images)
+    n, (h, w), device = image.shape[0], image.shape[-2:], image.device
+    merged: Batch = {"image": image}
+    offsets, start = {}, 0
+    for name, part in parts.items():
+        offsets[name] = (start, start + part["image"].shape[0])
+        start = offsets[name][1]
+    for task in tasks:
+        key = TARGET_KEYS[task]
+        has = torch.zeros(n, dtype=torch.bool, device=device)
+        carriers = [name for name, part in parts.items() if key in part]
+        if carriers:
+            example = parts[carriers[0]][key]
+            if key == "mask":
+                target = torch.full((n, h, w), IGNORE_INDEX, dtype=example.dtype, device=device)
+            elif key == "label" and example.ndim == 1:
+                target = torch.full((n,), -1, dtype=example.dtype, device=device)
+            else:
+                target = torch.zeros((n, *example.shape[1:]), dtype=example.dtype, device=device)
+            for name in carriers:
+                lo, hi = offsets[name]
+                target[lo:hi] = parts[name][key]
+                has[lo:hi] = True
+            merged[key] = target
+        merged[f"has_{task}"] = has
+    return merged
+
+
+class UnprocessToCamera(nn.Module):
+    """sRGB images to linear camera RGB before white balance (:func:`moto_vision.isp.unprocess`).
+
+    Random camera colour matrices and lights for training; for evaluation (``fixed=True``) each sample's camera
+    and light are drawn from a generator seeded by ``seed`` and the sample's index, so a test image is the same raw
+    image in every run.
+
+    Args:
+        fixed: derive the parameters from sample indices instead of drawing them.
+        seed: seed of the fixed draws.
+    """
+
+    def __init__(self, fixed: bool = False, seed: int = 0) -> None:
+        super().__init__()
+        self.fixed = fixed
+        self.seed = int(seed)
+
+    def camera_params(self, batch_size: int, index: Tensor | None, device: torch.device) -> dict[str, Tensor]:
+        from moto_vision.isp import sample_camera_params
+
+        if not self.fixed:
+            return sample_camera_params(batch_size, device=device)
+        if index is None:
+            raise ValueError("UnprocessToCamera(fixed=True) needs the samples' indices (batch['index']).")
+        draws = [
+            sample_camera_params(1, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + int(i)))
+            for i in index.tolist()
+        ]
+        return {key: torch.cat([d[key] for d in draws]).to(device) for key in draws[0]}
+
+    def forward(self, image: Tensor, index: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(raw, params)``: linear camera RGB ``(B, 3, H, W)`` and the camera parameters (with ``"illuminant"``)."""
+        from moto_vision.isp import unprocess
+
+        params = self.camera_params(image.shape[0], index, image.device)
+        raw, params = unprocess(image.float(), params)
+        return raw.to(image.dtype), params
+
+    def extra_repr(self) -> str:
+        return f"fixed={self.fixed}, seed={self.seed}"
+
+
+class _Indexed(Dataset):
+    """A dataset whose samples also carry their index (for the fixed per-sample cameras of evaluation)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.dataset[index], "index": index}
+
+
+class MultiTaskDataModule(BaseDataModule):
+    """The task datamodules combined for :class:`~moto_vision.tasks.MultiTaskPerception` (see the module docstring).
+
+    Args:
+        tasks: which tasks' data to load (default: all three). Usually the model's ``heads``.
+        image_size: side of every task's square images (passed to each task's datamodule).
+        awb: arguments of :class:`~moto_vision.data.AWBDataModule` (``format``, ``root``, ``train_size``, ...).
+        portrait: arguments of :class:`~moto_vision.data.PortraitDataModule`.
+        scene: arguments of :class:`~moto_vision.data.SceneDataModule`.
+        train_mode: how training steps combine the loaders: ``max_size_cycle`` (an epoch is the longest loader,
+            shorter ones start over) or ``min_size`` (stop with the shortest).
+        unprocessed_awb_labels: training images unprocessed from sRGB (portrait, scene) also carry the light they
+            were unprocessed with as AWB ground truth (free AWB labels, Brooks et al. 2019). Validation and test AWB
+            metrics stay on the AWB data only.
+        batch_size: samples per task per step (a task's own ``batch_size`` overrides it).
+        num_workers: data-loading workers per task.
+        seed: seed of every task's data (a task's own ``seed`` overrides it) and of the fixed evaluation cameras.
+    """
+
+    def __init__(
+        self,
+        tasks: list[TaskName] | None = None,
+        image_size: int = 64,
+        awb: dict[str, Any] | None = None,
+        portrait: dict[str, Any] | None = None,
+        scene: dict[str, Any] | None = None,
+        train_mode: Literal["max_size_cycle", "min_size"] = "max_size_cycle",
+        unprocessed_awb_labels: bool = False,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        chosen = list(TASKS) if tasks is None else list(dict.fromkeys(tasks))
+        unknown = [t for t in chosen if t not in TASKS]
+        if unknown or not chosen:
+            raise ValueError(f"MultiTaskDataModule: tasks must be a non-empty subset of {list(TASKS)}, got {tasks}.")
+        self.tasks = chosen
+        self.image_size = image_size
+        self.train_mode = train_mode
+        self.unprocessed_awb_labels = unprocessed_awb_labels
+        arguments = {"awb": awb, "portrait": portrait, "scene": scene}
+        self.datamodules: dict[str, BaseDataModule] = {
+            task: self._build(task, arguments[task] or {}) for task in self.tasks
+        }
+
+    def _build(self, task: str, arguments: Mapping[str, Any]) -> BaseDataModule:
+        cls = DATAMODULES[task]
+        accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+        unknown = sorted(set(arguments) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"MultiTaskDataModule: {task} has no argument(s) {unknown}; {cls.__name__} accepts {accepted}."
+            )
+        if "image_size" in arguments and arguments["image_size"] != self.image_size:
+            raise ValueError(
+                f"MultiTaskDataModule: {task}.image_size={arguments['image_size']} differs from image_size="
+                f"{self.image_size}; all tasks share one input size. Set only the top-level image_size."
+            )
+        options = {"batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed}
+        options.update(arguments)
+        options["image_size"] = self.image_size
+        return cls(**options)
+
+    # ----------------------------------------------------------------- facts the model checks
+    @property
+    def scene_class_names(self) -> list[str] | None:
+        """The scene classes, in label order (``None`` without scene data or before ``setup`` for real formats)."""
+        scene = self.datamodules.get("scene")
+        return None if scene is None else getattr(scene, "class_names", None)
+
+    @property
+    def scene_multi_label(self) -> bool | None:
+        scene = self.datamodules.get("scene")
+        return None if scene is None else bool(scene.multi_label)
+
+    @property
+    def portrait_class_names(self) -> list[str] | None:
+        portrait = self.datamodules.get("portrait")
+        return None if portrait is None else list(portrait.class_names)
+
+    @property
+    def portrait_num_classes(self) -> int | None:
+        portrait = self.datamodules.get("portrait")
+        return None if portrait is None else int(portrait.num_classes)
+
+    # ----------------------------------------------------------------- datasets and loaders
+    def setup(self, stage: str | None = None) -> None:
+        for datamodule in self.datamodules.values():
+            if self._trainer_attached():
+                # The task datamodules run their own training augmentation and read the split from the trainer.
+                datamodule.trainer = self.trainer
+            datamodule.setup(stage)
+
+    def train_dataloader(self) -> CombinedLoader:
+        loaders = {task: dm.train_dataloader() for task, dm in self.datamodules.items()}
+        return CombinedLoader(loaders, mode=self.train_mode)
+
+    def _eval_loader(self, split: str) -> CombinedLoader:
+        loaders = {}
+        for task, dm in self.datamodules.items():
+            dataset = getattr(dm, f"{split}_dataset")
+            if dataset is None:
+                raise RuntimeError(f"The {task} datamodule has no {split} dataset; call setup() first.")
+            loaders[task] = DataLoader(
+                _Indexed(dataset),
+                batch_size=dm.batch_size,
+                shuffle=False,
+                num_workers=dm.num_workers,
+                persistent_workers=dm.num_workers > 0,
+            )
+        # Every sample of every task once; tasks that run out early are None in the last steps.
+        return CombinedLoader(loaders, mode="max_size")
+
+    def val_dataloader(self) -> CombinedLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> CombinedLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        raise NotImplementedError(
+            "MultiTaskDataModule has no predict split: its samples come from three datasets with different labels. "
+            "Run the model on your images directly (MultiTaskPerception(...)(images) returns every head's output), "
+            "or export it with `moto-vision export` and use the exported model."
+        )
+
+    # ----------------------------------------------------------------- batches on the device
+    def build_augmentations(self) -> dict[str, nn.Module]:
+        """Per split: the sRGB -> camera conversion of each sRGB task (random for training, fixed otherwise)."""
+        srgb = [task for task in self.tasks if SOURCE_DOMAINS[task] == "srgb"]
+        modules: dict[str, nn.Module] = {}
+        for split in ("train", "val", "test"):
+            offset = {"train": 0, "val": 1, "test": 2}[split]
+            modules[split] = nn.ModuleDict(
+                {
+                    task: UnprocessToCamera(
+                        fixed=split != "train", seed=(self.seed * 7 + offset) * 3 + TASKS.index(task)
+                    )
+                    for task in srgb
+                }
+            )
+        return modules
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        split = split_of(self.trainer if self._trainer_attached() else None)
+        if not isinstance(batch, Mapping) or split not in self.augmentations:
+            return batch
+        with torch.no_grad():
+            return self.augment(batch, self.augmentations[split], split)
+
+    def augment(self, batch: Any, augmentation: nn.Module, split: str) -> Batch:
+        """Turn one step of per-task batches into one merged batch in linear camera RGB (module docstring).
+
+        Takes what the combined loader yields: ``{task: batch or None}``, or, when iterated outside a Trainer,
+        the ``(batches, batch_idx, dataloader_idx)`` tuple of :class:`~lightning.pytorch.utilities.CombinedLoader`.
+        """
+        if isinstance(batch, tuple) and len(batch) == 3 and isinstance(batch[0], Mapping):
+            batch = batch[0]
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"MultiTaskDataModule expected a dict of task batches, got {type(batch).__name__}.")
+        if "image" in batch:
+            return dict(batch)  # already merged
+        parts: dict[str, Batch] = {}
+        for task, part in batch.items():
+            if part is None:
+                continue
+            part = dict(part)
+            if split == "train" and self._trainer_attached():
+                part = self.datamodules[task].on_after_batch_transfer(part, 0)
+            if task in augmentation:
+                raw, params = augmentation[task].to(part["image"].device)(part["image"], part.get("index"))
+                part["image"] = raw
+                if split == "train" and self.unprocessed_awb_labels and "awb" in self.tasks:
+                    part["illuminant"] = params["illuminant"].to(raw.dtype)
+            parts[task] = part
+        return merge_task_batches(parts, self.tasks)

@@ -1,0 +1,283 @@
+"""MultiTaskPerception and MultiTaskDataModule: partial labels, loss weighting, per-head metrics, head subsets,
+backbone transfer, learning on every head, the export graph and the recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from moto_vision.backbones import create_backbone
+from moto_vision.cli import main
+from moto_vision.data import MultiTaskDataModule
+from moto_vision.data.multitask import UnprocessToCamera, merge_task_batches
+from moto_vision.metrics.angular import recovery_angular_error
+from moto_vision.models import FixedWeighting, GrayWorld, UncertaintyWeighting
+from moto_vision.tasks import MultiTaskPerception, SceneClassifier
+from tests.helpers.training import quiet_trainer
+
+REPO = Path(__file__).resolve().parents[1]
+BACKBONE = "mobilenetv3_small_050"
+SIZE = 48
+
+
+def _batch(parts: tuple[str, ...] = ("awb", "portrait", "scene"), n: int = 4, size: int = SIZE) -> dict:
+    pieces = {}
+    if "awb" in parts:
+        generator = torch.Generator().manual_seed(0)
+        light = torch.rand(n, 3, generator=generator) + 0.2
+        pieces["awb"] = {
+            "image": torch.rand(n, 3, size, size, generator=generator),
+            "illuminant": light / light.norm(dim=1, keepdim=True),
+        }
+    if "portrait" in parts:
+        generator = torch.Generator().manual_seed(1)
+        pieces["portrait"] = {
+            "image": torch.rand(n, 3, size, size, generator=generator),
+            "mask": torch.randint(0, 2, (n, size, size), generator=generator),
+        }
+    if "scene" in parts:
+        generator = torch.Generator().manual_seed(2)
+        pieces["scene"] = {
+            "image": torch.rand(n, 3, size, size, generator=generator),
+            "label": torch.randint(0, 9, (n,), generator=generator),
+        }
+    return merge_task_batches(pieces, ["awb", "portrait", "scene"])
+
+
+def _model(**kwargs) -> MultiTaskPerception:
+    kwargs.setdefault("backbone", BACKBONE)
+    kwargs.setdefault("image_size", SIZE)
+    kwargs.setdefault("log_predictions", False)
+    return MultiTaskPerception(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------- partial labels
+def test_merged_batch_marks_labelled_rows_and_fills_the_rest() -> None:
+    batch = _batch(("awb", "scene"), n=3)
+    assert batch["image"].shape == (6, 3, SIZE, SIZE)
+    assert batch["has_awb"].tolist() == [True] * 3 + [False] * 3
+    assert batch["has_scene"].tolist() == [False] * 3 + [True] * 3
+    assert not batch["has_portrait"].any() and "mask" not in batch
+    assert (batch["label"][:3] == -1).all() and (batch["illuminant"][3:] == 0).all()
+
+
+def test_partial_label_batches_contribute_only_their_losses() -> None:
+    torch.manual_seed(0)
+    model = _model()
+    batch = _batch(("scene",))
+    losses = model.compute_loss(model.forward_labelled(batch), batch)
+    assert set(losses) == {"loss", "scene_loss", "scene_weight"}
+    losses["loss"].backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    assert all(g is None for n, g in grads.items() if n.startswith(("branches.awb", "branches.portrait")))
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("branches.scene"))
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("backbone"))
+    # Unlabelled rows do not change a head's loss: the scene loss of a mixed batch equals that of its scene rows.
+    model.eval()
+    mixed = _batch(("awb", "portrait", "scene"))
+    with torch.no_grad():
+        alone = model.compute_loss(model.forward_labelled(_batch(("scene",))), _batch(("scene",)))["scene_loss"]
+        within = model.compute_loss(model.forward_labelled(mixed), mixed)["scene_loss"]
+    torch.testing.assert_close(alone, within, rtol=1e-4, atol=1e-5)
+
+
+def test_uncertainty_weights_are_learned_and_reach_one_over_the_loss() -> None:
+    weighting = UncertaintyWeighting(["awb", "scene"], warm_start=False)
+    optimizer = torch.optim.Adam(weighting.parameters(), lr=0.05)
+    losses = {"awb": torch.tensor(8.0), "scene": torch.tensor(0.5)}
+    for _ in range(400):
+        total, _ = weighting(losses)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    weights = weighting.weights()
+    # The optimum of exp(-s) L + s is s = log L: each loss is brought to scale 1.
+    assert abs(float(weights["awb"]) - 1 / 8) < 0.01 and abs(float(weights["scene"]) - 2.0) < 0.1
+    warm = UncertaintyWeighting(["awb"]).train()
+    warm({"awb": torch.tensor(8.0)})
+    assert abs(float(warm.weights()["awb"]) - 1 / 8) < 1e-4 and bool(warm.initialised[0])
+    fixed_total, fixed_weights = FixedWeighting({"awb": 0.1})(losses)
+    assert float(fixed_total) == pytest.approx(0.8 + 0.5) and float(fixed_weights["scene"]) == 1.0
+
+
+@pytest.mark.parametrize("heads", [["awb"], ["portrait"], ["scene"], ["awb", "scene"], ["portrait", "scene"]])
+def test_any_subset_of_heads(heads: list[str]) -> None:
+    model = _model(heads=heads)
+    assert list(model.branches) == heads
+    outputs = model(torch.rand(2, 3, SIZE, SIZE))
+    assert list(outputs) == heads
+    batch = _batch()
+    losses = model.compute_loss(model.forward_labelled(batch), batch)
+    assert {k.removesuffix("_loss") for k in losses if k.endswith("_loss")} == set(heads)
+    losses["loss"].backward()
+    keys = list(model.configure_metrics().keys(keep_base=True))
+    assert {k.split("_")[0] for k in keys} == set(heads)
+    if heads == ["awb"]:  # only the early levels are built, as in the single-task AWB model
+        assert len(model.backbone.channels) == 2
+        # At 4x the training size the AWB head still votes on at most 16 x 16 regions.
+        features = model.backbone(model.normalize(torch.rand(1, 3, 256, 256)))
+        _, votes = model.branches["awb"].head.local_estimates(features[1], torch.rand(1, 3, 256, 256))
+        assert features[1].shape[-1] == 64 and votes.shape == (1, 1, 16, 16)
+
+
+def test_eval_cameras_are_fixed_per_sample_and_training_cameras_vary() -> None:
+    image = torch.rand(2, 3, 16, 16)
+    fixed = UnprocessToCamera(fixed=True, seed=3)
+    a, params = fixed(image, torch.tensor([5, 9]))
+    b, _ = fixed(image, torch.tensor([5, 9]))
+    torch.testing.assert_close(a, b)
+    assert params["illuminant"].shape == (2, 3) and a.max() <= 1 and a.min() >= 0
+    c, _ = UnprocessToCamera(fixed=False)(image)
+    assert not torch.allclose(a, c)
+
+
+def test_datamodule_rejects_unknown_and_per_task_size_arguments() -> None:
+    with pytest.raises(ValueError, match="accepts"):
+        MultiTaskDataModule(awb={"trainsize": 5})
+    with pytest.raises(ValueError, match="share one input size"):
+        MultiTaskDataModule(image_size=64, scene={"image_size": 32})
+
+
+# ----------------------------------------------------------------------------------------- one short training run
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A short multi-task run on the three synthetic datasets (all heads, uncertainty weighting)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("multitask")
+    L.seed_everything(0)
+    data = MultiTaskDataModule(
+        image_size=SIZE,
+        batch_size=12,
+        awb={"train_size": 480, "val_size": 24, "test_size": 96},
+        portrait={
+            "synthetic_train_size": 240,
+            "synthetic_val_size": 24,
+            "synthetic_test_size": 64,
+            "isp_preset": "light",
+        },
+        scene={"synthetic_train_size": 360, "synthetic_eval_size": 72, "isp_preset": "light"},
+    )
+    model = _model(lr=1e-2)
+    start = {k: v.detach().clone() for k, v in model.weighting.state_dict().items()}
+    trainer = quiet_trainer(root, max_epochs=5, num_sanity_val_steps=0, limit_val_batches=1)
+    trainer.fit(model, data)
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    test = trainer.test(model, data, verbose=False)[0]
+    trainer.save_checkpoint(root / "multitask.ckpt")
+    torch.set_num_threads(threads)
+    return {"model": model, "data": data, "val": val, "test": test, "root": root, "start": start}
+
+
+def test_short_run_learns_every_head_beyond_a_trivial_baseline(trained) -> None:
+    data, test, model = trained["data"], trained["test"], trained["model"]
+    # AWB: Gray World on the same (linear) test images.
+    awb = data.datamodules["awb"].test_dataset
+    images = torch.stack([awb[i]["image"] for i in range(len(awb))])
+    lights = torch.stack([awb[i]["illuminant"] for i in range(len(awb))])
+    gray_world = recovery_angular_error(GrayWorld()(images), lights).mean().item()
+    assert test["test_awb_recovery_mean"] < 0.75 * gray_world, (test["test_awb_recovery_mean"], gray_world)
+    # Portrait: the per-pixel mean training mask, thresholded.
+    portrait = data.datamodules["portrait"]
+    masks = torch.stack([portrait.train_dataset[i]["mask"] for i in range(len(portrait.train_dataset))]).float()
+    mean_mask = masks.mean(0) > 0.5
+    truth = torch.stack([portrait.test_dataset[i]["mask"] for i in range(len(portrait.test_dataset))]).bool()
+    baseline = float((mean_mask & truth).sum() / (mean_mask | truth).sum())
+    assert test["test_portrait_iou"] > baseline + 0.05, (test["test_portrait_iou"], baseline)
+    print(
+        f"AWB {test['test_awb_recovery_mean']:.2f} deg (Gray World {gray_world:.2f}), portrait IoU "
+        f"{test['test_portrait_iou']:.3f} (mean mask {baseline:.3f}), scene top-1 {test['test_scene_top1']:.3f}"
+    )
+    # Scene: nine balanced classes, chance is 1/9.
+    assert test["test_scene_top1"] > 0.35, test["test_scene_top1"]
+    # The learned weights moved away from where they started.
+    log_vars = model.weighting.log_vars
+    assert all(
+        float(log_vars[h].detach()) != float(trained["start"][f"log_vars.{h}"]) for h in ("awb", "portrait", "scene")
+    )
+    assert bool(model.weighting.initialised.all())
+
+
+def test_metrics_are_prefixed_per_task(trained) -> None:
+    val, test = trained["val"], trained["test"]
+    for key in ("val_awb_recovery_mean", "val_portrait_iou", "val_portrait_iou_person", "val_scene_top1"):
+        assert key in val, key
+    for key in (
+        "test_awb_recovery_median",
+        "test_portrait_iou",
+        "test_portrait_boundary_f",
+        "test_scene_top3",
+        "test_scene_ece",
+    ):
+        assert key in test, key
+    assert "train_awb_weight" in val and "val_scene_temperature" in val
+    heads = ("awb_", "portrait_", "scene_")
+    assert all(k == "test_loss" or k.removeprefix("test_").startswith(heads) for k in test), sorted(test)
+    assert (trained["root"] / "multitask_test_results.json").is_file()
+
+
+def test_backbone_transfers_both_ways(trained, tmp_path: Path) -> None:
+    model, checkpoint = trained["model"], trained["root"] / "multitask.ckpt"
+    # Multi-task -> anything: create_backbone reads the backbone out of the multi-task checkpoint.
+    backbone = create_backbone(BACKBONE, pretrained=checkpoint)
+    for (name, ours), theirs in zip(model.backbone.state_dict().items(), backbone.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, msg=name)
+    scene = SceneClassifier(backbone=BACKBONE, pretrained=str(checkpoint), log_predictions=False)
+    torch.testing.assert_close(scene.backbone.state_dict(), model.backbone.state_dict())
+    # Single-task -> multi-task: a scene checkpoint initialises the shared backbone.
+    torch.manual_seed(1)
+    single = SceneClassifier(backbone=BACKBONE, log_predictions=False)
+    path = tmp_path / "scene.ckpt"
+    torch.save({"state_dict": single.state_dict(), "hyper_parameters": dict(single.hparams)}, path)
+    multi = _model(pretrained=str(path))
+    torch.testing.assert_close(multi.backbone.state_dict(), single.backbone.state_dict())
+    reloaded = MultiTaskPerception.load_from_checkpoint(checkpoint)
+    assert reloaded.hparams.pretrained is False and reloaded.hparams.heads == ["awb", "portrait", "scene"]
+
+
+def test_export_module_returns_every_head(trained) -> None:
+    model = trained["model"].eval()
+    graph = model.export_module().eval()
+    x = torch.rand(2, 3, 64, 80)
+    with torch.no_grad():
+        out = graph(x)
+        raw = model(x)
+    assert out["awb"].shape == (2, 3) and torch.allclose(out["awb"].norm(dim=1), torch.ones(2), atol=1e-5)
+    assert out["portrait"].shape == (2, 1, 64, 80)
+    assert out["scene"].shape == (2, 9) and torch.allclose(out["scene"].sum(1), torch.ones(2), atol=1e-5)
+    # Exported scene scores map back to logits that score like the model's own.
+    back = model.outputs_from_export(out)["scene"]
+    torch.testing.assert_close(back.softmax(1), raw["scene"].softmax(1), rtol=1e-4, atol=1e-5)
+    meta = model.export_metadata()
+    assert meta["color_domain"] == "linear" and set(meta["heads"]) == {"awb", "portrait", "scene"}
+    assert meta["heads"]["scene"]["class_names"][0] == "portrait"
+    program = torch.export.export(graph, (torch.rand(1, 3, SIZE, SIZE),))
+    assert {spec.arg.name for spec in program.graph_signature.output_specs} and len(
+        program.graph_signature.output_specs
+    ) == 3
+
+
+def test_recipe_runs_through_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    common = [
+        "--config",
+        str(REPO / "recipes" / "multitask.yaml"),
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--model.backbone",
+        BACKBONE,
+        "--data.awb",
+        "{train_size: 32, val_size: 16, test_size: 16}",
+        "--data.portrait",
+        "{synthetic_train_size: 32, synthetic_val_size: 16, synthetic_test_size: 16}",
+        "--data.scene",
+        "{synthetic_train_size: 32, synthetic_eval_size: 16}",
+    ]
+    assert main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.enable_model_summary", "false"]) == 0
+    assert list(tmp_path.rglob("best.ckpt")) and list(tmp_path.rglob("last.ckpt"))
+    capsys.readouterr()
+    assert main(["test", *common, "--ckpt_path", "best"]) == 0
+    out = capsys.readouterr().out
+    assert "AWB head" in out and "Portrait head" in out and "Scene detection" in out
