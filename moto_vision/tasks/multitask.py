@@ -55,6 +55,7 @@ from moto_vision.models.segmentation import SegmentationLoss, create_segmentatio
 from moto_vision.tasks.base import BaseTask
 from moto_vision.tasks.scene import calibrate_scores, scene_metrics, update_scene_metrics
 from moto_vision.tasks.segmentation import (
+    mask_class_names,
     print_segmentation_report,
     render_segmentation_grid,
     segmentation_labels,
@@ -227,11 +228,7 @@ class MultiTaskPerception(BaseTask):
     @property
     def portrait_class_names(self) -> list[str]:
         """Mask class names, background first."""
-        if self.hparams.portrait_class_names:
-            return list(self.hparams.portrait_class_names)
-        if self.portrait_binary:
-            return ["background", "person"]
-        return [f"class_{i}" for i in range(self.hparams.portrait_num_classes)]
+        return mask_class_names(self.hparams.portrait_num_classes, self.hparams.portrait_class_names)
 
     def configure_models(self) -> None:
         hp = self.hparams

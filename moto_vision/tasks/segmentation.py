@@ -24,6 +24,7 @@ from moto_vision.models.segmentation import SegmentationLoss, create_segmentatio
 from moto_vision.tasks.base import BaseTask
 
 __all__ = [
+    "mask_class_names",
     "PortraitSegmenter",
     "print_segmentation_report",
     "render_segmentation_grid",
@@ -70,6 +71,19 @@ def segmentation_metrics(
     )
     boundary = BoundaryFScore(labels, tolerance=boundary_tolerance, ignore_index=ignore_index)
     return MetricCollection({**headline, "per_class": per_class, "boundary_f": boundary}, compute_groups=False)
+
+
+def mask_class_names(num_classes: int, class_names: list[str] | None = None) -> list[str]:
+    """Names of the mask classes, background first.
+
+    ``class_names`` when given, else ``background, person`` for binary masks (``num_classes == 1``) or
+    ``class_0 ... class_{N-1}``.
+    """
+    if class_names:
+        return list(class_names)
+    if num_classes == 1:
+        return ["background", "person"]
+    return [f"class_{i}" for i in range(num_classes)]
 
 
 def segmentation_labels(logits: torch.Tensor) -> torch.Tensor:
@@ -204,11 +218,7 @@ class PortraitSegmenter(BaseTask):
     @property
     def class_names(self) -> list[str]:
         """Class names, background first (two for binary masks)."""
-        if self.hparams.class_names:
-            return list(self.hparams.class_names)
-        if self.binary:
-            return ["background", "person"]
-        return [f"class_{i}" for i in range(self.hparams.num_classes)]
+        return mask_class_names(self.hparams.num_classes, self.hparams.class_names)
 
     def configure_models(self) -> None:
         self.normalize = Normalize()
