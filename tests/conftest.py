@@ -9,6 +9,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The ISP runs eagerly in tests (compiling its fused chains costs seconds per new dtype); one test in
+# test_isp_augmentation.py turns fusion on and checks it against the eager result.
+os.environ["MOTO_VISION_ISP_COMPILE"] = "0"
 
 
 import pytest  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 import kornia.augmentation as K
@@ -11,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from moto_vision import isp
+from moto_vision.isp import fusion
+from moto_vision.isp.augmentation import NOISE_FIELD_IMAGES, _normal_like
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -216,7 +219,7 @@ def test_mosaic_demosaic_and_jpeg():
 
 def test_isp_is_lightning_free():
     # Nothing below ``tasks`` imports Lightning: the ISP imports only torch, kornia, the stdlib and itself.
-    allowed = {"torch", "kornia", "moto_vision", "__future__", "typing", "math"}
+    allowed = {"torch", "kornia", "moto_vision", "__future__", "typing", "math", "os", "warnings", "collections"}
     for path in Path(isp.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
@@ -248,3 +251,40 @@ def test_lens_shading_map_folds_gains():
     corner, gains = torch.tensor([[0.5, 0.6, 0.7]]), torch.tensor([[2.0, 1.0, 0.5]])
     folded = isp.lens_shading_map(corner, 8, 12, inverse=True, gain=gains)
     assert torch.allclose(folded, isp.lens_shading_map(corner, 8, 12, inverse=True) * gains[:, :, None, None])
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler")
+def test_fused_camera_pipeline_matches_eager(monkeypatch):
+    # Users get the torch.compile'd chains (isp.fusion) by default; the tests run eagerly (conftest).
+    x = _images(5, 48, 40)
+
+    def run(compile_flag: str) -> torch.Tensor:
+        monkeypatch.setenv(fusion.COMPILE_ENV, compile_flag)
+        aug = isp.CameraPipeline(aberration=0.003, generator=torch.Generator().manual_seed(2))
+        return aug(x)
+
+    eager, fused = run("0"), run("1")
+    assert not fusion._FAILED, fusion._FAILED
+    torch.testing.assert_close(fused, eager, atol=2e-5, rtol=1e-5)
+    # Other batch and image sizes reuse the compiled code (dynamic shapes) and stay equal too.
+    monkeypatch.setenv(fusion.COMPILE_ENV, "1")
+    y = _images(3, 32, 64, seed=1)
+    fused_y = isp.CameraPipeline(generator=torch.Generator().manual_seed(5))(y)
+    monkeypatch.setenv(fusion.COMPILE_ENV, "0")
+    torch.testing.assert_close(
+        fused_y, isp.CameraPipeline(generator=torch.Generator().manual_seed(5))(y), atol=2e-5, rtol=1e-5
+    )
+
+
+def test_batch_noise_is_standard_normal_per_image_and_reproducible():
+    image = torch.zeros(4 * NOISE_FIELD_IMAGES, 3, 32, 32)
+    noise = _normal_like(image, torch.tensor([7]))
+    assert noise.shape == image.shape
+    per_image = noise.flatten(1)
+    assert (per_image.mean(1).abs() < 0.05).all() and ((per_image.std(1) - 1).abs() < 0.05).all()
+    assert not torch.equal(noise[0], noise[1])  # windows start at different places of the field
+    assert torch.equal(noise, _normal_like(image, torch.tensor([7])))
+    assert not torch.equal(noise, _normal_like(image, torch.tensor([8])))
+    # Small batches draw every image's noise afresh.
+    small = _normal_like(image[:NOISE_FIELD_IMAGES], torch.tensor([7]))
+    assert small.is_contiguous() and small.shape == (NOISE_FIELD_IMAGES, 3, 32, 32)

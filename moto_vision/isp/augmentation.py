@@ -34,6 +34,7 @@ from moto_vision.isp.color import (
     srgb_to_linear,
     update_illuminant,
 )
+from moto_vision.isp.fusion import fused
 from moto_vision.isp.pipeline import sample_camera_params, sample_illuminant
 from moto_vision.isp.sensor import (
     add_sensor_noise,
@@ -319,10 +320,30 @@ class RandomSensorNoise(_ISPAugmentation):
         return add_sensor_noise(image, self._get(params, "shot", image), self._get(params, "read", image), noise=noise)
 
 
+#: Batches of more images than this share one Gaussian field of this many images' length (see ``_normal_like``).
+NOISE_FIELD_IMAGES = 4
+
+
 def _normal_like(image: Tensor, seed: Tensor) -> Tensor:
-    """A standard-normal field of ``image``'s shape drawn from a generator seeded with ``seed[0]``."""
+    """Standard-normal noise of ``image``'s shape ``(B, ...)``, reproducible from ``seed[0]``.
+
+    Drawing normals is the most expensive step of the augmentation on the CPU (a single-threaded ``randn``:
+    18 ms of the ~90 ms that ``CameraPipeline`` spends on 26 x 3 x 256 x 256), so a batch of more than
+    :data:`NOISE_FIELD_IMAGES` images draws one field only that many images long and gives each image a window
+    of it, the windows starting a random stride apart (a strided view: no copy). Every image's noise is still
+    independent standard-normal pixel to pixel and channel to channel; images of the same batch get shifted,
+    overlapping stretches of the field, a correlation between images that no per-image model can use.
+    """
     gen = torch.Generator(device=image.device).manual_seed(int(seed.reshape(-1)[0]))
-    return torch.randn(image.shape, generator=gen, device=image.device, dtype=image.dtype)
+    b, n = image.shape[0], image[0].numel() if image.ndim else 1
+    if b <= NOISE_FIELD_IMAGES:
+        return torch.randn(image.shape, generator=gen, device=image.device, dtype=image.dtype)
+    # Windows i * stride ... i * stride + n, stride in [3/4, 1] of the largest that keeps the field short.
+    widest = (NOISE_FIELD_IMAGES - 1) * n // (b - 1)
+    shorten = torch.randint(0, max(1, widest // 4), (1,), generator=gen, device=image.device)
+    stride = max(1, widest - int(shorten))
+    field = torch.randn(n + (b - 1) * stride, generator=gen, device=image.device, dtype=image.dtype)
+    return field.as_strided((b, n), (stride, 1)).view(image.shape)
 
 
 # ================================================================================================ optics
@@ -512,36 +533,55 @@ class CameraPipeline(_ISPAugmentation):
     def _develop(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         h, w = x.shape[-2:]
         p = {k: v.to(x.device) for k, v in params.items()}
-        linear = srgb_to_linear(inverse_tone_curve(x))
         # Scene -> raw in one matrix: sRGB -> camera, inverse white balance (the light's colour), exposure.
         inverse_gains = torch.exp2(p["ev"])[:, None] / (p["gains"] * p["digital_gain"][:, None])
-        raw = apply_color_matrix(linear, inverse_gains[:, :, None] * p["rgb2cam"])
-        if "corner" in p:
-            # Vignetting: divide by (1 + k r^2)^2 rather than building its reciprocal (one pass less).
-            raw = raw.div_(lens_shading_map(p["corner"], h, w, inverse=True, device=x.device, dtype=raw.dtype))
+        raw = _scene_to_raw(x, inverse_gains[:, :, None] * p["rgb2cam"], p.get("corner"))
         if "aberration" in p:
             raw = chromatic_aberration(raw, p["aberration"])
         if "shot" in p:
             noise = _normal_like(raw, p["seed"])
-            raw = add_sensor_noise(raw, p["shot"].to(raw.dtype), p["read"].to(raw.dtype), noise=noise)
-        raw = raw.clamp_(0.0, 1.0)  # saturation of the sensor / ADC range
+            raw = _expose(raw, noise, p["shot"].to(raw.dtype), p["read"].to(raw.dtype))
+        else:
+            raw = raw.clamp_(0.0, 1.0)  # saturation of the sensor / ADC range
         if self.demosaic and h % 2 == 0 and w % 2 == 0:
             raw = demosaic(mosaic(raw))
         # ISP: white balance and lens-shading correction folded into one gain map. The correction is calibrated
         # for a milder fall-off (corner ** (1 - residual)), so part of the vignetting stays in the picture.
-        if "corner" in p:
-            calibrated = p["corner"] ** (1.0 - p["shading_residual"][:, None])
-            gains = lens_shading_map(
-                calibrated, h, w, inverse=True, gain=p["wb_gains"], device=x.device, dtype=raw.dtype
-            )
-        else:
-            gains = p["wb_gains"][:, :, None, None].to(raw.dtype)
-        balanced = raw.mul_(gains).clamp_(0.0, 1.0)
-        # The sRGB curve maps [0, 1] onto [0, 1], so the tone curve needs no second clip.
-        srgb = _smoothstep(linear_to_srgb(apply_color_matrix(balanced, p["isp_ccm"]).clamp_(0.0, 1.0)))
+        calibrated = p["corner"] ** (1.0 - p["shading_residual"][:, None]) if "corner" in p else None
+        srgb = _develop_raw(raw, p["wb_gains"], calibrated, p["isp_ccm"])
         if "jpeg_quality" in p:
             srgb = jpeg(srgb, p["jpeg_quality"].to(srgb.dtype))
         return srgb
+
+
+# The elementwise chains of CameraPipeline, each one fused loop when torch.compile is available (isp.fusion).
+@fused
+def _scene_to_raw(x: Tensor, matrix: Tensor, corner: Tensor | None) -> Tensor:
+    """Decode sRGB to linear (inverse tone curve and gamma), map to camera raw (one 3x3 per image), vignette."""
+    raw = apply_color_matrix(srgb_to_linear(inverse_tone_curve(x)), matrix)
+    if corner is None:
+        return raw
+    # Divide by (1 + k r^2)^2 rather than building its reciprocal (one pass less when not fused).
+    return raw.div_(lens_shading_map(corner, x.shape[-2], x.shape[-1], inverse=True, device=x.device, dtype=raw.dtype))
+
+
+@fused
+def _expose(raw: Tensor, noise: Tensor, shot: Tensor, read: Tensor) -> Tensor:
+    """Shot + read noise, then the sensor's saturation at 1."""
+    return add_sensor_noise(raw, shot, read, noise=noise).clamp_(0.0, 1.0)
+
+
+@fused
+def _develop_raw(raw: Tensor, wb_gains: Tensor, corner: Tensor | None, ccm: Tensor) -> Tensor:
+    """The ISP: white balance and lens-shading correction (one gain map), colour matrix, sRGB gamma, tone curve."""
+    if corner is None:
+        gains = wb_gains[:, :, None, None].to(raw.dtype)
+    else:
+        h, w = raw.shape[-2:]
+        gains = lens_shading_map(corner, h, w, inverse=True, gain=wb_gains, device=raw.device, dtype=raw.dtype)
+    balanced = (raw * gains).clamp_(0.0, 1.0)
+    # The sRGB curve maps [0, 1] onto [0, 1], so the tone curve needs no second clip.
+    return _smoothstep(linear_to_srgb(apply_color_matrix(balanced, ccm).clamp_(0.0, 1.0)))
 
 
 # ================================================================================================ AWB labels
