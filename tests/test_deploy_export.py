@@ -244,3 +244,28 @@ def test_second_model_into_the_same_directory_is_refused(toy_exports, tmp_path):
     result = other.export("onnx", "fp32", directory, name="other")
     assert result.status == "failed" and "another checkpoint" in result.error
     assert not (directory / "other.onnx").exists()
+
+
+def test_fp32_tolerance_scales_with_the_outputs_magnitude():
+    from moto_vision.deploy.parity import check_parity
+
+    class Task:
+        target_key = "label"
+
+    batches = [{"image": torch.linspace(-1, 1, 40).reshape(2, 20)}]
+
+    def reference(x):
+        return {"small": x, "large": 20 * x}
+
+    def run(small_error: float, large_error: float):
+        def candidate(x):
+            return {"small": x + small_error, "large": 20 * x + large_error}
+
+        return check_parity(Task(), reference, candidate, batches, score=False)
+
+    # 4e-4 on outputs of magnitude 20 is 2e-5 of their scale: float32 noise, passes.
+    report = run(0.0, 4e-4)
+    assert report.passed and report.max_abs_diff == pytest.approx(4e-4, rel=1e-2)
+    assert report.max_scaled_diff == pytest.approx(2e-5, rel=1e-2)
+    assert not run(0.0, 4e-3).passed  # 2e-4 of the scale
+    assert not run(2e-4, 0.0).passed  # outputs up to 1 keep the absolute 1e-4
