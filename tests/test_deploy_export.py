@@ -269,3 +269,18 @@ def test_fp32_tolerance_scales_with_the_outputs_magnitude():
     assert report.max_scaled_diff == pytest.approx(2e-5, rel=1e-2)
     assert not run(0.0, 4e-3).passed  # 2e-4 of the scale
     assert not run(2e-4, 0.0).passed  # outputs up to 1 keep the absolute 1e-4
+
+
+def test_benchmark_table_has_a_column_per_reported_metric():
+    from moto_vision.deploy.benchmarking import BenchmarkReport, BenchmarkRow
+
+    conditions = {"input": "1x3x8x8", "threads": 1, "warmup": 1, "runs": 2, "machine": "test", "test_images": 4}
+    row = BenchmarkRow("m", "onnx", "fp32", "verified", metric="test_loss", metric_value=0.5)
+    row.metrics = {"test_loss": 0.5, "test_awb_recovery_median": 2.1, "test_portrait_iou": 0.81}
+    plain = BenchmarkReport([row], conditions).to_markdown()
+    assert "test_portrait_iou" not in plain
+    table = BenchmarkReport([row], conditions | {"report_metrics": ["test_awb_recovery_median", "test_portrait_iou"]})
+    lines = [line for line in table.to_markdown().splitlines() if line.startswith("|")]
+    assert "| test_awb_recovery_median | test_portrait_iou |" in lines[0]
+    assert len({line.count("|") for line in lines}) == 1  # header, rule and rows have the same columns
+    assert "| 2.1000 | 0.8100 |" in lines[2]

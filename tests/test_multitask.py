@@ -115,6 +115,8 @@ def test_any_subset_of_heads(heads: list[str]) -> None:
     losses["loss"].backward()
     keys = list(model.configure_metrics().keys(keep_base=True))
     assert {k.split("_")[0] for k in keys} == set(heads)
+    # One headline metric per head for `moto-vision benchmark`.
+    assert [m.split("_")[0] for m in model.report_metrics] == heads
     if heads == ["awb"]:  # only the early levels are built, as in the single-task AWB model
         assert len(model.backbone.channels) == 2
         # At 4x the training size the AWB head still votes on at most 16 x 16 regions.

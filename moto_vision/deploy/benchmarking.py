@@ -79,18 +79,23 @@ class BenchmarkReport:
     def to_markdown(self) -> str:
         """A Markdown table with a line stating how latency was measured."""
         c = self.conditions
+        extra = list(c.get("report_metrics") or [])  # a task's further headline metrics (one per head)
         lines = [
             f"Latency: batch 1, {c['input']}, {c['threads']} CPU thread(s), {c['warmup']} warm-up + {c['runs']} timed "
             f"runs, p50 / p90 in ms, on {c['machine']}. Metric on the test split ({c.get('test_images', '?')} images).",
             "",
-            "| model | format | precision | status | size (MB) | p50 (ms) | p90 (ms) | metric | value | max abs diff |",
-            "|---|---|---|---|---:|---:|---:|---|---:|---:|",
+            "| model | format | precision | status | size (MB) | p50 (ms) | p90 (ms) | metric | value | "
+            + "".join(f"{name} | " for name in extra)
+            + "max abs diff |",
+            "|---|---|---|---|---:|---:|---:|---|---:|" + "---:|" * len(extra) + "---:|",
         ]
         for r in self.rows:
             lines.append(
                 f"| {r.model} | {r.format} | {r.precision} | {r.status} | {_fmt(r.size_mb, 3)} | "
                 f"{_fmt(r.latency_p50_ms, 2)} | {_fmt(r.latency_p90_ms, 2)} | {r.metric or ''} | "
-                f"{_fmt(r.metric_value, 4)} | {_fmt(r.max_abs_diff, 2, sci=True)} |"
+                f"{_fmt(r.metric_value, 4)} | "
+                + "".join(f"{_fmt(r.metrics.get(name), 4)} | " for name in extra)
+                + f"{_fmt(r.max_abs_diff, 2, sci=True)} |"
             )
         notes = [f"- {r.model} {r.format} {r.precision}: {r.note}" for r in self.rows if r.note]
         if c.get("metrics_note"):
@@ -271,6 +276,8 @@ def benchmark(
         "test_images": sum(int(b["image"].shape[0]) for b in batches) if session.has_ground_truth else 0,
         "checkpoint": str(session.info.path) if session.info else None,
         "metrics_note": session.score_note,
+        # Tasks with several heads name one headline metric per head (``report_metrics``): a column each.
+        "report_metrics": [f"test_{name}" for name in getattr(task, "report_metrics", ())],
         "versions": _versions(),
     }
     report = BenchmarkReport(rows, conditions)

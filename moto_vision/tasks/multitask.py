@@ -222,6 +222,12 @@ class MultiTaskPerception(BaseTask):
         return [t for t in TASKS if t in self.hparams.heads]
 
     @property
+    def report_metrics(self) -> list[str]:
+        """One headline metric per enabled head (``moto-vision benchmark`` shows a column for each)."""
+        headline = {"awb": "awb_recovery_median", "portrait": "portrait_iou", "scene": "scene_top1"}
+        return [headline[head] for head in self.head_names]
+
+    @property
     def portrait_binary(self) -> bool:
         return self.hparams.portrait_num_classes == 1
 
