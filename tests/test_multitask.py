@@ -14,7 +14,7 @@ from moto_vision.cli import main
 from moto_vision.data import MultiTaskDataModule
 from moto_vision.data.multitask import UnprocessToCamera, merge_task_batches
 from moto_vision.metrics.angular import recovery_angular_error
-from moto_vision.models import FixedWeighting, GrayWorld, UncertaintyWeighting
+from moto_vision.models import FixedWeighting, GradNormWeighting, GrayWorld, UncertaintyWeighting
 from moto_vision.tasks import MultiTaskPerception, SceneClassifier
 from tests.helpers.training import quiet_trainer
 
@@ -101,6 +101,48 @@ def test_uncertainty_weights_are_learned_and_reach_one_over_the_loss() -> None:
     assert abs(float(warm.weights()["awb"]) - 1 / 8) < 1e-4 and bool(warm.initialised[0])
     fixed_total, fixed_weights = FixedWeighting({"awb": 0.1})(losses)
     assert float(fixed_total) == pytest.approx(0.8 + 0.5) and float(fixed_weights["scene"]) == 1.0
+
+
+def test_gradnorm_weights_equalise_gradient_norms_and_favour_slow_tasks() -> None:
+    features = torch.randn(4, 8, requires_grad=True)
+
+    def losses(scale_a: float = 1.0, scale_b: float = 1.0) -> dict[str, torch.Tensor]:
+        return {"a": scale_a * (10 * features).pow(2).mean(), "b": scale_b * features.pow(2).mean()}
+
+    # alpha = 0: weights that give both tasks the same weighted gradient norm (a's gradients are 100x larger).
+    equal = GradNormWeighting(["a", "b"], alpha=0.0, momentum=0.0).train()
+    _, weights = equal(losses(), features=[features])
+    assert float(weights["b"] / weights["a"]) == pytest.approx(100.0, rel=1e-3)
+    assert float(weights["a"] + weights["b"]) == pytest.approx(2.0)
+    # alpha = 1: a's loss has fallen to 1/4 of its first value, b's not at all. a's gradients are now 25x b's, so
+    # equal norms alone would give b/a = 25; b's slower training (relative rates 1.6 vs 0.4) multiplies that by 4.
+    rate = GradNormWeighting(["a", "b"], alpha=1.0, momentum=0.0).train()
+    rate(losses(), features=[features])
+    _, balanced = rate(losses(0.25, 1.0), features=[features])
+    assert float(balanced["b"] / balanced["a"]) == pytest.approx(25.0 * 4.0, rel=1e-3)
+    # Without features (validation) the weights stay as they are; a task missing from a batch keeps its weight.
+    before = rate.weights()
+    rate.eval()({"a": torch.tensor(1.0), "b": torch.tensor(1.0)})
+    assert all(torch.equal(before[t], rate.weights()[t]) for t in before)
+    three = GradNormWeighting(["a", "b", "c"], momentum=0.0).train()
+    three(losses(), features=[features])
+    assert float(three.weights()["c"]) == pytest.approx(1.0)
+
+
+def test_gradnorm_weighting_trains_the_model() -> None:
+    torch.manual_seed(0)
+    model = _model(weighting="gradnorm").train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = _batch()
+    for _ in range(3):  # the AWB head's zero-initialised last layer passes no gradient at the first step
+        optimizer.zero_grad()
+        losses = model.compute_loss(model.forward_labelled(batch), batch)
+        losses["loss"].backward()
+        optimizer.step()
+    weights = {h: float(losses[f"{h}_weight"]) for h in ("awb", "portrait", "scene")}
+    assert sum(weights.values()) == pytest.approx(3.0, rel=1e-4) and len(set(weights.values())) == 3
+    assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("backbone.model.conv_stem"))
+    assert model._shared_features is None  # the step's activations are not kept
 
 
 @pytest.mark.parametrize("heads", [["awb"], ["portrait"], ["scene"], ["awb", "scene"], ["portrait", "scene"]])

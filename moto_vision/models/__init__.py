@@ -17,6 +17,7 @@ from moto_vision.models.common import Normalize
 from moto_vision.models.multitask import (
     ClassificationBranch,
     FixedWeighting,
+    GradNormWeighting,
     IlluminantBranch,
     LossWeighting,
     SegmentationBranch,
@@ -56,6 +57,7 @@ __all__ = [
     "SegmentationLoss",
     "ShadesOfGray",
     "UNetDecoder",
+    "GradNormWeighting",
     "UncertaintyWeighting",
     "WhitePatch",
     "apply_white_balance",

@@ -15,7 +15,9 @@ Loss weighting turns the per-task losses into the one that is optimised:
 
 - :class:`FixedWeighting`: ``sum_t w_t L_t`` with constant weights;
 - :class:`UncertaintyWeighting`: homoscedastic-uncertainty weighting (Kendall, Gal & Cipolla, "Multi-Task Learning
-  Using Uncertainty to Weigh Losses", CVPR 2018), ``sum_t exp(-s_t) L_t + s_t`` with learned ``s_t = log sigma_t^2``.
+  Using Uncertainty to Weigh Losses", CVPR 2018), ``sum_t exp(-s_t) L_t + s_t`` with learned ``s_t = log sigma_t^2``;
+- :class:`GradNormWeighting`: gradient-norm balancing after GradNorm (Chen et al., ICML 2018): weights that give
+  every task the same gradient norm on the shared features, scaled up for tasks that train slowly.
 
 Tasks without labels in a batch are simply absent from the loss dict: they contribute nothing, not even their
 regulariser ``s_t``.
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 __all__ = [
     "ClassificationBranch",
     "FixedWeighting",
+    "GradNormWeighting",
     "IlluminantBranch",
     "LossWeighting",
     "SegmentationBranch",
@@ -95,7 +98,12 @@ class LossWeighting(nn.Module):
     ``(total, weights)``, where ``weights[task]`` is the factor the task's loss was multiplied by (for logging).
     """
 
-    def forward(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    #: Whether ``forward`` needs the shared features the losses were computed from (``features=``).
+    needs_features: bool = False
+
+    def forward(
+        self, losses: Mapping[str, Tensor], features: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
 
@@ -110,7 +118,9 @@ class FixedWeighting(LossWeighting):
         super().__init__()
         self.weights = {str(k): float(v) for k, v in (weights or {}).items()}
 
-    def forward(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, losses: Mapping[str, Tensor], features: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         if not losses:
             raise ValueError("FixedWeighting got no task losses; every batch needs at least one labelled task.")
         weights = {
@@ -154,7 +164,9 @@ class UncertaintyWeighting(LossWeighting):
         """The current weights ``exp(-s_t)``."""
         return {task: torch.exp(-self.log_vars[task].detach()) for task in self.tasks}
 
-    def forward(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, losses: Mapping[str, Tensor], features: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         if not losses:
             raise ValueError("UncertaintyWeighting got no task losses; every batch needs at least one labelled task.")
         total = None
@@ -175,3 +187,90 @@ class UncertaintyWeighting(LossWeighting):
 
     def extra_repr(self) -> str:
         return f"tasks={self.tasks}, warm_start={self.warm_start}"
+
+
+class GradNormWeighting(LossWeighting):
+    """Gradient-norm balancing after GradNorm (Chen, Badrinarayanan, Lee & Rabinovich, ICML 2018).
+
+    GradNorm wants every task's *weighted* gradient norm on the shared layers to equal the mean norm times
+    ``r_t ** alpha``, where ``r_t = (L_t / L_t(0)) / mean_u (L_u / L_u(0))`` is the task's relative inverse training
+    rate: a task whose loss has fallen less than the others' gets a larger share of the shared gradient. Two
+    simplifications, both cheaper than the paper's second optimiser:
+
+    - the norms ``g_t = ||dL_t / dF||`` are taken on one shared feature map ``F`` instead of the last shared layer's
+      weights: the deepest backbone level that every head depends on (the AWB head's level when it is enabled,
+      else the deepest). That is one backward pass per task down to ``F`` (activation gradients only), about one
+      extra backward pass of the model per step in all;
+    - the weights are set to the values that meet the target, ``w_t = mean(g) * r_t ** alpha / g_t``, smoothed by an
+      exponential moving average (``momentum``) and normalised to sum to the number of tasks.
+
+    The weights are detached: the loss is ``sum_t w_t L_t``. Under DDP the norms and losses are averaged over
+    ranks, so every rank uses the same weights. Without features (validation) the current weights are used.
+
+    Args:
+        tasks: the task names.
+        alpha: strength of the training-rate term (0: equal gradient norms; the paper uses 0.5-3).
+        momentum: weight of the previous weights in the moving average.
+    """
+
+    needs_features = True
+
+    def __init__(self, tasks: Sequence[str], alpha: float = 1.5, momentum: float = 0.9) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        self.alpha = float(alpha)
+        self.momentum = float(momentum)
+        self.register_buffer("current", torch.ones(len(self.tasks)))
+        self.register_buffer("initial_losses", torch.zeros(len(self.tasks)))
+
+    def weights(self) -> dict[str, Tensor]:
+        """The current weights."""
+        return {task: self.current[i].clone() for i, task in enumerate(self.tasks)}
+
+    @torch.no_grad()
+    def _update(self, norms: dict[str, Tensor], losses: Mapping[str, Tensor]) -> None:
+        index = torch.tensor([self.tasks.index(t) for t in norms], device=self.current.device)
+        g = torch.stack([norms[t] for t in norms]).float()
+        loss = torch.stack([losses[t].detach() for t in norms]).float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            both = torch.cat([g, loss])
+            torch.distributed.all_reduce(both)
+            both /= torch.distributed.get_world_size()
+            g, loss = both[: len(norms)], both[len(norms) :]
+        fresh = self.initial_losses[index] == 0
+        self.initial_losses[index] = torch.where(fresh, loss.clamp_min(1e-8), self.initial_losses[index])
+        ratio = loss / self.initial_losses[index]
+        rate = ratio / ratio.mean()
+        target = g.mean() * rate.pow(self.alpha) / g.clamp_min(1e-12)
+        # Only the tasks in this batch move; their total stays what it was, so absent tasks keep their share.
+        target = target * self.current[index].sum() / target.sum()
+        self.current[index] = self.momentum * self.current[index] + (1.0 - self.momentum) * target
+        self.current.mul_(len(self.tasks) / self.current.sum())
+
+    def forward(
+        self, losses: Mapping[str, Tensor], features: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        if not losses:
+            raise ValueError("GradNormWeighting got no task losses; every batch needs at least one labelled task.")
+        unknown = [t for t in losses if t not in self.tasks]
+        if unknown:
+            raise KeyError(f"GradNormWeighting has no weight for tasks {unknown}; it knows {self.tasks}.")
+        if self.training and features is not None and torch.is_grad_enabled():
+            shared = [f for f in features if f.requires_grad]
+            norms = {}
+            for task, loss in losses.items():
+                grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+                squares = [g.float().pow(2).sum() for g in grads if g is not None]
+                norm = torch.stack(squares).sum().sqrt() if squares else None
+                # A head whose gradient does not reach the features yet (e.g. a zero-initialised last layer) has no
+                # norm to balance: it keeps its weight this step.
+                if norm is not None and float(norm) > 1e-12:
+                    norms[task] = norm
+            if len(norms) > 1:
+                self._update(norms, losses)
+        weights = {task: self.current[self.tasks.index(task)].detach() for task in losses}
+        total = sum(weights[task] * loss for task, loss in losses.items())
+        return total, weights  # type: ignore[return-value]
+
+    def extra_repr(self) -> str:
+        return f"tasks={self.tasks}, alpha={self.alpha}, momentum={self.momentum}"

@@ -47,6 +47,7 @@ from moto_vision.models.classification import ClassificationHead, Classification
 from moto_vision.models.multitask import (
     ClassificationBranch,
     FixedWeighting,
+    GradNormWeighting,
     IlluminantBranch,
     SegmentationBranch,
     UncertaintyWeighting,
@@ -114,9 +115,11 @@ class MultiTaskPerception(BaseTask):
             ``True`` (timm hub).
         image_size: input size the model is trained and exported at (equal to the data's).
         log_input: the backbone sees log intensities of the exposure-normalised image (else linear ones).
-        weighting: ``"uncertainty"`` (learned, Kendall et al. 2018) or ``"fixed"`` (``loss_weights``).
+        weighting: ``"uncertainty"`` (learned, Kendall et al. 2018), ``"fixed"`` (``loss_weights``) or
+            ``"gradnorm"`` (gradient-norm balancing on the shared features, after Chen et al. 2018).
         loss_weights: fixed weight per head (``weighting="fixed"``); heads left out use
             :data:`DEFAULT_FIXED_WEIGHTS`.
+        gradnorm_alpha: ``weighting="gradnorm"``: strength of the training-rate term (0: equal gradient norms).
         uncertainty_warm_start: start each learned log-variance at the log of the head's first training loss
             instead of 0 (see :class:`~moto_vision.models.multitask.UncertaintyWeighting`).
         awb_feature_level: backbone feature level the AWB head reads (1 = stride 4, as the single-task model).
@@ -164,8 +167,9 @@ class MultiTaskPerception(BaseTask):
         pretrained: bool | str = False,
         image_size: int = 64,
         log_input: bool = True,
-        weighting: Literal["uncertainty", "fixed"] = "uncertainty",
+        weighting: Literal["uncertainty", "fixed", "gradnorm"] = "uncertainty",
         loss_weights: dict[str, float] | None = None,
+        gradnorm_alpha: float = 1.5,
         uncertainty_warm_start: bool = True,
         awb_feature_level: int = 1,
         awb_head: Literal["confidence", "mlp"] = "confidence",
@@ -214,12 +218,22 @@ class MultiTaskPerception(BaseTask):
         # Training tracks a few headline metrics per head; per-class and calibration metrics are for val and test.
         self.train_metrics = self._metrics(core_only=True).clone(prefix="train_")
         self._val_scene: list[tuple[Tensor, Tensor]] = []
+        self._shared_features: list[Tensor] | None = None
 
     # ----------------------------------------------------------------- configuration
     @property
     def head_names(self) -> list[str]:
         """The enabled heads, in the fixed order awb, portrait, scene."""
         return [t for t in TASKS if t in self.hparams.heads]
+
+    @property
+    def shared_level(self) -> int:
+        """The deepest backbone feature level that every enabled head depends on (levels feed forward)."""
+        last = len(self.backbone.channels) - 1
+        deepest = {"awb": self.hparams.awb_feature_level, "portrait": last, "scene": last}
+        if "scene" in self.head_names and self.hparams.scene_feature_indices:
+            deepest["scene"] = max(i % (last + 1) for i in self.hparams.scene_feature_indices)
+        return min(deepest[h] for h in self.head_names)
 
     @property
     def report_metrics(self) -> list[str]:
@@ -315,6 +329,10 @@ class MultiTaskPerception(BaseTask):
             if hp.loss_weights:
                 rank_zero_warn("loss_weights are used with weighting='fixed' only; uncertainty weighting learns them.")
             self.weighting: nn.Module = UncertaintyWeighting(self.head_names, warm_start=hp.uncertainty_warm_start)
+        elif hp.weighting == "gradnorm":
+            if hp.loss_weights:
+                rank_zero_warn("loss_weights are used with weighting='fixed' only; gradnorm sets them from gradients.")
+            self.weighting = GradNormWeighting(self.head_names, alpha=hp.gradnorm_alpha)
         else:
             weights = {h: DEFAULT_FIXED_WEIGHTS[h] for h in self.head_names} | dict(hp.loss_weights or {})
             self.weighting = FixedWeighting(weights)
@@ -366,6 +384,8 @@ class MultiTaskPerception(BaseTask):
         """
         image = batch["image"]
         features = self.backbone(self.normalize(image))
+        # Kept for loss weightings that read gradients on the shared features (GradNormWeighting).
+        self._shared_features = features if self.training and torch.is_grad_enabled() else None
         outputs = {}
         for name, branch in self.branches.items():
             rows = labelled_rows(batch, name)
@@ -408,7 +428,11 @@ class MultiTaskPerception(BaseTask):
                 continue
             value = self.criteria[head](*pair)
             head_losses[head] = value["loss"] if isinstance(value, Mapping) else value
-        total, weights = self.weighting(head_losses)
+        features = None
+        if getattr(self.weighting, "needs_features", False) and self._shared_features is not None:
+            features = [self._shared_features[self.shared_level]]
+        self._shared_features = None  # do not hold this step's activations any longer
+        total, weights = self.weighting(head_losses, features=features)
         terms = {"loss": total}
         for head, loss in head_losses.items():
             terms[f"{head}_loss"] = loss
