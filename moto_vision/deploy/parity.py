@@ -173,9 +173,9 @@ def check_parity(
             if ref.shape != cand.shape:
                 raise ValueError(f"Exported output has shape {tuple(cand.shape)}, PyTorch {tuple(ref.shape)}.")
             diff = (ref.float() - cand.float()).abs()
-            max_abs = max(max_abs, float(diff.max()))
-            scale = max(1.0, float(ref.float().abs().max()))
-            max_scaled = max(max_scaled, float(diff.max()) / scale)
+            worst = float(diff.max())
+            max_abs = max(max_abs, worst)
+            max_scaled = max(max_scaled, worst / max(1.0, float(ref.float().abs().max())))
             abs_sum += float(diff.sum())
             elements += diff.numel()
             if angular and ref.ndim == 2 and ref.shape[-1] == 3:

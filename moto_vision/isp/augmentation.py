@@ -335,9 +335,10 @@ def _normal_like(image: Tensor, seed: Tensor) -> Tensor:
     overlapping stretches of the field, a correlation between images that no per-image model can use.
     """
     gen = torch.Generator(device=image.device).manual_seed(int(seed.reshape(-1)[0]))
-    b, n = image.shape[0], image[0].numel() if image.ndim else 1
+    b = image.shape[0]
     if b <= NOISE_FIELD_IMAGES:
         return torch.randn(image.shape, generator=gen, device=image.device, dtype=image.dtype)
+    n = image[0].numel()
     # Windows i * stride ... i * stride + n, stride in [3/4, 1] of the largest that keeps the field short.
     widest = (NOISE_FIELD_IMAGES - 1) * n // (b - 1)
     shorten = torch.randint(0, max(1, widest // 4), (1,), generator=gen, device=image.device)

@@ -56,6 +56,8 @@ def fused(fn: Callable[..., Any]) -> Callable[..., Any]:
                 compiled.append(torch.compile(fn, dynamic=True, fullgraph=True))
             return compiled[0](*args)
         except Exception as error:  # no C++ compiler, unsupported backend, ...: fall back to eager, once
+            # Eager first: an error of the inputs themselves surfaces from there and does not turn fusion off.
+            result = fn(*args)
             _FAILED.append(f"{type(error).__name__}: {error}".splitlines()[0][:300])
             warnings.warn(
                 f"moto_vision.isp: torch.compile failed ({_FAILED[-1]}); the ISP runs eagerly (slower, same result). "
@@ -63,9 +65,8 @@ def fused(fn: Callable[..., Any]) -> Callable[..., Any]:
                 RuntimeWarning,
                 stacklevel=2,
             )
-            return fn(*args)
+            return result
 
     run.__name__ = getattr(fn, "__name__", "fused")
     run.__doc__ = fn.__doc__
-    run.eager = fn  # type: ignore[attr-defined]
     return run

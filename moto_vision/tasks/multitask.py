@@ -56,6 +56,7 @@ from moto_vision.models.segmentation import SegmentationLoss, create_segmentatio
 from moto_vision.tasks.base import BaseTask
 from moto_vision.tasks.scene import calibrate_scores, scene_metrics, update_scene_metrics
 from moto_vision.tasks.segmentation import (
+    check_mask_classes,
     mask_class_names,
     print_segmentation_report,
     render_segmentation_grid,
@@ -206,14 +207,7 @@ class MultiTaskPerception(BaseTask):
             raise ValueError(
                 f"MultiTaskPerception: loss_weights names {unknown}, which are not enabled heads {chosen}."
             )
-        if portrait_num_classes < 1:
-            raise ValueError(f"portrait_num_classes must be >= 1 (1 = binary person mask), got {portrait_num_classes}.")
-        labels = 2 if portrait_num_classes == 1 else portrait_num_classes
-        if portrait_class_names is not None and len(portrait_class_names) != labels:
-            raise ValueError(
-                f"portrait_class_names has {len(portrait_class_names)} names but portrait_num_classes="
-                f"{portrait_num_classes} needs {labels} (background first)."
-            )
+        check_mask_classes(portrait_num_classes, portrait_class_names, prefix="portrait_")
         super().__init__()
         # Training tracks a few headline metrics per head; per-class and calibration metrics are for val and test.
         self.train_metrics = self._metrics(core_only=True).clone(prefix="train_")

@@ -24,6 +24,7 @@ from moto_vision.models.segmentation import SegmentationLoss, create_segmentatio
 from moto_vision.tasks.base import BaseTask
 
 __all__ = [
+    "check_mask_classes",
     "mask_class_names",
     "PortraitSegmenter",
     "print_segmentation_report",
@@ -71,6 +72,22 @@ def segmentation_metrics(
     )
     boundary = BoundaryFScore(labels, tolerance=boundary_tolerance, ignore_index=ignore_index)
     return MetricCollection({**headline, "per_class": per_class, "boundary_f": boundary}, compute_groups=False)
+
+
+def check_mask_classes(num_classes: int, class_names: list[str] | None, prefix: str = "") -> None:
+    """Raise a ``ValueError`` unless ``num_classes >= 1`` and ``class_names`` (if given) has one name per class.
+
+    Binary masks (``num_classes == 1``) have two names, background and person. ``prefix`` is the argument names'
+    prefix in the error (``"portrait_"`` for :class:`~moto_vision.tasks.MultiTaskPerception`).
+    """
+    if num_classes < 1:
+        raise ValueError(f"{prefix}num_classes must be >= 1 (1 = binary person mask), got {num_classes}.")
+    labels = 2 if num_classes == 1 else num_classes
+    if class_names is not None and len(class_names) != labels:
+        raise ValueError(
+            f"{prefix}class_names has {len(class_names)} names but {prefix}num_classes={num_classes} needs {labels} "
+            f"({'background and person' if num_classes == 1 else 'one per class, background first'})."
+        )
 
 
 def mask_class_names(num_classes: int, class_names: list[str] | None = None) -> list[str]:
@@ -200,14 +217,7 @@ class PortraitSegmenter(BaseTask):
         freeze_backbone: bool = False,
         log_predictions: bool = True,
     ) -> None:
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1 (1 = binary person mask), got {num_classes}.")
-        labels = 2 if num_classes == 1 else num_classes
-        if class_names is not None and len(class_names) != labels:
-            raise ValueError(
-                f"class_names has {len(class_names)} names but num_classes={num_classes} needs {labels} "
-                f"({'background and person' if num_classes == 1 else 'one per class, background first'})."
-            )
+        check_mask_classes(num_classes, class_names)
         super().__init__()
 
     # ----------------------------------------------------------------- configuration
