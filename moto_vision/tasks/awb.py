@@ -2,6 +2,8 @@
 
 The model takes linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]`` (any ``H, W >= 64``) and returns the
 illuminant as unit-norm RGB ``(B, 3)``; the image is corrected with ``x / illuminant * illuminant[:, 1:2]``.
+With ``camera_input=True`` it also accepts the camera's XYZ -> raw matrix ``(B, 3, 3)`` as a second input
+(``model(x, camera)``; batches carry it as ``"camera"``); without it, it is camera-agnostic.
 
 ``test`` always scores the classical baselines (Gray World, White Patch, Shades of Gray, Gray Edge) on the
 same batches as the model and prints one FFCC-style table with every method as a row, so a result never
@@ -26,10 +28,12 @@ from moto_vision.metrics.angular import AngularError, format_table
 from moto_vision.models.awb import (
     BASELINES,
     AngularLoss,
+    CameraPriorHead,
     ConfidencePoolingHead,
     ExposureNormalize,
     PoolingMLPHead,
     apply_white_balance,
+    channel_reference,
     create_baseline,
 )
 from moto_vision.tasks.base import BaseTask
@@ -66,6 +70,16 @@ class AWBRegressor(BaseTask):
         global_context: confidence head only: every location also sees the image-wide mean of the features.
         vote_grid: confidence head only: pool the features to at most this many votes per side, so the head costs
             the same and votes on the same regions at any input size (``None``: one vote per feature location).
+        gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
+            the estimate back (:func:`~moto_vision.models.awb.channel_reference`): the estimate is then exactly
+            equivariant to per-channel gains, so a camera whose raw space differs by channel scales (most of what
+            separates cameras, and what the light itself does) is no new camera to the model.
+        camera_input: add a :class:`~moto_vision.models.CameraPriorHead` that refines the estimate from the camera's
+            XYZ -> raw matrix when one is given (``model(x, camera)``); ``model(x)`` stays camera-agnostic.
+        camera_dropout: camera-aware training only: share of training images whose camera is withheld, so the
+            camera-agnostic path keeps learning too.
+        export_camera: camera-aware models: the XYZ -> raw matrix (9 numbers, row-major) baked into the exported
+            graph, which then takes only the image (one file per sensor); ``None`` exports the camera-agnostic path.
         image_size: input size the model is trained and exported at (recipes keep it equal to the data size).
         method: ``"learned"`` (the network) or a classical baseline to use instead of it.
         baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
@@ -95,6 +109,10 @@ class AWBRegressor(BaseTask):
         local_colour: bool = True,
         global_context: bool = True,
         vote_grid: int | None = None,
+        gain_equivariant: bool = False,
+        camera_input: bool = False,
+        camera_dropout: float = 0.3,
+        export_camera: list[float] | None = None,
         image_size: int = 64,
         method: Method = "learned",
         baselines: list[str] | None = None,
@@ -108,7 +126,10 @@ class AWBRegressor(BaseTask):
         unknown = [b for b in baselines or [] if b not in BASELINES]
         if unknown:
             raise ValueError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
+        if export_camera is not None and (len(export_camera) != 9 or not camera_input):
+            raise ValueError("AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True.")
         super().__init__()
+        self._camera: Tensor | None = None
 
     # ----------------------------------------------------------------- model
     def configure_models(self) -> None:
@@ -130,6 +151,7 @@ class AWBRegressor(BaseTask):
             )
         else:
             self.head = PoolingMLPHead(channels, hidden=hp.head_channels, dropout=hp.dropout)
+        self.camera_head = CameraPriorHead(channels) if hp.get("camera_input", False) else None
         self.baseline = create_baseline(hp.method) if hp.method != "learned" else None
         names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
         self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
@@ -141,19 +163,54 @@ class AWBRegressor(BaseTask):
     def configure_metrics(self) -> MetricCollection:
         return MetricCollection({"angular": AngularError()})
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``."""
+    def forward(self, x: Tensor, camera: Tensor | None = None) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``.
+
+        Args:
+            x: the image.
+            camera: optional ``(B, 3, 3)`` XYZ -> raw matrix of the camera (used with ``camera_input=True``).
+        """
         if self.baseline is not None:
             return self.baseline(x)
+        reference = channel_reference(x) if self.hparams.get("gain_equivariant", False) else None
+        if reference is not None:
+            x = x / reference[:, :, None, None]
         features = self.backbone(self.normalize(x))[-1]
-        return self.head(features, x)
+        estimate = self.head(features, x)
+        camera = camera if camera is not None else self._camera
+        if self.camera_head is not None and camera is not None:
+            refined = self.camera_head(estimate, camera, features.mean(dim=(2, 3)), reference)
+            if self.training and self.hparams.camera_dropout > 0:
+                keep = torch.rand(x.shape[0], 1, device=x.device) >= self.hparams.camera_dropout
+                refined = torch.where(keep, refined, estimate)
+            estimate = refined
+        if reference is not None:
+            estimate = estimate * reference
+        return estimate / estimate.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def shared_step(self, batch: Batch, split: str) -> tuple[Tensor, Any]:
+        # The camera rides along with the batch for camera-aware models (`forward(x)` stays the one-input contract).
+        self._camera = batch.get("camera") if self.camera_head is not None else None
+        try:
+            return super().shared_step(batch, split)
+        finally:
+            self._camera = None
 
     def confidence_map(self, x: Tensor) -> Tensor | None:
         """FC4 confidence ``(B, 1, h, w)`` of each feature location (``None`` for the MLP head / baselines)."""
         if self.baseline is not None or not isinstance(self.head, ConfidencePoolingHead):
             return None
+        if self.hparams.get("gain_equivariant", False):
+            x = x / channel_reference(x)[:, :, None, None]
         _, weights = self.head.local_estimates(self.backbone(self.normalize(x))[-1], x)
         return weights
+
+    def export_module(self) -> nn.Module:
+        """The graph to export: the image alone; a camera-aware model gets ``export_camera`` baked in."""
+        if self.camera_head is None or self.hparams.get("export_camera") is None:
+            return self
+        matrix = torch.tensor(self.hparams.export_camera, dtype=torch.float32).view(1, 3, 3)
+        return _WithCamera(self, matrix)
 
     # ----------------------------------------------------------------- loss and metrics
     def compute_loss(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
@@ -233,6 +290,18 @@ class AWBRegressor(BaseTask):
         if not isinstance(outputs, Tensor):
             return None
         return render_white_balance_grid(batch["image"], outputs, batch["illuminant"], max_images=max_images)
+
+
+class _WithCamera(nn.Module):
+    """A camera-aware model with one camera's matrix as a constant: the exported graph takes only the image."""
+
+    def __init__(self, model: AWBRegressor, camera: Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("camera", camera)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x, self.camera.expand(x.shape[0], 3, 3))
 
 
 def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:
