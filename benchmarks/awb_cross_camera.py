@@ -35,7 +35,7 @@ from moto_vision.data import AWBDataModule
 from moto_vision.isp import SRGB_TO_XYZ, planckian_illuminant, srgb_to_linear
 from moto_vision.isp.spectral import camera_response, daylight_spd, fit_xyz_to_raw, planck_spd, spectral_data
 from moto_vision.metrics.angular import error_statistics, recovery_angular_error
-from moto_vision.models import BASELINES, create_baseline
+from moto_vision.models.awb import BASELINES, create_baseline
 
 SIZE = 64
 STATS = ("mean", "median", "worst25")

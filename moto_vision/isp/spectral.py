@@ -60,6 +60,7 @@ def _load(path: str) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+@functools.lru_cache(maxsize=1)
 def spectral_data() -> dict[str, Tensor | list[str]]:
     """The tabulated spectra (loaded once): float64 tensors on :data:`WAVELENGTHS` and their names.
 
@@ -68,6 +69,7 @@ def spectral_data() -> dict[str, Tensor | list[str]]:
     ``[0, 1]`` with ``reflectance_sources``; ``mallett_basis`` ``(L, 3)``; ``camera_sensitivities`` ``(NC, L, 3)``
     with ``camera_names``, ``camera_kinds`` (``measured`` or ``adobe-fit``) and ``camera_matrices`` ``(NC, 3, 3)``
     (the published XYZ -> raw matrix for ``adobe-fit`` cameras, the least-squares one for measured cameras).
+    The tensors are shared: do not modify them in place.
     """
     raw = _load(str(_DATA_FILE))
     out: dict[str, Tensor | list[str]] = {}

@@ -83,8 +83,11 @@ class MondrianConfig:
         neutral_share: probability that a surface is near-neutral.
         neutral_lightness: (min, max) mean reflectance of the near-neutral surfaces (white walls and paper are
             bright, asphalt and concrete are not).
+        neutral_tint: amplitude (log scale) of the smooth spectral variation of near-neutral surfaces (real greys
+            are not perfectly flat).
         theme_strength: (min, max) chroma of the scene's dominant colour on the background.
         theme_share: probability that a foreground surface leans to the theme colour.
+        jitter: amplitude of the fine per-channel texture (chroma noise within a surface).
         measured_share: probability that a surface is a measured reflectance spectrum (else an upsampled colour).
         specular_share: probability that a scene has specular highlights.
         two_light_share: probability of a second light on part of the scene.
@@ -105,8 +108,10 @@ class MondrianConfig:
         surfaces: tuple[int, int] = (3, 10),
         neutral_share: float = 0.25,
         neutral_lightness: tuple[float, float] = (0.1, 0.8),
+        neutral_tint: float = 0.03,
         theme_strength: tuple[float, float] = (0.15, 0.75),
         theme_share: float = 0.25,
+        jitter: float = 0.03,
         measured_share: float = 0.4,
         specular_share: float = 0.7,
         two_light_share: float = 0.2,
@@ -124,8 +129,10 @@ class MondrianConfig:
         self.surfaces = surfaces
         self.neutral_share = neutral_share
         self.neutral_lightness = neutral_lightness
+        self.neutral_tint = neutral_tint
         self.theme_strength = theme_strength
         self.theme_share = theme_share
+        self.jitter = jitter
         self.measured_share = measured_share
         self.specular_share = specular_share
         self.two_light_share = two_light_share
@@ -214,7 +221,7 @@ def _surface_spectra(
     leans = theme_index[:, None].double()
     spectra = (1 - 0.5 * leans) * spectra + 0.5 * leans * spectra[0:1]
     # Real greys are not perfectly flat: a few percent of smooth spectral variation.
-    flat = level * _smooth_spectral_factor(g, n, 0.03)
+    flat = level * _smooth_spectral_factor(g, n, config.neutral_tint)
     spectra = torch.where(neutral[:, None], flat, spectra)
     return spectra.clamp(0.0, 1.0)
 
@@ -257,7 +264,7 @@ def _scene_parameters(
 
     texture_amp = _uniform(g, 0.0, 0.35, n)
     texture = _smooth_field(g, size, 6) + 0.5 * _smooth_field(g, size, 16)
-    jitter = 0.03 * _smooth_field(g, size, 24).expand(3, size, size) * torch.randn(3, 1, 1, generator=g)
+    jitter = config.jitter * _smooth_field(g, size, 24).expand(3, size, size) * torch.randn(3, 1, 1, generator=g)
 
     # Shading: a linear fall-off across the frame.
     angle = float(_uniform(g, 0.0, 2 * math.pi, 1)[0])
@@ -422,9 +429,16 @@ class SyntheticAWBDataset(Dataset):
         return self.length
 
     def _render(self, indices: list[int]) -> dict[str, Tensor]:
-        return render_mondrians(
-            [self._generator(i) for i in indices], self.image_size, self.config, self.cameras, self.variation
-        )
+        # One thread: reductions then sum in one fixed order, so a scene is bit-identical whatever the machine's
+        # thread count (two runs of a recipe with one seed must see the same data; the ops are tiny anyway).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return render_mondrians(
+                [self._generator(i) for i in indices], self.image_size, self.config, self.cameras, self.variation
+            )
+        finally:
+            torch.set_num_threads(threads)
 
     def preload(self, chunk: int = 256, description: str = "Rendering synthetic scenes") -> None:
         """Render every scene once and keep them in memory (images as float16, ~24 KB each at 64 px).

@@ -131,6 +131,7 @@ def main() -> None:
     from moto_vision.isp.camera_matrices import ADOBE_XYZ_TO_RAW
 
     spectral._load.cache_clear()
+    spectral.spectral_data.cache_clear()
     names, kinds, sensitivities, matrices = [], [], [], []
     for name in ("Nikon 5100 (NPL)", "Sigma SDMerill (NPL)"):
         sens = _binned(MSDS_CAMERA_SENSITIVITIES[name])
@@ -153,6 +154,7 @@ def main() -> None:
     )
     np.savez_compressed(OUT, **{k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in tables.items()})
     spectral._load.cache_clear()
+    spectral.spectral_data.cache_clear()
     print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KiB): {len(lights)} lights, {len(reflectances)} reflectances, "
           f"{len(names)} cameras")
 
