@@ -13,7 +13,8 @@ Three test sets, each scored for the model(s) and the classical baselines (recov
    sensitivities (von Kries in camera space, as ``isp.unprocess`` does): real image statistics, unseen cameras.
 
 Images have their clipped pixels kept (at 1) and no mask; set 2 is the issue's "real sRGB photos" check run on the
-photos that ship with our dependencies.
+photos that ship with our dependencies. Camera-aware checkpoints get a second row with the camera given (its
+least-squares XYZ -> raw matrix; for set 2, XYZ -> linear sRGB).
 
     python benchmarks/awb_cross_camera.py --ckpt runs/awb/lightning_logs/version_0/checkpoints/best.ckpt \\
         [--ckpt other.ckpt ...] [--output bench/awb_cross_camera.json]
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from moto_vision.data import AWBDataModule
-from moto_vision.isp import SRGB_TO_XYZ, planckian_illuminant, srgb_to_linear
+from moto_vision.isp import SRGB_TO_XYZ, XYZ_TO_SRGB, planckian_illuminant, srgb_to_linear
 from moto_vision.isp.spectral import camera_response, daylight_spd, fit_xyz_to_raw, planck_spd, spectral_data
 from moto_vision.metrics.angular import error_statistics, recovery_angular_error
 from moto_vision.models.awb import BASELINES, create_baseline
@@ -82,7 +83,7 @@ def _max_normalise(image: torch.Tensor) -> torch.Tensor:
     return image / image.flatten(1).amax(dim=1).clamp_min(1e-6)[:, None, None, None]
 
 
-def srgb_planckian(photos: list[np.ndarray], seed: int = 0, lights: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+def srgb_planckian(photos: list[np.ndarray], seed: int = 0, lights: int = 10) -> tuple[torch.Tensor, ...]:
     """Set 2: linear sRGB photos cast by black-body lights in linear sRGB (the identity colour space)."""
     g = torch.Generator().manual_seed(seed)
     images, labels = [], []
@@ -94,19 +95,21 @@ def srgb_planckian(photos: list[np.ndarray], seed: int = 0, lights: int = 10) ->
             gains = light[k] / light[k].mean()
             images.append(_max_normalise((linear * gains[None, :, None, None]).clamp(0, None)).clamp(0, 1))
             labels.append(light[k].expand(linear.shape[0], 3))
-    return torch.cat(images), torch.cat(labels)
+    images_, labels_ = torch.cat(images), torch.cat(labels)
+    # The identity "camera": linear sRGB is XYZ -> sRGB.
+    return images_, labels_, XYZ_TO_SRGB.float().expand(len(images_), 3, 3)
 
 
 def photos_in_cameras(
     photos: list[np.ndarray], sensitivities: torch.Tensor, seed: int = 0, lights_per_crop: int = 3
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, ...]:
     """Set 3: photos taken into held-out cameras' raw spaces and lit by light spectra through their sensitivities."""
     g = torch.Generator().manual_seed(seed)
     data = spectral_data()
     matrices = fit_xyz_to_raw(sensitivities).float()  # (C, 3, 3)
     d65 = daylight_spd(6504.0)
     white_d65 = camera_response(sensitivities, d65).float()  # (C, 3)
-    images, labels = [], []
+    images, labels, cameras = [], [], []
     for photo in photos:
         linear = srgb_to_linear(crops(photo, g))  # white-balanced: a white surface is sRGB (1, 1, 1) = D65
         for _ in range(lights_per_crop):
@@ -126,32 +129,43 @@ def photos_in_cameras(
             raw = raw * (gains / gains.mean())[None, :, None, None]
             images.append(_max_normalise(raw).clamp(0, 1))
             labels.append(F.normalize(light, dim=0).expand(raw.shape[0], 3))
-    return torch.cat(images), torch.cat(labels)
+            cameras.append(matrices[cam].expand(raw.shape[0], 3, 3))
+    return torch.cat(images), torch.cat(labels), torch.cat(cameras)
 
 
-def lco_synthetic(size: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, AWBDataModule]:
+def lco_synthetic(size: int = 512, seed: int = 0) -> tuple[tuple[torch.Tensor, ...], AWBDataModule]:
     """Set 1: the synthetic test split of the recipe's datamodule (held-out cameras)."""
     data = AWBDataModule(train_size=1, val_size=1, test_size=size, seed=seed)
     data.setup("test")
     items = data.test_dataset.__getitems__(list(range(size)))
-    return torch.stack([i["image"] for i in items]), torch.stack([i["illuminant"] for i in items]), data
+    return tuple(torch.stack([i[k] for i in items]) for k in ("image", "illuminant", "camera")), data
 
 
-def score(estimator, images: torch.Tensor, labels: torch.Tensor, batch: int = 256) -> dict[str, float]:
+def score(
+    estimator, images: torch.Tensor, labels: torch.Tensor, cameras: torch.Tensor | None = None, batch: int = 256
+) -> dict[str, float]:
+    """Recovery-error statistics of ``estimator`` (called as ``estimator(x)`` or ``estimator(x, camera)``)."""
     with torch.no_grad():
-        estimates = torch.cat([estimator(images[i : i + batch]) for i in range(0, len(images), batch)])
+        estimates = torch.cat(
+            [
+                estimator(images[i : i + batch])
+                if cameras is None
+                else estimator(images[i : i + batch], cameras[i : i + batch])
+                for i in range(0, len(images), batch)
+            ]
+        )
     errors = recovery_angular_error(estimates.double(), labels.double())
     stats = error_statistics(errors)
     return {k: float(stats[k]) for k in STATS}
 
 
-def test_sets(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The three proxy sets: ``{name: (images (N, 3, 64, 64), illuminants (N, 3))}``."""
+def test_sets(seed: int = 0) -> dict[str, tuple[torch.Tensor, ...]]:
+    """The three proxy sets: ``{name: (images (N, 3, 64, 64), illuminants (N, 3), cameras (N, 3, 3))}``."""
     photos = load_photos()
-    images, labels, data = lco_synthetic(seed=seed)
+    lco, data = lco_synthetic(seed=seed)
     test_cameras = data.camera_pools["test"].sensitivities
     return {
-        "lco-synthetic": (images, labels),
+        "lco-synthetic": lco,
         "srgb-planckian": srgb_planckian(photos, seed),
         "photos-lco-raw": photos_in_cameras(photos, test_cameras, seed),
     }
@@ -172,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     for k, path in enumerate(args.ckpt):
         name = args.name[k] if k < len(args.name) else Path(path).parent.parent.name + "/" + Path(path).stem
         methods[name] = AWBRegressor.load_from_checkpoint(path, map_location="cpu").eval()
-    results = {m: {s: score(est, *sets[s]) for s in sets} for m, est in methods.items()}
+    results = {m: {s: score(est, *sets[s][:2]) for s in sets} for m, est in methods.items()}
+    for m, est in list(methods.items()):
+        if getattr(est, "camera_head", None) is not None:  # camera-aware: also with the camera given
+            results[m + " + camera"] = {s: score(est, *sets[s]) for s in sets}
     header = "| method | " + " | ".join(f"{s} {k}" for s in sets for k in ("mean", "med", "W25")) + " |"
-    print(f"images: " + ", ".join(f"{s} {len(v[0])}" for s, v in sets.items()))
+    print("images: " + ", ".join(f"{s} {len(v[0])}" for s, v in sets.items()))
     print(header)
     print("|---|" + "---:|" * (3 * len(sets)))
     for m, row in results.items():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from moto_vision.data import AWBDataModule
-from moto_vision.data.awb.synthetic import CameraVariation, MondrianConfig, render_mondrians
+from moto_vision.data.awb.synthetic import MondrianConfig, render_mondrians
 from moto_vision.isp import spectral
 from moto_vision.isp.camera_matrices import ADOBE_XYZ_TO_RAW, BENCHMARK_CAMERAS, is_benchmark_camera
 from moto_vision.isp.cameras import CameraPool, camera_from_spec
@@ -121,7 +121,9 @@ def test_one_sensor_from_a_name_a_matrix_or_a_file(tmp_path: Path) -> None:
     (tmp_path / "sens.csv").write_text("\n".join(rows) + "\n")
     from_json = camera_from_spec(str(tmp_path / "cam.json"))
     assert torch.allclose(from_json.sensitivities, camera_from_spec(matrix).sensitivities)
-    assert torch.allclose(camera_from_spec(str(tmp_path / "sens.csv")).sensitivities, CameraPool.default().sensitivities[:1])
+    assert torch.allclose(
+        camera_from_spec(str(tmp_path / "sens.csv")).sensitivities, CameraPool.default().sensitivities[:1]
+    )
     with pytest.raises(ValueError, match="did you mean"):
         camera_from_spec("Sony ILCE")
     dm = AWBDataModule(camera=str(tmp_path / "cam.json"), train_size=4, val_size=4, test_size=4, image_size=32)

@@ -129,7 +129,9 @@ class CameraPool:
         second = torch.randint(len(self), (n,), generator=g)
         weight = torch.rand(n, generator=g, dtype=torch.float64)
         weight = torch.where(torch.rand(n, generator=g) < mix, weight, torch.zeros_like(weight))
-        sens = (1 - weight)[:, None, None] * self.sensitivities[first] + weight[:, None, None] * self.sensitivities[second]
+        sens = (1 - weight)[:, None, None] * self.sensitivities[first] + weight[:, None, None] * self.sensitivities[
+            second
+        ]
         shift = shift_nm * torch.randn(n, 1, 3, generator=g, dtype=torch.float64)
         coeffs = torch.randn(n, 4, 3, generator=g, dtype=torch.float64)
         if shift_nm > 0:

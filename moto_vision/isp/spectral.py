@@ -132,7 +132,9 @@ def camera_response(sensitivities: Tensor, spd: Tensor) -> Tensor:
     return torch.einsum("...l,...lc->...c", spd.to(sensitivities.dtype), sensitivities)
 
 
-def fit_xyz_to_raw(sensitivities: Tensor, illuminant: Tensor | None = None, reflectances: Tensor | None = None) -> Tensor:
+def fit_xyz_to_raw(
+    sensitivities: Tensor, illuminant: Tensor | None = None, reflectances: Tensor | None = None
+) -> Tensor:
     """Least-squares XYZ -> raw matrices of cameras, fitted on reflectances under one light (default D65).
 
     This is how a DNG ``ColorMatrix`` is calibrated: raw responses and XYZ of the same surfaces under the

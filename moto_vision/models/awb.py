@@ -290,7 +290,9 @@ class CameraPriorHead(nn.Module):
         super().__init__()
         from moto_vision.isp.color import planckian_xyz
 
-        self.register_buffer("locus_xyz", planckian_xyz(torch.tensor(ccts, dtype=torch.float64)).float(), persistent=False)
+        self.register_buffer(
+            "locus_xyz", planckian_xyz(torch.tensor(ccts, dtype=torch.float64)).float(), persistent=False
+        )
         self.mlp = nn.Sequential(
             nn.Linear(3 * len(ccts) + features, hidden),
             nn.ReLU(inplace=True),

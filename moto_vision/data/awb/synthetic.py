@@ -1,5 +1,4 @@
-"""Synthetic colour-constancy scenes: textured Mondrians of measured spectra under real light spectra, each seen by
-a sampled camera.
+"""Synthetic colour-constancy scenes: spectral Mondrians under real light spectra, each seen by a sampled camera.
 
 Land's Mondrian stimuli, rendered spectrally (``moto_vision.isp.spectral``) and made hard enough that Gray World
 fails as it does on real photos:

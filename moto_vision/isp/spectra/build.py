@@ -136,7 +136,12 @@ def main() -> None:
     for name in ("Nikon 5100 (NPL)", "Sigma SDMerill (NPL)"):
         sens = _binned(MSDS_CAMERA_SENSITIVITIES[name])
         sens = sens / sens.max()
-        names.append({"Nikon 5100 (NPL)": "Nikon D5100 (NPL measured)", "Sigma SDMerill (NPL)": "Sigma SD Merrill (NPL measured)"}[name])
+        names.append(
+            {
+                "Nikon 5100 (NPL)": "Nikon D5100 (NPL measured)",
+                "Sigma SDMerill (NPL)": "Sigma SD Merrill (NPL measured)",
+            }[name]
+        )
         kinds.append("measured")
         sensitivities.append(sens)
         matrices.append(spectral.fit_xyz_to_raw(torch.from_numpy(sens)).numpy())
@@ -155,8 +160,10 @@ def main() -> None:
     np.savez_compressed(OUT, **{k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in tables.items()})
     spectral._load.cache_clear()
     spectral.spectral_data.cache_clear()
-    print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KiB): {len(lights)} lights, {len(reflectances)} reflectances, "
-          f"{len(names)} cameras")
+    print(
+        f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KiB): {len(lights)} lights, {len(reflectances)} reflectances, "
+        f"{len(names)} cameras"
+    )
 
 
 if __name__ == "__main__":
