@@ -195,6 +195,9 @@ def test_per_image_mean_against_davis_with_void_and_classes() -> None:
         assert scores[c].item() == pytest.approx(expected, abs=1e-6)
     assert scores[3].isnan()
     assert BoundaryFScore(4)(pred3, target3).item() == pytest.approx(scores[1:3].mean().item(), abs=1e-6)
+    # Classes past the first 62 (one int64 bit field) are scored the same way.
+    many = BoundaryFScore(70, average="none")(pred3 * 33, target3 * 33)
+    assert many[33].item() == pytest.approx(scores[1].item()) and many[66].item() == pytest.approx(scores[2].item())
 
 
 def test_pooled_variant_differs_from_the_per_image_mean_and_both_merge_like_ddp() -> None:

@@ -26,7 +26,7 @@ from torchmetrics import Metric
 __all__ = [
     "BoundaryFScore",
     "PooledBoundaryFScore",
-    "boundary_match_counts",
+    "boundary_counts",
     "boundary_pixels",
     "dilate",
     "disk_kernel",
@@ -121,6 +121,51 @@ def to_label_map(preds: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (preds > threshold).long()
 
 
+#: Classes per int64 bit field (bit 63 is the sign bit; staying below it keeps the shifts plain).
+_BITS = 62
+
+
+def _boundary_bits(labels: torch.Tensor) -> torch.Tensor:
+    """DAVIS boundary maps of every class at once: bit ``c`` of ``(..., H, W)`` int64 is class ``c``'s ``_seg2bmap``.
+
+    Labels must be in ``[0, 62)``, or negative for pixels of no class. For one class's binary mask, ``_seg2bmap``
+    marks a pixel whose mask value differs from its right, lower or lower-right neighbour (each where it exists in
+    the image); two neighbouring labels that differ are such a change for both of their classes. One bit field for
+    all classes keeps the cost independent of the number of classes (19 for face parsing).
+    """
+    bit = torch.where(labels >= 0, torch.ones_like(labels).bitwise_left_shift(labels.clamp_min(0)), 0)
+    out = torch.zeros_like(bit)
+    h, w = labels.shape[-2:]
+    for dy, dx in ((0, 1), (1, 0), (1, 1)):
+        here = (..., slice(0, h - dy), slice(0, w - dx))
+        there = (..., slice(dy, h), slice(dx, w))
+        change = labels[here] != labels[there]
+        out[here] |= torch.where(change, bit[here] | bit[there], 0)
+    return out
+
+
+def _dilate_bits(bits: torch.Tensor, radius: int) -> torch.Tensor:
+    """OR of ``bits`` over a Euclidean disk of ``radius`` (skimage's ``disk``: ``dx^2 + dy^2 <= r^2``).
+
+    The disk is taken row by row: horizontal runs of half-width ``isqrt(r^2 - dy^2)``, built incrementally, then
+    OR-ed at their vertical offsets (about ``4 r`` shifted ORs instead of ``pi r^2``). Outside the image is empty.
+    """
+    if radius <= 0:
+        return bits
+    h, w = bits.shape[-2:]
+    widths = [math.isqrt(radius * radius - dy * dy) for dy in range(radius + 1)]
+    padded = F.pad(bits, (radius, radius))
+    runs = [bits]
+    for k in range(1, widths[0] + 1):
+        runs.append(runs[-1] | padded[..., radius + k : radius + k + w] | padded[..., radius - k : radius - k + w])
+    out = runs[widths[0]].clone()
+    for dy in range(1, radius + 1):
+        run = runs[widths[dy]]
+        out[..., : h - dy, :] |= run[..., dy:, :]
+        out[..., dy:, :] |= run[..., : h - dy, :]
+    return out
+
+
 def seg2bmap(masks: torch.Tensor) -> torch.Tensor:
     """One-pixel-wide boundary maps of binary masks ``(..., H, W)``, as DAVIS's ``_seg2bmap`` (after BSDS).
 
@@ -129,15 +174,7 @@ def seg2bmap(masks: torch.Tensor) -> torch.Tensor:
     last row only the right neighbour counts, on the last column only the lower one; the bottom-right corner is
     never a boundary. The image border is not an edge.
     """
-    seg = masks.bool()
-    right = F.pad(seg[..., :, 1:], (0, 1))
-    below = F.pad(seg[..., 1:, :], (0, 0, 0, 1))
-    diagonal = F.pad(seg[..., 1:, 1:], (0, 1, 0, 1))
-    bmap = (seg ^ right) | (seg ^ below) | (seg ^ diagonal)
-    bmap[..., -1, :] = seg[..., -1, :] ^ right[..., -1, :]
-    bmap[..., :, -1] = seg[..., :, -1] ^ below[..., :, -1]
-    bmap[..., -1, -1] = False
-    return bmap
+    return (_boundary_bits(masks.long()) & 2) > 0
 
 
 def tolerance_pixels(tolerance: float, height: int, width: int) -> int:
@@ -157,33 +194,46 @@ def tolerance_pixels(tolerance: float, height: int, width: int) -> int:
     return math.ceil(tolerance * math.sqrt(height * height + width * width))
 
 
-def boundary_match_counts(
-    pred: torch.Tensor, target: torch.Tensor, radius: int, void: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Boundary pixel counts of binary masks ``(..., H, W)``, per mask, as DAVIS's ``f_measure``.
+def _class_group(labels: torch.Tensor, first: int, classes: int, void: torch.Tensor | None) -> torch.Tensor:
+    """Labels ``first .. first + classes - 1`` renumbered from 0; every other label and void pixels become -1."""
+    labels = labels.long() - first
+    outside = (labels < 0) | (labels >= classes)
+    if void is not None:
+        outside |= void
+    return labels.masked_fill(outside, -1)
 
-    Void pixels are removed from both masks first (their edges then become boundaries of both, as in DAVIS).
+
+def boundary_counts(
+    preds: torch.Tensor, target: torch.Tensor, num_classes: int, radius: int, void: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Boundary pixel counts of every class of label maps ``(B, H, W)``, per image, as DAVIS's ``f_measure``.
+
+    Each class ``c`` is scored as DAVIS scores an object: the binary masks ``preds == c`` and ``target == c``,
+    void pixels removed from both first (their edges then become boundaries of both), turned into boundary maps
+    (:func:`seg2bmap`) and matched within a disk of ``radius`` pixels. Labels outside ``[0, num_classes)`` belong
+    to no class.
 
     Returns:
-        ``(n_pred, n_target, pred_matched, target_matched)``, each ``(...)`` float64: boundary pixels of the
-        prediction and of the target, and how many of each lie within ``radius`` pixels (a disk) of the other's.
+        ``(n_pred, n_target, pred_matched, target_matched)``, each ``(B, num_classes)`` float64: boundary pixels of
+        the prediction and of the target, and how many of each lie within ``radius`` of the other's.
     """
-    if void is not None:
-        pred, target = pred & ~void, target & ~void
-    pred_b, target_b = seg2bmap(pred), seg2bmap(target)
-    pred_hit = pred_b & dilate(target_b, radius)
-    target_hit = target_b & dilate(pred_b, radius)
-
-    def total(x: torch.Tensor) -> torch.Tensor:
-        return x.sum(dim=(-2, -1)).double()
-
-    return total(pred_b), total(target_b), total(pred_hit), total(target_hit)
+    counts = [torch.zeros(preds.shape[0], num_classes, dtype=torch.float64, device=preds.device) for _ in range(4)]
+    for first in range(0, num_classes, _BITS):
+        classes = min(_BITS, num_classes - first)
+        pred_b = _boundary_bits(_class_group(preds, first, classes, void))
+        target_b = _boundary_bits(_class_group(target, first, classes, void))
+        maps = (pred_b, target_b, pred_b & _dilate_bits(target_b, radius), target_b & _dilate_bits(pred_b, radius))
+        for total, bits in zip(counts, maps):
+            for c in range(classes):
+                total[:, first + c] = bits.bitwise_right_shift(c).bitwise_and(1).sum(dim=(-2, -1)).double()
+    n_pred, n_target, pred_matched, target_matched = counts
+    return n_pred, n_target, pred_matched, target_matched
 
 
 def f_from_counts(
     n_pred: torch.Tensor, n_target: torch.Tensor, pred_matched: torch.Tensor, target_matched: torch.Tensor
 ) -> torch.Tensor:
-    """Boundary F from :func:`boundary_match_counts`, with DAVIS's rules for empty boundaries.
+    """Boundary F from :func:`boundary_counts`, with DAVIS's rules for empty boundaries.
 
     Precision is 1 without a predicted boundary, recall 1 without a true one, so: two masks without any boundary
     score 1; a missing prediction (or a boundary predicted where there is none) scores 0. ``F = 0`` when
@@ -236,10 +286,9 @@ class _BoundaryScore(Metric):
             raise ValueError(
                 f"{type(self).__name__}: prediction shape {tuple(labels.shape)} != target {tuple(target.shape)}"
             )
-        classes = torch.arange(self.num_classes, device=target.device).view(1, -1, 1, 1)
-        void = None if self.ignore_index is None else (target == self.ignore_index).unsqueeze(1)
+        void = None if self.ignore_index is None else target == self.ignore_index
         radius = tolerance_pixels(self.tolerance, *target.shape[-2:])
-        return boundary_match_counts(labels.unsqueeze(1) == classes, target.unsqueeze(1) == classes, radius, void)
+        return boundary_counts(labels, target, self.num_classes, radius, void)
 
     def _reduce(self, score: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Per-class ``score`` to the output: classes never present are NaN; macro averages the present ones."""
