@@ -246,13 +246,18 @@ def f_from_counts(
 
 
 class _BoundaryScore(Metric):
-    """Shared input handling of the boundary F-scores: per-class binary masks and DAVIS's counts for each image."""
+    """Shared input handling of the boundary F-scores: DAVIS's per-class counts for each image.
+
+    Arguments: see :class:`BoundaryFScore`.
+    """
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
 
     images: torch.Tensor
+    #: Names of the subclass's per-class ``(num_classes,)`` float64 sum states.
+    _class_states: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -277,6 +282,8 @@ class _BoundaryScore(Metric):
         self.ignore_index = ignore_index
         self.threshold = threshold
         self.add_state("images", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        for name in self._class_states:
+            self.add_state(name, default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
 
     def _counts(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(n_pred, n_target, pred_matched, target_matched)``, each ``(B, num_classes)``."""
@@ -338,20 +345,7 @@ class BoundaryFScore(_BoundaryScore):
 
     f_sum: torch.Tensor
     present: torch.Tensor
-
-    def __init__(
-        self,
-        num_classes: int,
-        tolerance: float = 0.008,
-        include_background: bool = False,
-        average: Literal["macro", "none"] = "macro",
-        ignore_index: int | None = 255,
-        threshold: float = 0.5,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(num_classes, tolerance, include_background, average, ignore_index, threshold, **kwargs)
-        self.add_state("f_sum", default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("present", default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
+    _class_states = ("f_sum", "present")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: ``preds`` as accepted by :func:`to_label_map`, ``target`` a ``(B, H, W)`` label map."""
@@ -377,20 +371,7 @@ class PooledBoundaryFScore(_BoundaryScore):
     pred_matched: torch.Tensor
     target_boundary: torch.Tensor
     target_matched: torch.Tensor
-
-    def __init__(
-        self,
-        num_classes: int,
-        tolerance: float = 0.008,
-        include_background: bool = False,
-        average: Literal["macro", "none"] = "macro",
-        ignore_index: int | None = 255,
-        threshold: float = 0.5,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(num_classes, tolerance, include_background, average, ignore_index, threshold, **kwargs)
-        for name in ("pred_boundary", "pred_matched", "target_boundary", "target_matched"):
-            self.add_state(name, default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
+    _class_states = ("pred_boundary", "pred_matched", "target_boundary", "target_matched")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: ``preds`` as accepted by :func:`to_label_map`, ``target`` a ``(B, H, W)`` label map."""
