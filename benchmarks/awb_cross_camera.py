@@ -12,7 +12,9 @@ Three test sets, each scored for the model(s) and the classical baselines (recov
    camera, the photo's white being D65) and lit by daylight / black-body / lamp spectra through those cameras'
    sensitivities (von Kries in camera space, as ``isp.unprocess`` does): real image statistics, unseen cameras.
 
-Images have their clipped pixels kept (at 1) and no mask; set 2 is the issue's "real sRGB photos" check run on the
+Pixels clipped in the sRGB photos (any channel at 255) are zeroed before resizing (masked, as raw readers zero
+saturated pixels: cast by a light, a clipped white would be a pixel of exactly the light's colour, a gift to
+max-RGB that real raw files do not give); set 2 is the issue's "real sRGB photos" check run on the
 photos that ship with our dependencies. Camera-aware checkpoints get a second row with the camera given (its
 least-squares XYZ -> raw matrix; for set 2, XYZ -> linear sRGB).
 
@@ -39,6 +41,7 @@ from moto_vision.metrics.angular import error_statistics, recovery_angular_error
 from moto_vision.models.awb import BASELINES, create_baseline
 
 SIZE = 64
+CLIPPED = 254.5 / 255.0
 STATS = ("mean", "median", "worst25")
 
 
@@ -68,6 +71,9 @@ def load_photos() -> list[np.ndarray]:
 def crops(photo: np.ndarray, generator: torch.Generator, n: int = 3) -> torch.Tensor:
     """The full frame and ``n`` random crops (30-70% of each side), area-resized to 64 x 64: ``(n + 1, 3, 64, 64)``."""
     x = torch.from_numpy(photo).permute(2, 0, 1)[None]
+    # Clipped pixels of the sRGB photo are zeroed (masked), as raw readers zero saturated pixels: cast by a light,
+    # a clipped white would otherwise become a pixel of exactly the light's colour, which no raw file offers.
+    x = x * (x.amax(dim=1, keepdim=True) < CLIPPED)
     out = [F.interpolate(x, size=(SIZE, SIZE), mode="area")]
     h, w = x.shape[-2:]
     for _ in range(n):
