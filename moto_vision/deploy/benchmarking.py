@@ -168,6 +168,7 @@ def benchmark(
     model_name: str | None = None,
     task_class: str | None = None,
     data_config: str | os.PathLike[str] | None = None,
+    allow_classes: Sequence[str | type] = (),
     max_batches: int | None = None,
     write: bool = True,
     progress: bool = False,
@@ -186,6 +187,7 @@ def benchmark(
         model_name: the name in the table (default: the backbone).
         task_class: task class for checkpoints that do not record it.
         data_config: recipe YAML to build the datamodule from, instead of the checkpoint's record.
+        allow_classes: classes besides moto-vision's own that the checkpoint may name (``--allow-class``).
         max_batches: limit the test split to this many batches (default: all).
         write: write ``benchmark.md/.csv/.json`` into ``output``.
         progress: print one line per row as it is measured.
@@ -194,7 +196,11 @@ def benchmark(
         if checkpoint is None:
             raise ValueError("benchmark needs a checkpoint or an ExportSession.")
         session = ExportSession.from_checkpoint(
-            checkpoint, task_class=task_class, data_config=data_config, parity_batches=max_batches
+            checkpoint,
+            task_class=task_class,
+            data_config=data_config,
+            allow_classes=allow_classes,
+            parity_batches=max_batches,
         )
     output = Path(output)
     task = session.task

@@ -31,6 +31,16 @@ def _split(values: Sequence[str] | None) -> list[str]:
     return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]
 
 
+def _add_allow_class(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--allow-class",
+        action="append",
+        metavar="CLASS",
+        help="a task or datamodule class (pkg.module.Class) besides moto-vision's own that the checkpoint may name; "
+        "repeat or comma-separate. Checkpoints are data: without this, a checkpoint naming any other class is refused",
+    )
+
+
 # ------------------------------------------------------------------------------------------------ export
 def _export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -73,6 +83,7 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--name", help="file stem (default: <task>_<precision>)")
     parser.add_argument("--task", help="task class, for checkpoints that do not record it (e.g. SceneClassifier)")
+    _add_allow_class(parser)
     parser.add_argument(
         "--data-config",
         help="recipe YAML whose data: section gives calibration / parity batches "
@@ -117,6 +128,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
             calibration_images=args.calibration_images,
             parity_batches=args.parity_batches,
             atol=args.atol,
+            allow_classes=_split(args.allow_class),
         )
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"moto-vision export: {error}", file=sys.stderr)
@@ -188,6 +200,7 @@ def _benchmark_parser() -> argparse.ArgumentParser:
     source.add_argument("--epochs", type=int, help="sweep: override trainer.max_epochs of the recipe")
     source.add_argument("--fit-args", default="", help="sweep: extra `moto-vision fit` arguments, one string")
     source.add_argument("--task", help="task class, for checkpoints that do not record it")
+    _add_allow_class(source)
     source.add_argument("--data-config", help="recipe YAML whose data: section gives the test split (--ckpt only)")
     run = parser.add_argument_group("how to measure")
     run.add_argument(
@@ -238,6 +251,7 @@ def benchmark_main(argv: Sequence[str] | None = None) -> int:
                 formats=formats or ["executorch"],
                 precisions=precisions,
                 progress=True,
+                allow_classes=_split(args.allow_class),
                 **measure,
             )
             print(result.report.to_markdown())
@@ -254,6 +268,7 @@ def benchmark_main(argv: Sequence[str] | None = None) -> int:
                 output=args.output,
                 task_class=args.task,
                 data_config=args.data_config,
+                allow_classes=_split(args.allow_class),
                 progress=True,
                 **measure,
             )
@@ -292,6 +307,7 @@ def _profile_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", help="timm model name (a classifier, as in timm's model cards)")
     source.add_argument("--ckpt", help="task checkpoint or run directory: profiles task.export_module()")
     parser.add_argument("--task", help="task class, for checkpoints that do not record it")
+    _add_allow_class(parser)
     parser.add_argument("--image-size", type=int, help="input size (default: 224 for --model, image_size for --ckpt)")
     parser.add_argument(
         "--num-classes", type=int, default=1000, help="classifier classes for --model (default: %(default)s)"
@@ -328,7 +344,7 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
         else:
             from moto_vision.deploy.source import image_size_of, load_task
 
-            task, info = load_task(args.ckpt, args.task)
+            task, info = load_task(args.ckpt, args.task, allow_classes=_split(args.allow_class))
             size = image_size_of(task, override=args.image_size)
             model = task.export_module() if hasattr(task, "export_module") else task
             title = f"{type(task).__name__} ({task.hparams.get('backbone')}) from {info.path.name}"

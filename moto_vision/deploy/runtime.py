@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,7 @@ def load(
     threads: int | None = None,
     task_class: str | type | None = None,
     image_size: int | None = None,
+    allow_classes: Sequence[str | type] = (),
 ) -> Predictor:
     """Load an exported model (``.pte``, ``.onnx``, ``.tflite``) or a checkpoint (``.ckpt``) as a predictor.
 
@@ -255,6 +256,8 @@ def load(
         threads: CPU threads for the runtime (``None``: the runtime's default).
         task_class: for ``.ckpt`` files that do not record their task class.
         image_size: for ``.ckpt`` files of tasks without an ``image_size`` hyperparameter.
+        allow_classes: for ``.ckpt`` files: classes besides moto-vision's own tasks that the checkpoint may name
+            (a checkpoint is untrusted data; see :func:`~moto_vision.deploy.source.load_task`).
 
     Returns:
         A :class:`Predictor`; ``predictor(images)`` returns what the task's ``forward`` returns.
@@ -264,19 +267,23 @@ def load(
         raise FileNotFoundError(f"No exported model at {path}.")
     suffix = path.suffix.lower()
     if suffix == ".ckpt":
-        return _load_checkpoint(path, threads, task_class, image_size)
+        return _load_checkpoint(path, threads, task_class, image_size, allow_classes)
     if suffix not in _PREDICTORS:
         raise ValueError(f"{path}: unknown model format {suffix!r}; expected one of {sorted(_PREDICTORS)} or .ckpt.")
     return _PREDICTORS[suffix](path, read_metadata(path), threads=threads)
 
 
 def _load_checkpoint(
-    path: Path, threads: int | None, task_class: str | type | None, image_size: int | None
+    path: Path,
+    threads: int | None,
+    task_class: str | type | None,
+    image_size: int | None,
+    allow_classes: Sequence[str | type],
 ) -> TorchPredictor:
     from moto_vision.deploy.session import model_facts
     from moto_vision.deploy.source import image_size_of, load_task, prepare_inference_module
 
-    task, info = load_task(path, task_class)
+    task, info = load_task(path, task_class, allow_classes=allow_classes)
     size = image_size_of(task, override=image_size)
     example = torch.zeros(1, 3, size, size)
     module = prepare_inference_module(task, example)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +38,7 @@ from moto_vision.deploy.source import (
     load_task,
     prepare_inference_module,
 )
+from moto_vision.trust import UntrustedCheckpointError
 
 __all__ = ["ExportResult", "ExportSession", "export", "model_facts"]
 
@@ -180,18 +181,31 @@ class ExportSession:
         task_class: str | type | None = None,
         data_config: str | os.PathLike[str] | None = None,
         batch_size: int | None = None,
+        allow_classes: Sequence[str | type] = (),
         **kwargs: Any,
     ) -> ExportSession:
-        """Load a task checkpoint and rebuild its datamodule from the checkpoint's record (or ``data_config``)."""
-        task, info = load_task(checkpoint, task_class)
+        """Load a task checkpoint and rebuild its datamodule from the checkpoint's record (or ``data_config``).
+
+        The checkpoint is untrusted data: the task and datamodule classes it records must be moto-vision's own or in
+        ``allow_classes`` (see :func:`~moto_vision.deploy.source.load_task`); a refused checkpoint raises
+        :class:`~moto_vision.trust.UntrustedCheckpointError` before anything it names is imported.
+        """
+        task, info = load_task(checkpoint, task_class, allow_classes=allow_classes)
         overrides = {"batch_size": batch_size} if batch_size else {}
         if data_config is not None:
             datamodule = datamodule_from_config(data_config)
         elif info.datamodule_class:
             try:
                 datamodule = build_datamodule(
-                    info.datamodule_class, info.datamodule_hparams, num_workers=0, **overrides
+                    info.datamodule_class,
+                    info.datamodule_hparams,
+                    source=str(info.path),
+                    allow_classes=allow_classes,
+                    num_workers=0,
+                    **overrides,
                 )
+            except UntrustedCheckpointError:
+                raise
             except Exception as error:  # a moved dataset, a renamed class...: say what and how to fix it
                 raise ValueError(
                     f"{info.path} was trained with {info.datamodule_class}({info.datamodule_hparams}), which cannot "
@@ -410,6 +424,7 @@ def export(
     overwrite: bool = False,
     calibration_images: int = 32,
     parity_batches: int | None = None,
+    allow_classes: Sequence[str | type] = (),
 ) -> ExportResult:
     """Export a checkpoint (or an in-memory task) to one phone format.
 
@@ -427,10 +442,13 @@ def export(
         overwrite: replace an existing artifact of the same name.
         calibration_images: images for int8 calibration.
         parity_batches: test batches for parity and metrics (default: the whole test split).
+        allow_classes: classes (or import paths) besides moto-vision's own that the checkpoint may name.
     """
     options = {"image_size": image_size, "calibration_images": calibration_images, "parity_batches": parity_batches}
     if isinstance(source, (str, os.PathLike)):
-        session = ExportSession.from_checkpoint(source, task_class=task_class, data_config=data_config, **options)
+        session = ExportSession.from_checkpoint(
+            source, task_class=task_class, data_config=data_config, allow_classes=allow_classes, **options
+        )
     else:
         session = ExportSession(source, None, datamodule, **options)
     return session.export(format, quantize or "fp32", output, name=name, verify=verify, overwrite=overwrite)

@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from moto_vision.backbones import create_backbone
 from moto_vision.data import BaseDataModule
 from moto_vision.tasks import BaseTask
+from moto_vision.trust import register_class
 
 
 class ToyColours(Dataset):
@@ -83,3 +84,8 @@ class ToyClassifier(BaseTask):
 
     def render_batch(self, batch, outputs, max_images: int = 8):
         return batch["image"][0]
+
+
+# Checkpoints of these classes may be exported like moto-vision's own: how a project allows its own classes.
+register_class(ToyClassifier, "task")
+register_class(ToyDataModule, "datamodule")
