@@ -5,7 +5,7 @@ One dispatcher:
 - the Trainer verbs ``fit``, ``validate``, ``test``, ``predict`` run LightningCLI in subclass mode, so a
   YAML names any LightningModule / LightningDataModule by ``class_path`` (moto-vision's own by their
   short name, e.g. ``AWBRegressor``);
-- moto-vision's own verbs (``export``, ``benchmark``, ``profile``, ``data``) are registered in
+- moto-vision's own verbs (``export``, ``benchmark``, ``profile``, ``backbones``, ``data``) are registered in
   :data:`COMMANDS` below and each run their own ``argparse`` parser.
 
 ``lightning`` exists because Lightning 2.5+ no longer ships ``lightning fit``; its Trainer verbs behave
@@ -55,6 +55,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "benchmark": Command("moto_vision.deploy.cli:benchmark_main", "Size, latency and metric per format and backbone."),
     "profile": Command("moto_vision.deploy.cli:profile_main", "Parameters, MACs, activation memory, per-layer table."),
+    "backbones": Command("moto_vision.deploy.catalogue:backbones_main", "Parameters and MACs of mobile backbones."),
     "data": Command("moto_vision.data.curation.cli:data_main", "Dataset checks, coverage reports and splits."),
 }
 
