@@ -38,6 +38,7 @@ __all__ = [
     "check_init_args",
     "check_primitive_record",
     "check_state_dict",
+    "is_data_type",
     "is_primitive",
     "register_class",
     "registered_classes",
@@ -286,7 +287,7 @@ def check_init_args(cls: type, arguments: Mapping[str, Any], *, source: str, rol
     known = {k: v for k, v in arguments.items() if k in named}
     hints = _type_hints(cls)
     for key, value in known.items():
-        if value is not None and key in hints and not _is_data_type(hints[key]):
+        if value is not None and key in hints and not is_data_type(hints[key]):
             # jsonargparse would import a callable or class named by a string for such a parameter.
             raise UntrustedCheckpointError(
                 f"{source}: {role} {key!r} of {name} is typed {hints[key]!r}, which a checkpoint may not set; "
@@ -303,21 +304,21 @@ def _type_hints(cls: type) -> dict[str, Any]:
         return {}
 
 
-def _is_data_type(annotation: Any) -> bool:
+def is_data_type(annotation: Any) -> bool:
     """Whether a parameter annotation admits only data: primitives, Literal, containers and unions of them."""
     if annotation in _PRIMITIVES or annotation in (Any, object, pathlib.Path, os.PathLike):
         return True
     if typing.is_typeddict(annotation):
-        return all(_is_data_type(t) for t in typing.get_type_hints(annotation).values())
+        return all(is_data_type(t) for t in typing.get_type_hints(annotation).values())
     origin = typing.get_origin(annotation)
-    if origin is Literal:
+    if origin is Literal or origin is os.PathLike:
         return True
     if origin in (typing.Union, types.UnionType, list, tuple, dict, set, frozenset) or origin in (
         collections.abc.Sequence,
         collections.abc.Mapping,
         collections.abc.Iterable,
     ):
-        return all(a is Ellipsis or _is_data_type(a) for a in typing.get_args(annotation))
+        return all(a is Ellipsis or is_data_type(a) for a in typing.get_args(annotation))
     if annotation in (list, tuple, dict, set):
         return True
     return False

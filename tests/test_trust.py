@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import torch
 
 from moto_vision import deploy
 from moto_vision.cli import main
-from moto_vision.trust import UntrustedCheckpointError, registered_classes
+from moto_vision.trust import UntrustedCheckpointError, is_data_type, registered_classes
 from tests.helpers.deploy import make_checkpoint
 from tests.helpers.toy import ToyClassifier, ToyDataModule
 
@@ -235,6 +236,9 @@ def test_the_allow_list_holds_every_task_and_datamodule_under_its_import_paths()
         if entry.path.startswith("moto_vision."):
             cls = entry.load()
             assert f"{cls.__module__}.{cls.__qualname__}" == entry.path  # a rename must update the registry
+            # Every argument is plain data, so a checkpoint can set each (a class- or callable-typed one it cannot).
+            hints = {k: v for k, v in typing.get_type_hints(cls.__init__).items() if k != "return"}
+            assert all(is_data_type(v) for v in hints.values()), (entry.path, hints)
             for alias in entry.aliases:
                 if "." in alias:  # an old path still imports the same class
                     module_name, _, attribute = alias.rpartition(".")

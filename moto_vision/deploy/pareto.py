@@ -1,6 +1,6 @@
 """Backbone sweep: train (or take) one model per backbone, benchmark each, plot the accuracy-latency front.
 
-``moto-vision benchmark --config recipes/scene.yaml --backbones a,b,c --epochs 3`` trains each backbone
+``moto-vision benchmark --recipe recipes/scene.yaml --backbones a,b,c --epochs 3`` trains each backbone
 with the task's own recipe (LightningCLI ``fit``, with ``--model.init_args.backbone`` overridden), then
 benchmarks every checkpoint and draws the Pareto front: the models no other model beats on both
 latency and the task metric. A team picks the best model under its phone's latency budget from it.

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from moto_vision.backbones import upgrade_state_dict
 from moto_vision.deploy.artifact import file_sha256
 from moto_vision.trust import (
     UntrustedCheckpointError,
@@ -35,7 +36,10 @@ __all__ = [
     "build_datamodule",
     "data_batches",
     "datamodule_from_config",
+    "batch_inputs",
+    "export_inputs",
     "load_task",
+    "model_facts",
     "prepare_inference_module",
     "read_checkpoint_info",
     "resolve_checkpoint",
@@ -163,6 +167,8 @@ def load_task(
     check_state_dict(state_dict, None, source=source, owner=cls.__name__)
     task = cls(**hparams)
     owner = f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in list(hparams.items())[:2])}, ...)"
+    # Backbone weights of earlier releases have other names; load_state_dict renames them, so compare renamed.
+    state_dict = upgrade_state_dict(task, state_dict)
     check_state_dict(state_dict, task.state_dict(), source=source, owner=owner)
     # What LightningModule.load_from_checkpoint does after building the module, on the checked weights.
     task.on_load_checkpoint(dict(raw))
@@ -233,25 +239,61 @@ def data_batches(datamodule: Any, split: str = "test", max_batches: int | None =
         yield batch
 
 
+def export_inputs(task: Any, size: int) -> dict[str, torch.Tensor]:
+    """The inputs of the task's export graph, batch 1, in call order: the image first.
+
+    A task whose ``export_module()`` takes more than the image (e.g. an AWB model fed the camera's colour matrix)
+    defines ``export_inputs(image) -> dict[str, Tensor]`` returning every input by name, the image first; the names
+    become the artifact's input names, and data batches supply each input under the same key (see
+    :func:`batch_inputs`).
+    """
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    hook = getattr(task, "export_inputs", None)
+    if not callable(hook):
+        return {"image": image}
+    inputs = dict(hook(image))
+    if not inputs or next(iter(inputs.values())) is not image:
+        raise ValueError(f"{type(task).__name__}.export_inputs() must return the example image first.")
+    return inputs
+
+
+def batch_inputs(batch: Mapping[str, Any], examples: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """A data batch as export-graph inputs: ``batch[name]`` for each input, the image under ``"image"``.
+
+    An extra input the batch does not hold is the example input repeated over the batch, for the PyTorch graph and
+    the artifact alike (parity compares them on the same inputs).
+    """
+    images = batch["image"]
+    inputs = [images]
+    for name, example in list(examples.items())[1:]:
+        value = batch.get(name)
+        inputs.append(value if value is not None else example.expand(images.shape[0], *example.shape[1:]))
+    return tuple(inputs)
+
+
 class InferenceModule(nn.Module):
-    """The task's export graph with plain tensor outputs.
+    """The task's export graph with plain tensor inputs and outputs.
 
     Exporters and runtimes want a tensor or a flat tuple of tensors; a task whose export module returns a
     dict (e.g. multi-task heads) is flattened in ``output_names`` order, and predictors rebuild the dict.
 
     Attributes:
+        input_names: names of the inputs in call order (``["image"]`` for most tasks).
         output_names: names of the outputs in order (``["output"]`` for a single tensor).
         output_structure: ``"tensor"``, ``"tuple"`` or ``"dict"``: what the task itself returns.
     """
 
-    def __init__(self, module: nn.Module, output_names: list[str], output_structure: str) -> None:
+    def __init__(
+        self, module: nn.Module, output_names: list[str], output_structure: str, input_names: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.module = module
+        self.input_names = list(input_names or ["image"])
         self.output_names = output_names
         self.output_structure = output_structure
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        outputs = self.module(image)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = self.module(*inputs)
         if self.output_structure == "tensor":
             return outputs
         if self.output_structure == "dict":
@@ -260,14 +302,24 @@ class InferenceModule(nn.Module):
 
 
 @torch.no_grad()
-def prepare_inference_module(task: nn.Module, example: torch.Tensor) -> InferenceModule:
+def prepare_inference_module(
+    task: nn.Module, example: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor]
+) -> InferenceModule:
     """A fused, eval-mode copy of ``task.export_module()`` ready for ``torch.export``.
+
+    Args:
+        task: the task.
+        example: the example input(s): the image, or every input by name as :func:`export_inputs` gives them.
 
     The task itself is left untouched; re-parameterisable blocks (MobileOne, FastViT, RepViT) of the copy are
     fused with :func:`moto_vision.backbones.reparameterize`.
     """
     from moto_vision.backbones import reparameterize
 
+    if isinstance(example, torch.Tensor):
+        example = {"image": example}
+    elif not isinstance(example, Mapping):
+        example = {"image": example[0], **{f"input_{i}": t for i, t in enumerate(example[1:], 1)}}
     source = task.export_module() if hasattr(task, "export_module") else task
     trainer = getattr(source, "_trainer", None)
     if trainer is not None:  # a LightningModule holds its Trainer; never deep-copy that
@@ -280,7 +332,7 @@ def prepare_inference_module(task: nn.Module, example: torch.Tensor) -> Inferenc
     module = reparameterize(module).eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)
-    outputs = module(example)
+    outputs = module(*example.values())
     if isinstance(outputs, torch.Tensor):
         names, structure = ["output"], "tensor"
     elif isinstance(outputs, Mapping):
@@ -289,7 +341,7 @@ def prepare_inference_module(task: nn.Module, example: torch.Tensor) -> Inferenc
         names, structure = [f"output_{i}" for i in range(len(outputs))], "tuple"
     else:
         raise TypeError(f"{type(task).__name__}.export_module() returned {type(outputs).__name__}; expected tensors.")
-    return InferenceModule(module, names, structure).eval()
+    return InferenceModule(module, names, structure, list(example)).eval()
 
 
 def image_size_of(task: Any, datamodule: Any | None = None, override: int | None = None) -> int:
@@ -305,3 +357,47 @@ def image_size_of(task: Any, datamodule: Any | None = None, override: int | None
     raise ValueError(
         f"{type(task).__name__} has no `image_size` hyperparameter and no datamodule was found; pass --image-size."
     )
+
+
+def model_facts(
+    task: Any,
+    info: CheckpointInfo | None,
+    module: InferenceModule,
+    inputs: torch.Tensor | Mapping[str, torch.Tensor],
+) -> dict[str, Any]:
+    """Metadata shared by every artifact of one model (task facts from ``task.export_metadata()`` plus ours)."""
+    from moto_vision import __version__
+
+    if isinstance(inputs, torch.Tensor):
+        inputs = {"image": inputs}
+    facts: dict[str, Any] = dict(task.export_metadata()) if hasattr(task, "export_metadata") else {}
+    image = next(iter(inputs.values()))
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    color_domain = facts.get("color_domain", getattr(task, "color_domain", "srgb"))
+    with torch.no_grad():
+        outputs = module(*inputs.values())
+    outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+    described = [
+        {"name": name, "shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch.")}
+        for name, tensor in inputs.items()
+    ]
+    facts.update(
+        {
+            "moto_vision_version": __version__,
+            "image_size": facts.get("image_size", height if height == width else [height, width]),
+            "input_size": [height, width],
+            "input": {
+                **described[0],
+                "layout": "NCHW",
+                "range": [0.0, 1.0],
+                "color_domain": color_domain,
+                "normalization": "inside the model",
+            },
+            "inputs": described,
+            "outputs": list(module.output_names),
+            "output_structure": module.output_structure,
+            "output_shapes": {n: list(t.shape) for n, t in zip(module.output_names, outputs)},
+            "checkpoint": {"file": info.path.name, "sha256": info.sha256} if info is not None else None,
+        }
+    )
+    return facts
