@@ -14,7 +14,6 @@ Nothing here imports Lightning, so the module is usable in any PyTorch project::
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -58,22 +57,19 @@ class Backbone(nn.Module):
 
     The model is timm's ``features_only=True, feature_cls="getter"`` wrapper: the plain timm model (``model.model``,
     with timm's own weight names) run through its ``forward_intermediates``, with the stages after the last
-    requested level pruned by timm (``prune_intermediate_layers``). Models without ``forward_intermediates`` use
-    timm's default feature wrapper (``layout == "features"``).
+    requested level pruned by timm (``prune_intermediate_layers``).
 
     Attributes:
         name: the timm model name.
         channels: number of channels of each returned feature map.
         reductions: stride of each returned feature map relative to the input.
         model: the timm feature module.
-        layout: ``"getter"`` (timm weight names under ``model.model``) or ``"features"``.
     """
 
-    def __init__(self, name: str, model: nn.Module, layout: str = "getter") -> None:
+    def __init__(self, name: str, model: nn.Module) -> None:
         super().__init__()
         self.name = name
         self.model = model
-        self.layout = layout
         self.channels: list[int] = list(model.feature_info.channels())
         self.reductions: list[int] = list(model.feature_info.reduction())
         # Checkpoints of earlier releases stored the weights under timm's default feature-wrapper names.
@@ -89,7 +85,7 @@ class Backbone(nn.Module):
     @property
     def timm_model(self) -> nn.Module:
         """The module whose weight names are the plain timm model's (pruned to the stages in use)."""
-        return self.model.model if self.layout == "getter" else self.model
+        return self.model.model
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
@@ -103,11 +99,7 @@ class Backbone(nn.Module):
 
     def timm_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights under the key names of the plain timm model (``timm.create_model(name)``)."""
-        if self.layout == "getter":
-            return dict(self.timm_model.state_dict())
-        own = self.model.state_dict()
-        mapping = _feature_to_timm_keys(self.name, list(own))
-        return {mapping[k]: v for k, v in own.items()}
+        return dict(self.timm_model.state_dict())
 
     def load_timm_state_dict(self, state_dict: Mapping[str, torch.Tensor], *, source: str = "weights") -> None:
         """Load weights in timm's key layout; every tensor of this feature extractor must be present.
@@ -118,12 +110,7 @@ class Backbone(nn.Module):
             state_dict: tensors keyed as in ``timm.create_model(name).state_dict()``.
             source: what to call the weights in error messages (usually the file path).
         """
-        matched = self.matched_tensors(state_dict, source=source)
-        if self.layout == "getter":
-            self.timm_model.load_state_dict(matched, strict=True)
-        else:
-            feature_keys = dict(zip(self.timm_state_dict(), self.model.state_dict()))
-            self.model.load_state_dict({feature_keys[k]: v for k, v in matched.items()}, strict=True)
+        self.timm_model.load_state_dict(self.matched_tensors(state_dict, source=source), strict=True)
 
     def matched_tensors(self, state_dict: Mapping[str, torch.Tensor], *, source: str) -> dict[str, torch.Tensor]:
         """The backbone's tensors taken from ``state_dict`` (timm names), checked: all present, shapes equal.
@@ -208,15 +195,6 @@ def _feature_kwargs(out_indices: Sequence[int] | None, in_chans: int) -> dict[st
     return kwargs
 
 
-def _create(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
-    """The getter feature model (pruned by timm), else timm's default feature wrapper for models without one."""
-    try:
-        return timm.create_model(name, **kwargs), "getter"
-    except (AttributeError, NotImplementedError, AssertionError, TypeError):  # no forward_intermediates
-        fallback = {k: v for k, v in kwargs.items() if k != "feature_cls"}
-        return timm.create_model(name, **fallback), "features"
-
-
 def create_backbone(
     name: str,
     *,
@@ -248,13 +226,13 @@ def create_backbone(
         raise ValueError(f"Unknown timm backbone {name!r}. Similar names: {close}. See timm.list_models().")
     kwargs = _feature_kwargs(out_indices, in_chans)
     if pretrained is True:
-        return Backbone(name, *_create_from_hub(name, kwargs))
+        return Backbone(name, _create_from_hub(name, kwargs))
     if pretrained:
         return load_backbone_weights(name, pretrained, kwargs)
-    return Backbone(name, *_create(name, kwargs))
+    return Backbone(name, timm.create_model(name, **kwargs))
 
 
-def _create_from_hub(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+def _create_from_hub(name: str, kwargs: dict[str, Any]) -> nn.Module:
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
     hint = (
         f"Could not get hub weights for {name!r}{' (offline)' if offline else ''}. "
@@ -265,7 +243,7 @@ def _create_from_hub(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str]
     )
     try:
         with _offline_unless_reachable(name):
-            return _create(name, {**kwargs, "pretrained": True})
+            return timm.create_model(name, **kwargs, pretrained=True)
     except Exception as error:  # hub and network errors come in many types
         message = " ".join(str(error).split())[:300]
         raise BackboneWeightsError(f"{hint}\nUnderlying error: {type(error).__name__}: {message}") from error
@@ -352,7 +330,7 @@ def load_backbone_weights(name: str, path: str | os.PathLike[str], kwargs: dict[
         )
     suffix = path.suffix.lower()
     if suffix in _CHECKPOINT_SUFFIXES:
-        backbone = Backbone(name, *_create(name, kwargs))
+        backbone = Backbone(name, timm.create_model(name, **kwargs))
         backbone.load_timm_state_dict(backbone_state_dict_from_checkpoint(path), source=str(path))
         return backbone
     if suffix not in _SAFETENSORS_SUFFIXES + _STATE_DICT_SUFFIXES:
@@ -365,15 +343,15 @@ def load_backbone_weights(name: str, path: str | os.PathLike[str], kwargs: dict[
     except Exception as error:
         raise BackboneWeightsError(f"Could not read backbone weights from {path}: {error}") from error
     if any(k.startswith(_TASK_BACKBONE_PREFIX) for k in state_dict):  # a task's state_dict saved with torch.save
-        backbone = Backbone(name, *_create(name, kwargs))
+        backbone = Backbone(name, timm.create_model(name, **kwargs))
         backbone.load_timm_state_dict(_task_backbone_tensors(state_dict, name), source=str(path))
         return backbone
     with torch.device("meta"):  # the architecture's tensor names and shapes, nothing allocated
-        expected = Backbone(name, *_create(name, kwargs))
+        expected = Backbone(name, timm.create_model(name, **kwargs))
     expected.matched_tensors(state_dict, source=str(path))
     overlay = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
     try:
-        return Backbone(name, *_create(name, {**kwargs, **overlay}))
+        return Backbone(name, timm.create_model(name, **kwargs, **overlay))
     except Exception as error:
         raise BackboneWeightsError(f"Could not load backbone weights from {path}: {error}") from error
 
@@ -405,12 +383,8 @@ def _task_backbone_tensors(state_dict: Mapping[str, torch.Tensor], name: str) ->
         k[len(_TASK_BACKBONE_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(_TASK_BACKBONE_PREFIX)
     }
     with torch.device("meta"):  # every stage, so that any pruned subset maps
-        reference = Backbone(name, *_create(name, _feature_kwargs(None, 3)))
-    relative = reference.upgrade_keys(relative)
-    if reference.layout == "getter":
-        return {k.removeprefix("model.model."): v for k, v in relative.items()}
-    mapping = _feature_to_timm_keys(name, [k.removeprefix("model.") for k in relative])
-    return {mapping[k.removeprefix("model.")]: v for k, v in relative.items()}
+        reference = Backbone(name, timm.create_model(name, **_feature_kwargs(None, 3)))
+    return {k.removeprefix("model.model."): v for k, v in reference.upgrade_keys(relative).items()}
 
 
 def save_backbone(
@@ -457,7 +431,7 @@ def save_backbone(
             raise TypeError(f"save_backbone needs a Backbone, a task with .backbone or a .ckpt path, got {source!r}")
         name, state_dict, label = backbone.name, backbone.timm_state_dict(), type(source).__name__
     with torch.device("meta"):
-        full = Backbone(name, *_create(name, _feature_kwargs(None, 3))).timm_state_dict()
+        full = Backbone(name, timm.create_model(name, **_feature_kwargs(None, 3))).timm_state_dict()
     metadata = {"architecture": name, "format": "pt", "source": "moto-vision", "layout": "timm features_only"}
     if len(state_dict) < len(full):
         if not allow_partial:
@@ -493,27 +467,7 @@ def reparameterize(model: nn.Module) -> nn.Module:
     return reparameterize_model(model, inplace=True)
 
 
-@functools.lru_cache(maxsize=64)
-def _timm_keys(name: str) -> tuple[str, ...]:
-    # The meta device builds the module tree without allocating or initialising weights.
-    with torch.device("meta"):
-        model = timm.create_model(name, pretrained=False, num_classes=0)
-    return tuple(model.state_dict())
-
-
 def _normalise_key(key: str) -> str:
     while key.startswith("model."):
         key = key.removeprefix("model.")
     return key.replace(".", "_")
-
-
-def _feature_to_timm_keys(name: str, feature_keys: Sequence[str]) -> dict[str, str]:
-    """Map the names of timm's default feature wrappers to plain timm names (old checkpoints, getter-less models).
-
-    Those wrappers flatten nested modules (``blocks.0`` becomes ``blocks_0``); otherwise names are unchanged, so
-    keys match once dots and underscores are unified.
-    """
-    by_normalised: dict[str, str] = {}
-    for key in _timm_keys(name):
-        by_normalised.setdefault(_normalise_key(key), key)
-    return {key: by_normalised.get(_normalise_key(key), key) for key in feature_keys}
