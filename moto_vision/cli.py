@@ -265,7 +265,14 @@ def _check_checkpoint_model(config: Any) -> None:
     from moto_vision.trust import UntrustedCheckpointError, check_primitive_record, resolve_recorded_class
 
     try:
-        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+        try:
+            checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        except Exception as error:  # weights-only unpickling refuses anything but tensors and plain containers
+            detail = " ".join(str(error).split())[:300]
+            raise UntrustedCheckpointError(f"{ckpt_path} is not a readable weights-only checkpoint: {detail}") from None
+        hparams = (checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None) or {}
+        if not isinstance(hparams, dict):
+            raise UntrustedCheckpointError(f"{ckpt_path}: 'hyper_parameters' is a {type(hparams).__name__}.")
         recorded = hparams.get("_class_path")
         if recorded is not None:
             chosen = section.get("model")
