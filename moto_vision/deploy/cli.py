@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 __all__ = ["benchmark_main", "export_main", "profile_main"]
 
@@ -133,8 +133,7 @@ def _export_parser() -> Any:
     )
     parser.add_argument(
         "--quantize",
-        type=Optional[str],
-        choices=["int8", None],
+        type=Optional[Literal["int8"]],
         help="also write a post-training int8 artifact calibrated on the task's validation batches, and print "
         "size and metric before (fp32) and after (int8)",
     )
