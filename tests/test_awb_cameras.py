@@ -161,3 +161,8 @@ def test_camera_aware_model_is_gain_equivariant_and_exports_with_a_baked_camera(
         assert torch.allclose(graph(x), aware, atol=1e-6)
     program = torch.export.export(graph, (x[:1],))  # what the ExecuTorch and ONNX exporters trace
     assert torch.allclose(program.module()(x[:1]), aware[:1], atol=1e-5)
+    # Without a baked camera the graph takes the image and the camera, as `moto-vision export` gets them.
+    inputs = model.export_inputs(x[:1])
+    assert list(inputs) == ["image", "camera"] and inputs["camera"].shape == (1, 3, 3)
+    two = torch.export.export(model.export_module(), (x[:1], camera[:1]))
+    assert torch.allclose(two.module()(x[:1], camera[:1]), aware[:1], atol=1e-5)

@@ -199,11 +199,27 @@ class AWBRegressor(BaseTask):
         return weights
 
     def export_module(self) -> nn.Module:
-        """The graph to export: the image alone; a camera-aware model gets ``export_camera`` baked in."""
-        if self.camera_head is None or self.hparams.get("export_camera") is None:
-            return self
-        matrix = torch.tensor(self.hparams.export_camera, dtype=torch.float32).view(1, 3, 3)
-        return _WithCamera(self, matrix)
+        """The graph to export: the image alone, or for a camera-aware model the image and the camera's matrix.
+
+        With ``export_camera`` the matrix is baked in and the graph takes only the image (one file per sensor).
+        """
+        if self.camera_head is not None and self.hparams.get("export_camera") is not None:
+            matrix = torch.tensor(self.hparams.export_camera, dtype=torch.float32).view(1, 3, 3)
+            return _WithCamera(self, matrix)
+        return self
+
+    def export_inputs(self, image: Tensor) -> dict[str, Tensor]:
+        """Example inputs of :meth:`export_module` by name: the image, and ``camera`` ``(1, 3, 3)`` when it is an input.
+
+        The example camera is the Nikon D5100's XYZ -> raw matrix (Adobe ``ColorMatrix2``); data batches supply
+        their own under the same key.
+        """
+        if self.camera_head is None or self.hparams.get("export_camera") is not None:
+            return {"image": image}
+        from moto_vision.isp.camera_matrices import ADOBE_XYZ_TO_RAW
+
+        camera = torch.tensor(ADOBE_XYZ_TO_RAW["Nikon D5100"], dtype=image.dtype).view(1, 3, 3) / 10000.0
+        return {"image": image, "camera": camera}
 
     # ----------------------------------------------------------------- loss and metrics
     def compute_loss(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
