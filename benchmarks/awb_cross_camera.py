@@ -1,25 +1,40 @@
 """Cross-camera AWB proxies we can run offline: how a checkpoint does on cameras and colour spaces it never saw.
 
-Three test sets, each scored for the model(s) and the classical baselines (recovery angular error, degrees):
+Three test sets, each scored for the model(s) and the classical baselines (recovery angular error, degrees), with
+95% bootstrap confidence intervals:
 
 1. ``lco-synthetic``: the recipe's own leave-cameras-out test split (``AWBDataModule`` synthetic test scenes,
-   rendered through pool cameras that training never sees).
-2. ``srgb-planckian``: real photos (scikit-image's astronaut, chelsea, coffee, rocket, motorcycle; Matplotlib's
-   Grace Hopper; scikit-learn's china and flower when installed), linearised (inverse sRGB curve), cast by
-   black-body lights 2500-10000 K *in linear sRGB* (the identity "camera"), each image divided by its maximum, at
-   64 x 64 (the full frame and three crops per photo).
+   rendered through pool cameras that training never sees; the bootstrap resamples scenes).
+2. ``srgb-planckian``: real photos, linearised (inverse sRGB curve), cast by black-body lights 2500-10000 K *in
+   linear sRGB* (the identity "camera"): the issue's real-sRGB check.
 3. ``photos-lco-raw``: the same photos taken into the raw space of the held-out test cameras (sRGB -> XYZ ->
    camera, the photo's white being D65) and lit by daylight / black-body / lamp spectra through those cameras'
    sensitivities (von Kries in camera space, as ``isp.unprocess`` does): real image statistics, unseen cameras.
 
-Pixels clipped in the sRGB photos (any channel at 255) are zeroed before resizing (masked, as raw readers zero
-saturated pixels: cast by a light, a clipped white would be a pixel of exactly the light's colour, a gift to
-max-RGB that real raw files do not give); set 2 is the issue's "real sRGB photos" check run on the
-photos that ship with our dependencies. Camera-aware checkpoints get a second row with the camera given (its
+The photos are the eight that ship with our dependencies (scikit-image, Matplotlib, scikit-learn) plus every file
+of ``benchmarks/awb_photos.txt`` that is installed (34 real photographs of Debian's wallpaper packages; the file
+says how to install them and how they were chosen) and any ``--photos`` folder. They are benchmark input only:
+never in the repository, never training data. Each photo gives its full frame and three crops (30-70% of each
+side), each cast by several lights. The preprocessing follows the held-out real-raw protocol (a DSLR's raw photos,
+black level subtracted, colour chart zeroed, 64 x 64, divided by the maximum):
+
+- the cast image is made at the photo's own resolution (capped at 4 MP by area averaging) and *then* area-averaged
+  to 64 x 64, so edges and small highlights are mixed as in a thumbnail of a 12 MP raw frame;
+- pixels clipped in the sRGB photo (any channel at 255) were brighter than the JPEG could hold: they get 1-4 times
+  (log-uniform per image) the JPEG's white, in the light's colour;
+- exposure as a camera sets it: the brightest pixel at the sensor's white (half of the images), or brighter, up to
+  1% of the pixels clipped, every channel clipping at the same level (a raw sensor's white), so a clipped highlight
+  drifts to white rather than keeping the light's colour;
+- half of the images have a zeroed rectangle of 3-12% of the frame, like a masked colour chart;
+- each image is divided by its maximum.
+
+The bootstrap (``--bootstrap``, default 1000 draws) resamples *photos* (all images of a drawn photo together), so
+the intervals say how much the figures would move with other photos; ``Δ`` columns are paired differences against
+max-RGB White Patch on the same draws. Camera-aware checkpoints get a second row with the camera given (its
 least-squares XYZ -> raw matrix; for set 2, XYZ -> linear sRGB).
 
     python benchmarks/awb_cross_camera.py --ckpt runs/awb/lightning_logs/version_0/checkpoints/best.ckpt \\
-        [--ckpt other.ckpt ...] [--output bench/awb_cross_camera.json]
+        [--ckpt other.ckpt ...] [--photos DIR] [--output bench/awb_cross_camera.json] [--cache /tmp/awb_sets.pt]
 """
 
 from __future__ import annotations
@@ -28,146 +43,217 @@ import argparse
 import json
 import math
 import sys
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from moto_vision.data import AWBDataModule
 from moto_vision.isp import SRGB_TO_XYZ, XYZ_TO_SRGB, planckian_illuminant, srgb_to_linear
 from moto_vision.isp.spectral import camera_response, daylight_spd, fit_xyz_to_raw, planck_spd, spectral_data
 from moto_vision.metrics.angular import error_statistics, recovery_angular_error
-from moto_vision.models.awb import BASELINES, create_baseline
+from moto_vision.models.awb import BASELINE_TITLES, BASELINES, create_baseline
 
 SIZE = 64
+PHOTO_LIST = Path(__file__).with_name("awb_photos.txt")
+MAX_PIXELS = 4_000_000
 CLIPPED = 254.5 / 255.0
 STATS = ("mean", "median", "worst25")
+REFERENCE = "white_patch"
+SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
 
-def load_photos() -> list[np.ndarray]:
-    """Natural colour photos that ship with our dependencies, as float arrays in [0, 1] (H, W, 3)."""
-    photos: list[np.ndarray] = []
+@dataclass
+class Photo:
+    """A real photo in linear sRGB at <= 4 MP: ``linear`` ``(3, H, W)``, share of sRGB-clipped pixels ``(H, W)``."""
+
+    name: str
+    linear: Tensor
+    clipped: Tensor
+
+
+def _photo(name: str, srgb: np.ndarray) -> Photo:
+    """Linearise an 8-bit sRGB photo ``(H, W, 3)`` and area-average it to at most :data:`MAX_PIXELS`."""
+    x = torch.from_numpy(np.array(srgb[..., :3])).permute(2, 0, 1).float() / 255.0
+    clipped = (x.amax(dim=0) >= CLIPPED).float()
+    linear = srgb_to_linear(x)
+    h, w = linear.shape[-2:]
+    factor = math.ceil(math.sqrt(h * w / MAX_PIXELS))
+    if factor > 1:  # area averaging by an integer factor: every output pixel mixes factor^2 input pixels
+        h, w = h // factor * factor, w // factor * factor
+        linear = F.avg_pool2d(linear[None, :, :h, :w], factor)[0]
+        clipped = F.avg_pool2d(clipped[None, None, :h, :w], factor)[0, 0]
+    return Photo(name, linear, clipped)
+
+
+def dependency_photos() -> list[Photo]:
+    """The natural colour photos that ship with our dependencies (scikit-image, Matplotlib, scikit-learn)."""
+    from PIL import Image
     from skimage import data
 
-    for name in ("astronaut", "chelsea", "coffee", "rocket"):
-        photos.append(getattr(data, name)())
-    photos.append(data.stereo_motorcycle()[0])
+    photos = [_photo(name, getattr(data, name)()) for name in ("astronaut", "chelsea", "coffee", "rocket")]
+    photos.append(_photo("motorcycle", data.stereo_motorcycle()[0]))
     import matplotlib.cbook
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        from PIL import Image
-
-        photos.append(np.asarray(Image.open(f).convert("RGB")))
+        photos.append(_photo("grace_hopper", np.asarray(Image.open(f).convert("RGB"))))
     try:
         from sklearn.datasets import load_sample_images
 
-        photos.extend(load_sample_images().images)
+        for name, image in zip(("china", "flower"), load_sample_images().images):
+            photos.append(_photo(name, image))
     except ImportError:
         pass
-    return [p.astype(np.float32) / 255.0 for p in photos]
+    return photos
 
 
-def crops(photo: np.ndarray, generator: torch.Generator, n: int = 3) -> torch.Tensor:
-    """The full frame and ``n`` random crops (30-70% of each side), area-resized to 64 x 64: ``(n + 1, 3, 64, 64)``."""
-    x = torch.from_numpy(photo).permute(2, 0, 1)[None]
-    # Clipped pixels of the sRGB photo are zeroed (masked), as raw readers zero saturated pixels: cast by a light,
-    # a clipped white would otherwise become a pixel of exactly the light's colour, which no raw file offers.
-    x = x * (x.amax(dim=1, keepdim=True) < CLIPPED)
-    out = [F.interpolate(x, size=(SIZE, SIZE), mode="area")]
-    h, w = x.shape[-2:]
+def listed_files(path: Path = PHOTO_LIST) -> tuple[list[Path], list[Path]]:
+    """``(installed, missing)`` files of a photo list (one path per line, ``#`` comments)."""
+    paths = [Path(line.split("#")[0].strip()) for line in path.read_text().splitlines() if line.split("#")[0].strip()]
+    return [p for p in paths if p.is_file()], [p for p in paths if not p.is_file()]
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted)."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
+def load_photos(files: Iterable[Path], with_dependencies: bool = True) -> list[Photo]:
+    """The dependency photos and ``files``, decoded as 8-bit sRGB."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # wallpapers are large, trusted local files
+    photos = dependency_photos() if with_dependencies else []
+    for path in files:
+        with Image.open(path) as image:
+            photos.append(
+                _photo(
+                    path.stem if path.parent.name != "images" else path.parents[2].name,
+                    np.asarray(image.convert("RGB")),
+                )
+            )
+    return photos
+
+
+def _crop_boxes(h: int, w: int, g: torch.Generator, n: int = 3) -> list[tuple[int, int, int, int]]:
+    """The full frame and ``n`` random crops of 30-70% of each side: ``(top, left, height, width)``."""
+    boxes = [(0, 0, h, w)]
     for _ in range(n):
-        fh, fw = (0.3 + 0.4 * torch.rand(2, generator=generator)).tolist()
+        fh, fw = (0.3 + 0.4 * torch.rand(2, generator=g)).tolist()
         ch, cw = int(h * fh), int(w * fw)
-        top = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
-        left = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
-        out.append(F.interpolate(x[..., top : top + ch, left : left + cw], size=(SIZE, SIZE), mode="area"))
-    return torch.cat(out)
+        boxes.append(
+            (
+                int(torch.randint(0, h - ch + 1, (1,), generator=g)),
+                int(torch.randint(0, w - cw + 1, (1,), generator=g)),
+                ch,
+                cw,
+            )
+        )
+    return boxes
 
 
-def _max_normalise(image: torch.Tensor) -> torch.Tensor:
-    return image / image.flatten(1).amax(dim=1).clamp_min(1e-6)[:, None, None, None]
+def capture(scene: Tensor, clipped: Tensor, g: torch.Generator) -> Tensor:
+    """A 64 x 64 raw thumbnail of a lit scene ``(3, H, W)`` (linear, any scale), as the held-out protocol makes one.
+
+    Pixels clipped in the sRGB photo (``clipped``: their share per pixel) were brighter than the JPEG could hold:
+    they get ``t`` times the JPEG's white (``t`` log-uniform in 1-4 per image) in the light's colour. The exposure
+    puts the brightest pixel at the sensor's white (half of the images), or clips up to 1% of the pixels, each
+    channel at the same level as a raw sensor does. Half of the images get a zeroed rectangle (a masked chart) of
+    3-12% of the frame; then area averaging to 64 x 64 and division by the maximum.
+    """
+    headroom = math.exp(math.log(4.0) * float(torch.rand(1, generator=g)))
+    scene = scene * (1.0 + (headroom - 1.0) * clipped)
+    peak = scene.amax(dim=0).flatten()
+    over = 0.0 if float(torch.rand(1, generator=g)) < 0.5 else 0.01 * float(torch.rand(1, generator=g))
+    sample = peak[:: max(1, peak.numel() // 200_000)]
+    level = float(torch.quantile(sample, 1.0 - over)) if over > 0 else float(peak.max())
+    raw = (scene / max(level, 1e-12)).clamp(0.0, 1.0)
+    if float(torch.rand(1, generator=g)) < 0.5:
+        h, w = raw.shape[-2:]
+        area = 0.03 + 0.09 * float(torch.rand(1, generator=g))
+        ch = min(h, int(math.sqrt(area * h * w / 1.5)))
+        cw = min(w, int(1.5 * ch))
+        top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+        raw = raw.clone()
+        raw[:, top : top + ch, left : left + cw] = 0.0
+    small = F.interpolate(raw[None], size=(SIZE, SIZE), mode="area")[0]
+    return small / small.max().clamp_min(1e-8)
 
 
-def srgb_planckian(photos: list[np.ndarray], seed: int = 0, lights: int = 10) -> tuple[torch.Tensor, ...]:
+def srgb_planckian(photos: list[Photo], seed: int = 0, lights: int = 6) -> tuple[Tensor, ...]:
     """Set 2: linear sRGB photos cast by black-body lights in linear sRGB (the identity colour space)."""
     g = torch.Generator().manual_seed(seed)
-    images, labels = [], []
     cct = torch.exp(torch.linspace(math.log(2500.0), math.log(10000.0), lights))
     light = planckian_illuminant(cct.double()).float()  # (lights, 3) unit norm, linear sRGB
-    for photo in photos:
-        linear = srgb_to_linear(crops(photo, g))
-        for k in range(lights):
-            gains = light[k] / light[k].mean()
-            images.append(_max_normalise((linear * gains[None, :, None, None]).clamp(0, None)).clamp(0, 1))
-            labels.append(light[k].expand(linear.shape[0], 3))
-    images_, labels_ = torch.cat(images), torch.cat(labels)
+    images, labels, groups = [], [], []
+    for index, photo in enumerate(photos):
+        for top, left, ch, cw in _crop_boxes(*photo.linear.shape[-2:], g):
+            crop, clipped = (
+                photo.linear[:, top : top + ch, left : left + cw],
+                photo.clipped[top : top + ch, left : left + cw],
+            )
+            for k in range(lights):
+                images.append(capture(crop * light[k][:, None, None], clipped, g))
+                labels.append(light[k])
+                groups.append(index)
+    n = len(images)
     # The identity "camera": linear sRGB is XYZ -> sRGB.
-    return images_, labels_, XYZ_TO_SRGB.float().expand(len(images_), 3, 3)
+    return torch.stack(images), torch.stack(labels), XYZ_TO_SRGB.float().expand(n, 3, 3), torch.tensor(groups)
 
 
 def photos_in_cameras(
-    photos: list[np.ndarray], sensitivities: torch.Tensor, seed: int = 0, lights_per_crop: int = 3
-) -> tuple[torch.Tensor, ...]:
+    photos: list[Photo], sensitivities: Tensor, seed: int = 0, lights_per_crop: int = 3
+) -> tuple[Tensor, ...]:
     """Set 3: photos taken into held-out cameras' raw spaces and lit by light spectra through their sensitivities."""
     g = torch.Generator().manual_seed(seed)
     data = spectral_data()
     matrices = fit_xyz_to_raw(sensitivities).float()  # (C, 3, 3)
-    d65 = daylight_spd(6504.0)
-    white_d65 = camera_response(sensitivities, d65).float()  # (C, 3)
-    images, labels, cameras = [], [], []
-    for photo in photos:
-        linear = srgb_to_linear(crops(photo, g))  # white-balanced: a white surface is sRGB (1, 1, 1) = D65
-        for _ in range(lights_per_crop):
-            cam = int(torch.randint(len(sensitivities), (1,), generator=g))
-            kind = int(torch.randint(3, (1,), generator=g))
-            u = float(torch.rand(1, generator=g))
-            if kind == 0:
-                spd = daylight_spd(1e6 / (1e6 / 12000 + (1e6 / 4000 - 1e6 / 12000) * u))
-            elif kind == 1:
-                spd = planck_spd(1e6 / (1e6 / 7000 + (1e6 / 2500 - 1e6 / 7000) * u))
-            else:
-                spd = data["lights"][int(u * len(data["lights"]))]
-            to_raw = (matrices[cam] @ SRGB_TO_XYZ.float()).float()
-            raw = torch.einsum("ij,bjhw->bihw", to_raw, linear).clamp_min(0)
-            light = camera_response(sensitivities[cam], spd).float()
-            gains = light / white_d65[cam]
-            raw = raw * (gains / gains.mean())[None, :, None, None]
-            images.append(_max_normalise(raw).clamp(0, 1))
-            labels.append(F.normalize(light, dim=0).expand(raw.shape[0], 3))
-            cameras.append(matrices[cam].expand(raw.shape[0], 3, 3))
-    return torch.cat(images), torch.cat(labels), torch.cat(cameras)
+    white_d65 = camera_response(sensitivities, daylight_spd(6504.0)).float()  # (C, 3)
+    images, labels, cameras, groups = [], [], [], []
+    for index, photo in enumerate(photos):
+        for top, left, ch, cw in _crop_boxes(*photo.linear.shape[-2:], g):
+            # White-balanced photo: a white surface is sRGB (1, 1, 1) = D65.
+            crop, clipped = (
+                photo.linear[:, top : top + ch, left : left + cw],
+                photo.clipped[top : top + ch, left : left + cw],
+            )
+            for _ in range(lights_per_crop):
+                cam = int(torch.randint(len(sensitivities), (1,), generator=g))
+                kind = int(torch.randint(3, (1,), generator=g))
+                u = float(torch.rand(1, generator=g))
+                if kind == 0:
+                    spd = daylight_spd(1e6 / (1e6 / 12000 + (1e6 / 4000 - 1e6 / 12000) * u))
+                elif kind == 1:
+                    spd = planck_spd(1e6 / (1e6 / 7000 + (1e6 / 2500 - 1e6 / 7000) * u))
+                else:
+                    spd = data["lights"][int(u * len(data["lights"]))]
+                light = camera_response(sensitivities[cam], spd).float()
+                to_raw = torch.diag(light / white_d65[cam]) @ matrices[cam] @ SRGB_TO_XYZ.float()
+                scene = torch.einsum("ij,jhw->ihw", to_raw, crop).clamp_min(0)
+                images.append(capture(scene, clipped, g))
+                labels.append(F.normalize(light, dim=0))
+                cameras.append(matrices[cam])
+                groups.append(index)
+    return torch.stack(images), torch.stack(labels), torch.stack(cameras), torch.tensor(groups)
 
 
-def lco_synthetic(size: int = 512, seed: int = 0) -> tuple[tuple[torch.Tensor, ...], AWBDataModule]:
-    """Set 1: the synthetic test split of the recipe's datamodule (held-out cameras)."""
+def lco_synthetic(size: int = 512, seed: int = 0) -> tuple[tuple[Tensor, ...], AWBDataModule]:
+    """Set 1: the synthetic test split of the recipe's datamodule (held-out cameras); every scene is its own group."""
     data = AWBDataModule(train_size=1, val_size=1, test_size=size, seed=seed)
     data.setup("test")
     items = data.test_dataset.__getitems__(list(range(size)))
-    return tuple(torch.stack([i[k] for i in items]) for k in ("image", "illuminant", "camera")), data
+    tensors = tuple(torch.stack([i[k] for i in items]) for k in ("image", "illuminant", "camera"))
+    return (*tensors, torch.arange(size)), data
 
 
-def score(
-    estimator, images: torch.Tensor, labels: torch.Tensor, cameras: torch.Tensor | None = None, batch: int = 256
-) -> dict[str, float]:
-    """Recovery-error statistics of ``estimator`` (called as ``estimator(x)`` or ``estimator(x, camera)``)."""
-    with torch.no_grad():
-        estimates = torch.cat(
-            [
-                estimator(images[i : i + batch])
-                if cameras is None
-                else estimator(images[i : i + batch], cameras[i : i + batch])
-                for i in range(0, len(images), batch)
-            ]
-        )
-    errors = recovery_angular_error(estimates.double(), labels.double())
-    stats = error_statistics(errors)
-    return {k: float(stats[k]) for k in STATS}
-
-
-def test_sets(seed: int = 0) -> dict[str, tuple[torch.Tensor, ...]]:
-    """The three proxy sets: ``{name: (images (N, 3, 64, 64), illuminants (N, 3), cameras (N, 3, 3))}``."""
-    photos = load_photos()
+def test_sets(photos: list[Photo], seed: int = 0) -> dict[str, tuple[Tensor, ...]]:
+    """The three proxy sets: ``{name: (images (N, 3, 64, 64), illuminants (N, 3), cameras (N, 3, 3), groups (N,))}``."""
     lco, data = lco_synthetic(seed=seed)
     test_cameras = data.camera_pools["test"].sensitivities
     return {
@@ -177,31 +263,147 @@ def test_sets(seed: int = 0) -> dict[str, tuple[torch.Tensor, ...]]:
     }
 
 
+def errors_of(
+    estimator: Callable[..., Tensor], images: Tensor, labels: Tensor, cameras: Tensor | None = None, batch: int = 256
+) -> Tensor:
+    """Per-image recovery errors of ``estimator`` (called as ``estimator(x)`` or ``estimator(x, camera)``)."""
+    with torch.no_grad():
+        estimates = torch.cat(
+            [
+                estimator(images[i : i + batch])
+                if cameras is None
+                else estimator(images[i : i + batch], cameras[i : i + batch])
+                for i in range(0, len(images), batch)
+            ]
+        )
+    return recovery_angular_error(estimates.double(), labels.double())
+
+
+def _statistics(errors: Tensor) -> dict[str, float]:
+    stats = error_statistics(errors)
+    return {k: float(stats[k]) for k in STATS}
+
+
+def bootstrap(
+    errors: dict[str, Tensor], groups: Tensor, draws: int = 1000, seed: int = 0
+) -> dict[str, dict[str, list[float]]]:
+    """95% percentile intervals of each method's statistics and of its paired difference to max-RGB White Patch.
+
+    Groups (photos, or scenes) are resampled with replacement, every image of a drawn group kept, the same draws for
+    every method. Returns ``{method: {stat: [lo, hi], "d_<stat>": [estimate, lo, hi]}}``.
+    """
+    ids = groups.unique()
+    members = [torch.nonzero(groups == i).flatten() for i in ids]
+    g = torch.Generator().manual_seed(seed)
+    samples: dict[str, dict[str, list[float]]] = {m: {k: [] for k in STATS} for m in errors}
+    for _ in range(draws):
+        pick = torch.cat([members[int(i)] for i in torch.randint(len(ids), (len(ids),), generator=g)])
+        for m, e in errors.items():
+            for k, v in _statistics(e[pick]).items():
+                samples[m][k].append(v)
+    out: dict[str, dict[str, list[float]]] = {}
+    for m in errors:
+        out[m] = {}
+        for k in STATS:
+            values = np.asarray(samples[m][k])
+            out[m][k] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+            if REFERENCE in errors:
+                diff = values - np.asarray(samples[REFERENCE][k])
+                point = _statistics(errors[m])[k] - _statistics(errors[REFERENCE])[k]
+                out[m][f"d_{k}"] = [point, float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]
+    return out
+
+
+def evaluate(
+    methods: dict[str, Callable[..., Tensor]], sets: dict[str, tuple[Tensor, ...]], draws: int = 1000, seed: int = 0
+) -> dict[str, dict[str, dict]]:
+    """``{set: {method: {"mean", "median", "worst25", "ci": {...}}}}``.
+
+    Camera-aware models get a second row, ``<name> + camera``, with the camera given.
+    """
+    results: dict[str, dict[str, dict]] = {}
+    for set_name, (images, labels, cameras, groups) in sets.items():
+        errors = {m: errors_of(est, images, labels) for m, est in methods.items()}
+        for m, est in methods.items():
+            if getattr(est, "camera_head", None) is not None:  # camera-aware: also with the camera given
+                errors[m + " + camera"] = errors_of(est, images, labels, cameras)
+        intervals = bootstrap(errors, groups, draws, seed) if draws > 0 else {}
+        results[set_name] = {m: {**_statistics(e), "ci": intervals.get(m, {})} for m, e in errors.items()}
+    return results
+
+
+def _cell(row: dict, key: str) -> str:
+    ci = row["ci"].get(key)
+    return f"{row[key]:.2f}" if ci is None else f"{row[key]:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _delta(row: dict, key: str) -> str:
+    d = row["ci"].get(f"d_{key}")
+    return "" if d is None else f"{d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}]"
+
+
+def format_results(results: dict[str, dict[str, dict]], sets: dict[str, tuple[Tensor, ...]]) -> str:
+    """One Markdown table per set: mean, median and worst 25% with their intervals, and the paired Δ to max-RGB."""
+    lines = []
+    for set_name, rows in results.items():
+        images, groups = sets[set_name][0], sets[set_name][3]
+        lines += [f"\n{set_name}: {len(images)} images from {len(groups.unique())} groups (95% bootstrap intervals)\n"]
+        lines += [
+            "| method | mean | median | worst 25% | Δmean vs max-RGB | Δmedian vs max-RGB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m, r in rows.items():
+            cells = [_cell(r, k) for k in STATS] + ["" if m == REFERENCE else _delta(r, k) for k in ("mean", "median")]
+            lines.append(f"| {BASELINE_TITLES.get(m, m)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def build_sets(args: argparse.Namespace) -> dict[str, tuple[Tensor, ...]]:
+    """Load the photos and build the three sets (or read them from ``--cache``)."""
+    if args.cache is not None and args.cache.is_file():
+        return torch.load(args.cache, weights_only=True)
+    installed, missing = listed_files(args.photo_list)
+    if missing:
+        warnings.warn(
+            f"{len(missing)} of the photos in {args.photo_list} are not installed (e.g. {missing[0]}); install them "
+            "with the apt-get line at the top of that file for the full benchmark.",
+            stacklevel=1,
+        )
+    files = list(installed)
+    for folder in args.photos:
+        files += folder_files(folder)
+    photos = load_photos(files)
+    print(f"{len(photos)} photos ({len(installed)} of the list, {len(files) - len(installed)} from --photos)")
+    sets = test_sets(photos, args.seed)
+    if args.cache is not None:
+        args.cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(sets, args.cache)
+    return sets
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", action="append", default=[], help="AWBRegressor checkpoint (repeatable)")
     parser.add_argument("--name", action="append", default=[], help="row name per --ckpt")
+    parser.add_argument("--photos", action="append", type=Path, default=[], help="extra folder of real photos")
+    parser.add_argument(
+        "--photo-list", type=Path, default=PHOTO_LIST, help="list of photo files (default: %(default)s)"
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws (0: no intervals)")
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--cache", type=Path, default=None, help="save the built test sets here / load them from here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from moto_vision.tasks import AWBRegressor
 
-    sets = test_sets(args.seed)
-    methods: dict[str, object] = {name: create_baseline(name) for name in BASELINES}
+    sets = build_sets(args)
+    methods: dict[str, Callable[..., Tensor]] = {name: create_baseline(name) for name in BASELINES}
     for k, path in enumerate(args.ckpt):
         name = args.name[k] if k < len(args.name) else Path(path).parent.parent.name + "/" + Path(path).stem
         methods[name] = AWBRegressor.load_from_checkpoint(path, map_location="cpu").eval()
-    results = {m: {s: score(est, *sets[s][:2]) for s in sets} for m, est in methods.items()}
-    for m, est in list(methods.items()):
-        if getattr(est, "camera_head", None) is not None:  # camera-aware: also with the camera given
-            results[m + " + camera"] = {s: score(est, *sets[s]) for s in sets}
-    header = "| method | " + " | ".join(f"{s} {k}" for s in sets for k in ("mean", "med", "W25")) + " |"
-    print("images: " + ", ".join(f"{s} {len(v[0])}" for s, v in sets.items()))
-    print(header)
-    print("|---|" + "---:|" * (3 * len(sets)))
-    for m, row in results.items():
-        print(f"| {m} | " + " | ".join(f"{row[s][k]:.2f}" for s in sets for k in STATS) + " |")
+    results = evaluate(methods, sets, args.bootstrap, args.seed)
+    print(format_results(results, sets))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(results, indent=2) + "\n")

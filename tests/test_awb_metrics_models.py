@@ -20,10 +20,15 @@ from moto_vision.models import (
     apply_white_balance,
     create_baseline,
 )
+from moto_vision.models.awb import CLASSICAL_ESTIMATES, ExposureNormalize, classical_estimates
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True)
+
+
+def _angle(a: torch.Tensor, b: torch.Tensor) -> float:
+    return math.degrees(math.acos(min(1.0, float(_unit(a) @ _unit(b)))))
 
 
 # ------------------------------------------------------------------------------------------------ metric
@@ -118,6 +123,7 @@ def test_angular_loss_value_and_descent() -> None:
     [
         ConfidencePoolingHead(16, hidden=8),
         ConfidencePoolingHead(16, hidden=8, local_colour=False, global_context=False),
+        ConfidencePoolingHead(16, hidden=8, classical_votes=True),
         PoolingMLPHead(16, hidden=8),
     ],
 )
@@ -147,6 +153,40 @@ def test_confidence_head_votes_with_local_colours() -> None:
     assert torch.allclose(head(torch.randn(2, 4, 6, 6), image), expected, atol=1e-4)
     with pytest.raises(ValueError, match="needs the input image"):
         head(torch.randn(2, 4, 6, 6))
+
+
+def test_classical_votes_are_the_reference_baselines_and_can_take_over() -> None:
+    image = torch.rand(3, 3, 32, 32) * 0.9
+    image[2] = 0.0  # nothing usable: every classical estimate is undefined and cannot vote
+    estimates, defined = classical_estimates(image)
+    assert list(CLASSICAL_ESTIMATES) == ["gray_world", "shades_of_gray", "white_patch", "gray_edge", "bright_pixels"]
+    for k, name in enumerate(["gray_world", "shades_of_gray", "white_patch", "gray_edge"]):
+        assert torch.equal(estimates[:2, k], create_baseline(name)(image[:2]))
+    assert defined[:2].all() and not defined[2].any()
+    # Bright pixels: a small bright patch of the light's colour decides, whatever the darker surfaces are.
+    scene = torch.rand(1, 3, 32, 32) * 0.3
+    scene[:, :, 4:8, 4:8] = torch.tensor([0.9, 0.6, 0.3])[:, None, None]
+    bright = classical_estimates(scene)[0][0, -1]
+    assert _angle(bright, torch.nn.functional.normalize(torch.tensor([0.9, 0.6, 0.3]), dim=0)) < 1.0
+    # The votes share one softmax with the local votes; a large logit on max-RGB makes the head return max-RGB.
+    head = ConfidencePoolingHead(4, hidden=4, classical_votes=True)
+    features = torch.randn(2, 4, 8, 8)
+    weights = head.local_estimates(features, image[:2])[1].sum(dim=(1, 2, 3))
+    # Initialised so that each classical vote weighs as much as 64 local ones (about half of a 16 x 16 grid's).
+    assert torch.allclose(weights, torch.full((2,), 64 / (64 + 5 * 64)), atol=1e-5)
+    with torch.no_grad():
+        head.vote_mlp[-1].bias[:5] = torch.tensor([0.0, 0.0, 50.0, 0.0, 0.0])
+    assert torch.allclose(head(features, image[:2]), create_baseline("white_patch")(image[:2]), atol=1e-5)
+
+
+def test_exposure_normalize_relative_to_the_maximum() -> None:
+    x = torch.rand(2, 3, 8, 8)
+    normalize = ExposureNormalize(log=True, reference="max")
+    out = normalize(x * 7.0)
+    assert torch.allclose(out.amax(dim=(1, 2, 3)), torch.full((2,), 0.5 * math.log(1.0 + 1e-2)), atol=1e-5)
+    assert torch.allclose(out, normalize(x), atol=1e-5)  # exposure-invariant
+    with pytest.raises(ValueError, match="reference"):
+        ExposureNormalize(reference="median")
 
 
 def test_apply_white_balance_neutralises_the_light() -> None:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 __all__ = [
     "BASELINES",
     "BASELINE_TITLES",
+    "CLASSICAL_ESTIMATES",
     "AngularLoss",
     "CameraPriorHead",
     "ConfidencePoolingHead",
@@ -42,6 +43,7 @@ __all__ = [
     "WhitePatch",
     "apply_white_balance",
     "channel_reference",
+    "classical_estimates",
     "create_baseline",
     "edge_magnitude",
     "estimation_mask",
@@ -104,7 +106,7 @@ class AngularLoss(nn.Module):
 
 # --------------------------------------------------------------------------------------------- heads
 class ExposureNormalize(nn.Module):
-    """Divide each image by its mean brightness (all channels together), optionally in log space.
+    """Divide each image by its mean (or maximum) brightness, all channels together, optionally in log space.
 
     Exposure carries no information about the illuminant colour, so removing it inside the model makes
     estimates invariant to it. A per-channel mean would be wrong here: the channel imbalance is the signal.
@@ -114,15 +116,24 @@ class ExposureNormalize(nn.Module):
     Args:
         log: feed log intensities instead of linear ones.
         eps: floor inside the log (zeroed, masked pixels map to ``log(eps)``).
+        reference: ``"mean"`` divides by the mean brightness; ``"max"`` by the largest channel value of the image,
+            so that the input says how bright a pixel is *relative to the brightest one* (what White Patch and
+            bright-pixel methods reason about), whatever the rest of the scene.
     """
 
-    def __init__(self, log: bool = False, eps: float = 1e-2) -> None:
+    def __init__(self, log: bool = False, eps: float = 1e-2, reference: Literal["mean", "max"] = "mean") -> None:
         super().__init__()
+        if reference not in ("mean", "max"):
+            raise ValueError(f"ExposureNormalize: reference must be 'mean' or 'max', got {reference!r}.")
         self.log = log
         self.eps = eps
+        self.reference = reference
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x / (x.mean(dim=(1, 2, 3), keepdim=True) + 1e-6)
+        if self.reference == "max":
+            x = x / (x.amax(dim=(1, 2, 3), keepdim=True) + 1e-6)
+        else:
+            x = x / (x.mean(dim=(1, 2, 3), keepdim=True) + 1e-6)
         if self.log:
             return torch.log(x + self.eps) * 0.5
         return x - 1.0
@@ -165,6 +176,11 @@ class ConfidencePoolingHead(nn.Module):
       costs the same at any input size and sees the same vote layout as in training: a model trained on 64 px
       images (16 x 16 votes at stride 4) and deployed at 256 px still votes on 16 x 16 regions, instead of on
       64 x 64 four-times-smaller ones at 16 times the cost.
+    - ``classical_votes=True`` adds the estimates of the classical methods (:func:`classical_estimates`: Gray
+      World, Shades of Gray, max-RGB White Patch, Gray Edge, bright pixels) as extra votes in the same softmax.
+      A small MLP on the pooled features and the candidates' log chromaticities gives each one its confidence and
+      a per-channel gain, so the network can learn *when* a global statistic (the brightest surfaces, the mean
+      edge) is right instead of re-deriving it from 16 x 16 local votes.
 
     Args:
         in_channels: channels of the input feature map.
@@ -173,6 +189,7 @@ class ConfidencePoolingHead(nn.Module):
         local_colour: estimate gains relative to the local image colour (needs the image in ``forward``).
         global_context: give every location the global average of the features too.
         grid: pool the feature map to at most ``grid x grid`` locations before voting (``None``: every location).
+        classical_votes: add the classical estimates as weighted votes (needs the image in ``forward``).
     """
 
     def __init__(
@@ -183,6 +200,7 @@ class ConfidencePoolingHead(nn.Module):
         local_colour: bool = True,
         global_context: bool = True,
         grid: int | None = None,
+        classical_votes: bool = False,
     ) -> None:
         super().__init__()
         if grid is not None and grid < 1:
@@ -201,14 +219,36 @@ class ConfidencePoolingHead(nn.Module):
             # Start from "every location is grey" (gains 1): the untrained head is a Gray World on the feature grid.
             nn.init.zeros_(self.body[-1].weight)
             nn.init.zeros_(self.body[-1].bias)
+        self.classical_votes = classical_votes
+        if classical_votes:
+            k = len(CLASSICAL_ESTIMATES)
+            self.vote_mlp = nn.Sequential(
+                nn.Linear(2 * in_channels + 3 * k, 32), nn.ReLU(inplace=True), nn.Linear(32, 4 * k)
+            )
+            nn.init.zeros_(self.vote_mlp[-1].weight)
+            nn.init.zeros_(self.vote_mlp[-1].bias)
+            # Start with the classical votes holding about half of the confidence against 16 x 16 local votes
+            # (local logits start at 0, so each classical vote weighs as much as 64 local ones).
+            nn.init.constant_(self.vote_mlp[-1].bias[:k], math.log(64.0))
 
     def local_estimates(self, features: Tensor, image: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Per-location unit RGB estimates ``(B, 3, h, w)`` and confidence weights ``(B, 1, h, w)`` summing to 1.
+        """Per-location unit RGB estimates ``(B, 3, h, w)`` and confidence weights ``(B, 1, h, w)``.
+
+        The weights sum to 1 over the locations, or with ``classical_votes`` to the share the local votes hold.
 
         Args:
             features: ``(B, C, h, w)`` feature map.
             image: the linear input image ``(B, 3, H, W)``; required when ``local_colour`` is set.
         """
+        rgb, logits = self._local_votes(features, image)
+        if not self.classical_votes:
+            return rgb, torch.softmax(logits.flatten(2), dim=-1).view_as(logits)
+        _, all_logits = self._classical_votes(features, image, logits.flatten(1))
+        weights = torch.softmax(all_logits, dim=-1)[:, : logits[0].numel()]
+        return rgb, weights.view_as(logits)
+
+    def _local_votes(self, features: Tensor, image: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per-location unit RGB ``(B, 3, h, w)`` and confidence logits ``(B, 1, h, w)``."""
         if self.grid is not None and (features.shape[-2] > self.grid or features.shape[-1] > self.grid):
             size = (min(self.grid, features.shape[-2]), min(self.grid, features.shape[-1]))
             features = _block_mean(features, size)
@@ -226,14 +266,32 @@ class ConfidencePoolingHead(nn.Module):
             logits = logits.masked_fill(brightness <= 1e-6, -1e4)
         else:
             rgb = F.softplus(out[:, :3]) + _EPS
-        rgb = rgb / rgb.norm(dim=1, keepdim=True)
-        weights = torch.softmax(logits.flatten(2), dim=-1).view_as(logits)
-        return rgb, weights
+        return rgb / rgb.norm(dim=1, keepdim=True), logits
+
+    def _classical_votes(self, features: Tensor, image: Tensor | None, local_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """The classical votes: unit RGB ``(B, 3, K)`` and the logits of all votes ``(B, N + K)`` (local first)."""
+        if image is None:
+            raise ValueError("ConfidencePoolingHead(classical_votes=True) needs the input image in forward().")
+        estimates, defined = classical_estimates(image)  # (B, K, 3), (B, K)
+        log_rgb = torch.log(estimates.clamp_min(1e-4))
+        chroma = log_rgb - log_rgb.mean(dim=-1, keepdim=True)
+        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3)), chroma.flatten(1)], dim=1)
+        out = self.vote_mlp(pooled)
+        k = estimates.shape[1]
+        logits = out[:, :k].masked_fill(~defined, -1e4)
+        gains = torch.exp(out[:, k:].reshape(-1, k, 3).clamp(-3.0, 3.0))
+        rgb = F.normalize(estimates * gains, dim=-1).transpose(1, 2)
+        return rgb, torch.cat([local_logits, logits], dim=-1)
 
     def forward(self, features: Tensor, image: Tensor | None = None) -> Tensor:
         """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)`` (and the image, see above)."""
-        rgb, weights = self.local_estimates(features, image)
-        return _unit((rgb * weights).sum(dim=(2, 3)))
+        rgb, logits = self._local_votes(features, image)
+        rgb, logits = rgb.flatten(2), logits.flatten(1)
+        if self.classical_votes:
+            classical, logits = self._classical_votes(features, image, logits)
+            rgb = torch.cat([rgb, classical], dim=-1)
+        weights = torch.softmax(logits, dim=-1)
+        return _unit((rgb * weights[:, None]).sum(dim=-1))
 
 
 class PoolingMLPHead(nn.Module):
@@ -476,6 +534,42 @@ def general_colour_constancy(
         white = (f / scale.masked_fill(scale == 0, 1.0)).pow(p).sum(dim=(2, 3)).pow(1.0 / p)
     norm = white.norm(dim=1, keepdim=True)
     return torch.where(norm > 0, white / norm.masked_fill(norm == 0, 1.0), math.nan).to(dtype)
+
+
+#: The classical estimates :class:`ConfidencePoolingHead` can weigh as votes: ``(order, p, sigma)`` of
+#: :func:`general_colour_constancy`, and ``"bright"`` for the bright-pixel mean of :func:`classical_estimates`.
+CLASSICAL_ESTIMATES: dict[str, tuple[int, float, float] | str] = {
+    "gray_world": (0, 1.0, 0.0),
+    "shades_of_gray": (0, 6.0, 0.0),
+    "white_patch": (0, math.inf, 0.0),
+    "gray_edge": (1, 6.0, 1.0),
+    "bright_pixels": "bright",
+}
+
+
+def classical_estimates(x: Tensor, bright_power: float = 16.0) -> tuple[Tensor, Tensor]:
+    """The :data:`CLASSICAL_ESTIMATES` of linear images ``(B, 3, H, W)``: unit ``(B, K, 3)`` and defined ``(B, K)``.
+
+    The statistics are the reference baselines' (:func:`general_colour_constancy`, its masks included: saturated
+    pixels at 1 and their neighbours do not count). ``bright_pixels`` is the mean of the usable pixels weighted by
+    ``(brightness / brightest)^bright_power``, a soft "mean of the brightest few percent" (bright-pixel methods,
+    e.g. Joze et al. 2012) that a sort-free graph can compute. Undefined estimates (no usable pixel) are grey and
+    flagged ``False``.
+    """
+    rows = []
+    for spec in CLASSICAL_ESTIMATES.values():
+        if spec == "bright":
+            valid = estimation_mask(x).to(x.dtype)
+            brightness = x.sum(dim=1, keepdim=True) * valid
+            weight = (brightness / brightness.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)).pow(bright_power)
+            rows.append(F.normalize((x * weight).sum(dim=(2, 3)), dim=-1))
+        else:
+            order, p, sigma = spec
+            rows.append(general_colour_constancy(x, order, p, sigma))
+    estimates = torch.stack(rows, dim=1)
+    defined = ~estimates.isnan().any(dim=-1) & (estimates.norm(dim=-1) > 0.5)
+    grey = torch.full_like(estimates, 1.0 / math.sqrt(3.0))
+    return torch.where(defined[..., None], estimates.nan_to_num(0.0), grey), defined
 
 
 class _StatisticsBaseline(nn.Module):

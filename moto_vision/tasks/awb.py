@@ -63,6 +63,10 @@ class AWBRegressor(BaseTask):
         global_context: confidence head only: every location also sees the image-wide mean of the features.
         vote_grid: confidence head only: pool the features to at most this many votes per side, so the head costs
             the same and votes on the same regions at any input size (``None``: one vote per feature location).
+        classical_votes: confidence head only: the classical estimates (Gray World, Shades of Gray, max-RGB, Gray
+            Edge, bright pixels) join the local votes, each with a learned confidence and gain.
+        input_reference: the backbone sees the image relative to its mean brightness (``"mean"``) or to its
+            brightest value (``"max"``, what bright-pixel reasoning needs).
         gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
             the estimate back (:func:`~moto_vision.models.awb.channel_reference`): the estimate is then exactly
             equivariant to per-channel gains, so a camera whose raw space differs by channel scales (most of what
@@ -102,6 +106,8 @@ class AWBRegressor(BaseTask):
         local_colour: bool = True,
         global_context: bool = True,
         vote_grid: int | None = None,
+        classical_votes: bool = False,
+        input_reference: Literal["mean", "max"] = "mean",
         gain_equivariant: bool = False,
         camera_input: bool = False,
         camera_dropout: float = 0.3,
@@ -131,7 +137,7 @@ class AWBRegressor(BaseTask):
         self.backbone = drop_unused_stages(
             create_backbone(hp.backbone, pretrained=hp.pretrained, out_indices=out_indices)
         )
-        self.normalize = ExposureNormalize(log=hp.log_input)
+        self.normalize = ExposureNormalize(log=hp.log_input, reference=hp.get("input_reference", "mean"))
         channels = self.backbone.channels[-1]
         if hp.head == "confidence":
             self.head = ConfidencePoolingHead(
@@ -141,6 +147,7 @@ class AWBRegressor(BaseTask):
                 local_colour=hp.local_colour,
                 global_context=hp.global_context,
                 grid=hp.get("vote_grid"),
+                classical_votes=hp.get("classical_votes", False),
             )
         else:
             self.head = PoolingMLPHead(channels, hidden=hp.head_channels, dropout=hp.dropout)

@@ -100,6 +100,19 @@ class MondrianConfig:
         shot_range: range of the shot-noise factor (``isp.random_noise_levels``).
         keep_clipped_share: probability that clipped pixels stay at 1 (else zeroed and marked invalid).
         masked_share: probability of a zeroed rectangle (a masked chart).
+        supersample: render at this many times the size and area-average down (edges and small highlights mix as
+            in a thumbnail of a large frame; clipping happens before the averaging, noise after).
+        chroma_power: surface chroma is ``0.05 + 0.55 u^chroma_power`` (``u`` uniform): above 1, low chroma is
+            more common, as in natural reflectances.
+        bounded_chroma: bright surfaces cannot be very colourful (a reflectance is at most 1): the chroma of a
+            surface of mean reflectance ``m > 0.5`` is scaled by ``2 (1 - m)``.
+        bright_neutral_share: probability that a near-neutral surface is a bright white (mean reflectance 0.6-0.9:
+            paper, paint, clouds), often the brightest thing in the scene.
+        shadow_share: probability that part of the scene is in shadow: the main light is blocked there and a
+            second light (skylight, 60%, or another spectrum) lights it at ``shadow_level`` of the main light.
+        shadow_level: (min, max) brightness of the shadow light relative to the main light.
+        illumination_range: maximum log-amplitude of a smooth random illumination field (light fall-off,
+            shading of curved surfaces), for a real scene's dynamic range; 0 for none.
     """
 
     def __init__(
@@ -124,6 +137,13 @@ class MondrianConfig:
         shot_range: tuple[float, float] = (1e-4, 6e-3),
         keep_clipped_share: float = 0.5,
         masked_share: float = 0.3,
+        supersample: int = 1,
+        chroma_power: float = 1.0,
+        bounded_chroma: bool = False,
+        bright_neutral_share: float = 0.0,
+        shadow_share: float = 0.0,
+        shadow_level: tuple[float, float] = (0.15, 0.5),
+        illumination_range: float = 0.0,
     ) -> None:
         self.surfaces = surfaces
         self.neutral_share = neutral_share
@@ -145,6 +165,15 @@ class MondrianConfig:
         self.shot_range = shot_range
         self.keep_clipped_share = keep_clipped_share
         self.masked_share = masked_share
+        if supersample < 1:
+            raise ValueError(f"MondrianConfig: supersample must be >= 1, got {supersample}.")
+        self.supersample = int(supersample)
+        self.chroma_power = chroma_power
+        self.bounded_chroma = bounded_chroma
+        self.bright_neutral_share = bright_neutral_share
+        self.shadow_share = shadow_share
+        self.shadow_level = shadow_level
+        self.illumination_range = illumination_range
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float, *shape: int) -> Tensor:
@@ -232,8 +261,13 @@ def _scene_parameters(
     max_surfaces: int,
     cameras: CameraPool,
     variation: CameraVariation,
+    out_size: int | None = None,
 ) -> dict[str, Tensor]:
-    """Sample everything random about one scene (CPU, per-scene generator)."""
+    """Sample everything random about one scene (CPU, per-scene generator).
+
+    The scene is rendered at ``size`` and output at ``out_size`` (default ``size``; the noise is drawn there).
+    """
+    out_size = out_size or size
     k = int(torch.randint(config.surfaces[0], config.surfaces[1] + 1, (1,), generator=g))
     n = max_surfaces + 1  # slot 0 is the background; unused slots get empty rectangles
     theme = _chroma_direction(g, 1)[0]
@@ -241,13 +275,18 @@ def _scene_parameters(
     leans = torch.rand(n, generator=g) < config.theme_share
     direction = torch.where(leans[:, None], F.normalize(direction + 1.5 * theme, dim=-1), direction)
     direction[0] = theme
-    chroma = _uniform(g, 0.05, 0.6, n)
+    chroma = 0.05 + 0.55 * torch.rand(n, generator=g) ** config.chroma_power
     chroma[0] = _uniform(g, *config.theme_strength, 1)[0]
     neutral = torch.rand(n, generator=g) < config.neutral_share
     neutral[0] = False
     chroma = torch.where(neutral, _uniform(g, 0.0, 0.03, n), chroma)
     lightness = torch.exp(_uniform(g, math.log(0.06), math.log(0.8), n))
     lightness = torch.where(neutral, _uniform(g, *config.neutral_lightness, n), lightness)
+    if config.bright_neutral_share > 0:
+        bright = neutral & (torch.rand(n, generator=g) < config.bright_neutral_share)
+        lightness = torch.where(bright, _uniform(g, 0.6, 0.9, n), lightness)
+    if config.bounded_chroma:  # a bright surface reflects most of every wavelength: it cannot be very colourful
+        chroma = chroma * (2.0 * (1.0 - lightness)).clamp(0.0, 1.0)
     rgb = _reflectance_rgb(lightness, chroma, direction)
     leans[0] = False
     reflectance = _surface_spectra(g, n, rgb, neutral, leans & ~neutral, config)
@@ -289,6 +328,20 @@ def _scene_parameters(
     offset = float(_uniform(g, 0.1, 0.4, 1)[0])
     proj = math.cos(angle2) * xs + math.sin(angle2) * ys
     weight2 = torch.sigmoid((proj - offset) / 0.05) * float(_uniform(g, 0.3, 0.8, 1)[0]) if two_lights else None
+    # Shadow: the main light is blocked over soft blobs, lit there by a dimmer second light (skylight outdoors).
+    intensity = torch.ones(size, size)
+    direct = torch.ones(size, size)
+    if config.shadow_share > 0 and float(torch.rand(1, generator=g)) < config.shadow_share:
+        shadow = torch.sigmoid((_smooth_field(g, size, 4) - float(_uniform(g, -0.3, 0.8, 1)[0])) / 0.1)
+        level = float(_uniform(g, *config.shadow_level, 1)[0])
+        if float(torch.rand(1, generator=g)) < 0.6:  # blue skylight, 9000-25000 K
+            sky = 1e6 / float(_uniform(g, 1e6 / 25000.0, 1e6 / 9000.0, 1)[0])
+            spd = torch.stack([spd[0], daylight_spd(sky) / daylight_spd(sky).max()])
+        weight2, direct = shadow, 1.0 - shadow
+        intensity = direct + shadow * level
+    if config.illumination_range > 0:
+        amplitude = float(_uniform(g, 0.0, config.illumination_range, 1)[0])
+        intensity = intensity * torch.exp(amplitude * _smooth_field(g, size, 3))
 
     sensitivity, _ = cameras.sample(1, g, **variation.as_kwargs())
     shot, read = random_noise_levels(1, shot_range=config.shot_range, generator=g)
@@ -310,7 +363,9 @@ def _scene_parameters(
         "exposure": _uniform(g, *config.exposure_range, 1),
         "shot": shot,
         "read": read,
-        "noise": torch.randn(3, size, size, generator=g),
+        "noise": torch.randn(3, out_size, out_size, generator=g),
+        "intensity": intensity,
+        "direct": direct,
         "keep_clipped": torch.rand(1, generator=g) < config.keep_clipped_share,
         "mask": mask,
     }
@@ -341,7 +396,8 @@ def render_mondrians(
     cameras = cameras or CameraPool.default()
     variation = variation or CameraVariation()
     max_surfaces = config.surfaces[1]
-    scenes = [_scene_parameters(g, size, config, max_surfaces, cameras, variation) for g in generators]
+    out_size, size = size, size * config.supersample
+    scenes = [_scene_parameters(g, size, config, max_surfaces, cameras, variation, out_size) for g in generators]
     batch = {key: torch.stack([s[key] for s in scenes]) for key in scenes[0]}
     b = len(scenes)
 
@@ -375,17 +431,30 @@ def render_mondrians(
     light_map = (1 - weight2) * lights[:, 0, :, None, None] + weight2 * lights[:, 1, :, None, None]
     norm = light_map.norm(dim=1, keepdim=True)
     diffuse = albedo_light / norm * factor[:, None] * (1.0 + batch["jitter"]) * batch["shading"][:, None]
+    diffuse = diffuse * batch["intensity"][:, None]
     light_map = light_map / norm
 
     level = torch.quantile(diffuse.amax(dim=1).flatten(1), 0.98, dim=1).clamp_min(1e-6)
     scale = (batch["exposure"][:, 0] / level)[:, None, None, None]
-    # Glints reflect the light itself (interface reflection), on top of the diffuse level of the scene.
-    raw = scale * (diffuse + batch["specular"][:, None] * light_map * level[:, None, None, None])
+    # Glints reflect the light itself (interface reflection), on top of the diffuse level of the scene; there is no
+    # glint of the main light in its shadow.
+    glints = batch["specular"][:, None] * batch["direct"][:, None] * light_map * level[:, None, None, None]
+    raw = scale * (diffuse + glints)
     variance = batch["read"].view(b, 1, 1, 1) + batch["shot"].view(b, 1, 1, 1) * raw.clamp_min(0)
-    raw = raw + variance.sqrt() * batch["noise"]
+    if config.supersample == 1:
+        raw = raw + variance.sqrt() * batch["noise"]
     clipped = (raw >= 1.0).any(dim=1)
     valid = batch["mask"] & (batch["keep_clipped"].view(b, 1, 1) | ~clipped)
     image = raw.clamp(0.0, 1.0) * valid[:, None]
+    if config.supersample > 1:
+        # Area-average the valid sub-pixels (clipping happened per sub-pixel, as on the sensor); the noise of the
+        # small image is the sensor's at its own pixel size.
+        k = config.supersample
+        share = F.avg_pool2d(valid[:, None].float(), k)
+        image = F.avg_pool2d(image, k) / share.clamp_min(1e-6)
+        valid = share[:, 0] >= 0.5
+        variance = batch["read"].view(b, 1, 1, 1) + batch["shot"].view(b, 1, 1, 1) * image
+        image = (image + variance.sqrt() * batch["noise"]).clamp(0.0, 1.0) * valid[:, None]
     return {
         "image": image,
         "illuminant": lights[:, 0],
