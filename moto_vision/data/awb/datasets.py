@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from moto_vision.data.awb.formats import read_raw_record
+from moto_vision.data.images import read_image
 from moto_vision.data.records import SampleRecord
 
 __all__ = ["PhotoAWBDataset", "RawAWBDataset", "resize_with_mask"]
@@ -104,20 +105,21 @@ class RawAWBDataset(Dataset):
 
 
 def _read_photo(path: Any, size: int) -> Tensor:
-    """Decode an sRGB photo, resize its short side to ``size`` and centre-crop to a square (float ``(3, S, S)``)."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode an sRGB photo, resize its short side to ``size`` and centre-crop to a square (float ``(3, S, S)``).
 
-    try:
-        with Image.open(path) as handle:
-            photo = handle.convert("RGB")
-            scale = size / min(photo.size)
-            width, height = max(size, round(photo.width * scale)), max(size, round(photo.height * scale))
-            photo = photo.resize((width, height), Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"{path}: cannot read this image ({error}).") from error
-    left, top = (width - size) // 2, (height - size) // 2
-    array = torch.frombuffer(bytearray(photo.crop((left, top, left + size, top + size)).tobytes()), dtype=torch.uint8)
-    return array.view(size, size, 3).permute(2, 0, 1).float() / 255.0
+    Decoding is :func:`moto_vision.data.images.read_image` (every Pillow mode, 16-bit, alpha, EXIF orientation,
+    HEIC); JPEGs are decoded at the smallest scale that keeps ``size`` pixels.
+    """
+    photo = read_image(path, reduce_to=size)
+    height, width = photo.shape[-2:]
+    scale = size / min(height, width)
+    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+    if (new_h, new_w) != (height, width):
+        # Area-like (antialiased) when shrinking, bicubic when enlarging, as the photos' earlier PIL resize.
+        mode = "bilinear" if scale < 1 else "bicubic"
+        photo = F.interpolate(photo[None], size=(new_h, new_w), mode=mode, antialias=scale < 1, align_corners=False)[0]
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return photo[:, top : top + size, left : left + size].clamp(0.0, 1.0).contiguous()
 
 
 class PhotoAWBDataset(Dataset):

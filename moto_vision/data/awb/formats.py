@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from moto_vision.data.images import IMAGE_SUFFIXES
 from moto_vision.data.records import SampleRecord, register_format
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
     "read_raw_record",
 ]
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+PHOTO_SUFFIXES = IMAGE_SUFFIXES
 
 #: Gehler-Shi (Shi & Funt re-processing of Gehler et al. 2008): 12-bit PNGs.
 GEHLER_SATURATION = 3692
@@ -374,7 +375,7 @@ def index_simple_cube_pp(root: Path, **options: Any) -> list[SampleRecord]:
 # --------------------------------------------------------------------------------------------- photos
 @register_format("awb", "photos")
 def index_photos(root: Path, **options: Any) -> list[SampleRecord]:
-    """Index a folder (recursively) of ordinary white-balanced sRGB photos (JPEG, PNG, WebP, BMP, TIFF).
+    """Index a folder (recursively) of ordinary white-balanced sRGB photos (JPEG, HEIC, PNG, WebP, BMP, TIFF).
 
     They carry no illuminant: :class:`~moto_vision.data.awb.datasets.PhotoAWBDataset` unprocesses each into
     linear camera raw under a sampled light (Brooks et al. 2019), which becomes its ground truth.

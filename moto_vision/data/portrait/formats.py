@@ -33,6 +33,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from moto_vision.data import images
+from moto_vision.data.errors import DataError
 from moto_vision.data.records import SampleRecord, register_format
 
 __all__ = [
@@ -50,7 +52,7 @@ __all__ = [
     "read_mask",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = images.IMAGE_SUFFIXES
 
 #: CelebAMask-HQ's 19 classes: background, then the part files in the official ``g_mask.py`` order.
 CELEBAMASK_HQ_CLASSES: tuple[str, ...] = (
@@ -96,28 +98,22 @@ FORMAT_CLASSES: dict[str, tuple[str, ...]] = {"celebamask_hq": CELEBAMASK_HQ_CLA
 MaskKind = Literal["auto", "alpha", "ids", "parts"]
 
 
-class PortraitDataError(ValueError):
+class PortraitDataError(DataError):
     """A dataset file is missing, unreadable or inconsistent (the message names the file)."""
 
 
 # ------------------------------------------------------------------------------------------- decoding
 def read_image(path: str | Path) -> torch.Tensor:
-    """Read an image as ``(3, H, W)`` float RGB in ``[0, 1]``, with its EXIF orientation applied."""
-    from PIL import Image, ImageOps
+    """Read an image as ``(3, H, W)`` float RGB in ``[0, 1]``, upright (:func:`moto_vision.data.images.read_image`).
 
-    path = Path(path)
+    Raises:
+        PortraitDataError: the file is missing, not an image, or its pixel data does not decode.
+    """
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise PortraitDataError(f"{path}: image file not found.") from None
-    except Exception as error:
-        raise PortraitDataError(
-            f"{path}: cannot read image ({type(error).__name__}: {error}). Re-export the file or remove it "
-            "from the dataset (or from the split manifest)."
-        ) from error
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
+        return images.read_image(path)
+    except images.ImageReadError as error:
+        hint = "Re-export the file or remove it from the dataset (or from the split manifest)."
+        raise PortraitDataError(f"{error}. {hint}") from None
 
 
 def _read_label_png(path: Path) -> tuple[np.ndarray, bool]:
@@ -228,8 +224,8 @@ def _combine_parts(record: SampleRecord) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- indexers
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """Image files under ``folder`` (recursively, hidden files skipped), sorted."""
+    return images.list_image_files(folder)
 
 
 def _stem_key(path: Path, root: Path) -> str:

@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from moto_vision.data import images
+from moto_vision.data.errors import DataError
 from moto_vision.data.records import SampleRecord, register_format
 
 __all__ = [
@@ -54,24 +56,20 @@ __all__ = [
     "load_image",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = images.IMAGE_SUFFIXES
 _SPLIT_FOLDERS = ("train", "val", "test")
 _PATH_COLUMNS = ("path", "image", "file", "filename")
 _LABEL_COLUMNS = ("labels", "label", "scenes", "scene", "tags")
 _LABEL_SEPARATORS = (";", "|")
 
 
-class SceneDataError(ValueError):
+class SceneDataError(DataError):
     """Bad scene data: the message names the file (and line) and what to fix."""
 
 
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively, hidden files skipped), sorted."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-    )
+    return images.list_image_files(folder)
 
 
 def _require_dir(root: Path, fmt: str) -> Path:
@@ -373,26 +371,22 @@ class SceneImages(Dataset):
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
-    """Read an image as ``(3, size, size)`` float sRGB in ``[0, 1]`` (shorter side resized, centre crop).
+    """Read an image as ``(3, size, size)`` float sRGB in ``[0, 1]``, upright (shorter side resized, centre crop).
+
+    Decoding is :func:`moto_vision.data.images.decode_image` (every Pillow mode, 16-bit, alpha, EXIF orientation,
+    HEIC); JPEGs are decoded at the smallest scale that keeps ``size`` pixels.
 
     Raises:
         SceneDataError: the file is missing, truncated or not an image.
     """
-    from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.load()
-    except FileNotFoundError:
-        raise SceneDataError(f"Image {path} does not exist (it was listed when the dataset was indexed).") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        tensor = images.read_image(path, reduce_to=size)
+    except images.ImageReadError as error:
         raise SceneDataError(
-            f"Cannot read image {path}: {error}. Replace or remove the file (`moto-vision data check` lists every "
+            f"Cannot read image {error}. Replace or remove the file (`moto-vision data check` lists every "
             "unreadable file of a dataset)."
         ) from None
-    tensor = TF.pil_to_tensor(image)
     tensor = TF.resize(tensor, size, antialias=True)
-    tensor = TF.center_crop(tensor, [size, size])
-    return tensor.float() / 255.0
+    return TF.center_crop(tensor, [size, size]).clamp_(0.0, 1.0)
