@@ -1,8 +1,15 @@
-"""Lightning callbacks: visual logging, prediction writers (scene CSVs, segmentation PNGs), CPU thread pinning."""
+"""Lightning callbacks: visual logging, prediction writers, CPU thread pinning, step checkpoints."""
 
+from moto_vision.callbacks.checkpoint import StepCheckpoint
 from moto_vision.callbacks.scene import ScenePredictionWriter
 from moto_vision.callbacks.segmentation import SegmentationPredictionWriter
 from moto_vision.callbacks.threads import CPUThreads
 from moto_vision.callbacks.visual import PredictionGridLogger
 
-__all__ = ["CPUThreads", "PredictionGridLogger", "ScenePredictionWriter", "SegmentationPredictionWriter"]
+__all__ = [
+    "CPUThreads",
+    "PredictionGridLogger",
+    "ScenePredictionWriter",
+    "SegmentationPredictionWriter",
+    "StepCheckpoint",
+]

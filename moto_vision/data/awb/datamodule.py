@@ -24,12 +24,18 @@ from torch import Tensor, nn
 from moto_vision.data.awb.datasets import PhotoAWBDataset, RawAWBDataset
 from moto_vision.data.awb.synthetic import SyntheticAWBDataset
 from moto_vision.data.base import BaseDataModule
+from moto_vision.data.errors import DataOptionError
+from moto_vision.data.options import refuse_ignored_options, require_format_for_root
 from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
+from moto_vision.data.validation import check_records
 
 __all__ = ["AWB_FORMATS", "AWBDataModule"]
 
 #: Formats that ship with moto-vision; more register with ``@register_format("awb", name)``.
 AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp")
+#: Built-in formats with cross-validation folds, and those whose test split is their own.
+_FOLD_FORMATS = ("gehler_shi", "nus8", "cube_plus")
+_OFFICIAL_SPLIT_FORMATS = (*_FOLD_FORMATS, "simple_cube_pp")
 Batch = dict[str, Any]
 
 
@@ -97,14 +103,18 @@ class AWBDataModule(BaseDataModule):
             than a fixed choice for that reason).
         image_size: height and width of the images the model sees.
         fold: cross-validation test fold (0-based) of ``gehler_shi`` / ``nus8`` / ``cube_plus``; the other folds
-            train. ``None`` trains on every image (test = validation split).
-        num_folds: folds of ``nus8`` / ``cube_plus`` (Gehler-Shi uses its standard 3-fold file).
-        val_fraction: share of the training images held out for validation (checkpoint selection).
-        test_fraction: share of images held out for testing where the format has no split (``photos``).
+            train. ``None`` trains on every image (test = validation split). Refused, when not 0, by the built-in
+            formats without folds.
+        num_folds: folds of ``nus8`` / ``cube_plus`` (Gehler-Shi uses its standard 3-fold file); refused, when not 3,
+            by the other built-in formats.
+        val_fraction: files only: share of the training images held out for validation (checkpoint selection;
+            default 0.1).
+        test_fraction: files only: share of images held out for testing where the format has neither an official
+            split nor folds (``photos``, your own formats; default 0.2).
         splits: a split-manifest folder (``train.txt`` / ``val.txt`` / ``test.txt``) overriding folds and fractions.
-        train_size: synthetic training scenes.
-        val_size: synthetic validation scenes.
-        test_size: synthetic test scenes.
+        train_size: ``synthetic`` only: training scenes (default 4096).
+        val_size: ``synthetic`` only: validation scenes (default 512).
+        test_size: ``synthetic`` only: test scenes (default 512).
         augmentation: ISP preset applied to training batches (``none``, ``light``, ``default``, ``heavy``).
         relight: probability of swapping an image's light with another image's of the batch.
         spatial: random flips and resized crops of training batches.
@@ -121,12 +131,12 @@ class AWBDataModule(BaseDataModule):
         image_size: int = 64,
         fold: int | None = 0,
         num_folds: int = 3,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
+        val_fraction: float | None = None,
+        test_fraction: float | None = None,
         splits: str | None = None,
-        train_size: int = 4096,
-        val_size: int = 512,
-        test_size: int = 512,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
         augmentation: Literal["none", "light", "default", "heavy"] = "light",
         relight: float = 0.5,
         spatial: bool = True,
@@ -137,14 +147,38 @@ class AWBDataModule(BaseDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         if format != "synthetic" and format not in format_names("awb"):
-            raise ValueError(
+            raise DataOptionError(
                 f"AWBDataModule: unknown format {format!r}; choose synthetic or one of {format_names('awb')} "
                 "(or register your own with @register_format('awb', name) before building the datamodule)."
             )
+        files, synthetic = format != "synthetic", format == "synthetic"
+        # A split manifest replaces folds and fractions. fold and num_folds keep their defaults (None already means
+        # "every image"): a value other than the default is refused by the built-in formats without folds.
+        split_by_us, builtin = files and splits is None, format in AWB_FORMATS
+        refuse_ignored_options(
+            type(self).__name__,
+            format if splits is None else f"{format} with --data.splits",
+            {
+                "splits": (splits, files),
+                "val_fraction": (val_fraction, split_by_us),
+                "test_fraction": (test_fraction, split_by_us and format not in _OFFICIAL_SPLIT_FORMATS),
+                "fold": (None if fold == 0 else str(fold), split_by_us and (format in _FOLD_FORMATS or not builtin)),
+                "num_folds": (
+                    None if num_folds == 3 else num_folds,
+                    split_by_us and (format in ("nus8", "cube_plus") or not builtin),
+                ),
+                "train_size": (train_size, synthetic),
+                "val_size": (val_size, synthetic),
+                "test_size": (test_size, synthetic),
+            },
+        )
+        require_format_for_root(type(self).__name__, "awb", root, format)
         if format != "synthetic" and root is None:
-            raise ValueError(f"AWBDataModule: format {format!r} reads files; pass --data.root /path/to/dataset.")
+            raise DataOptionError(f"AWBDataModule: format {format!r} reads files; pass --data.root /path/to/dataset.")
         if fold is not None and not 0 <= fold < num_folds:
-            raise ValueError(f"AWBDataModule: fold {fold} is outside 0..{num_folds - 1}.")
+            raise DataOptionError(f"AWBDataModule: fold {fold} is outside 0..{num_folds - 1}.")
+        val_fraction = 0.1 if val_fraction is None else val_fraction
+        test_fraction = 0.2 if test_fraction is None else test_fraction
         self.root = None if root is None else Path(root).expanduser()
         self.format = format
         self.image_size = image_size
@@ -153,7 +187,11 @@ class AWBDataModule(BaseDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.splits = splits
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.sizes = {
+            "train": 4096 if train_size is None else train_size,
+            "val": 512 if val_size is None else val_size,
+            "test": 512 if test_size is None else test_size,
+        }
         self.augmentation = augmentation
         self.relight = relight
         self.spatial = spatial
@@ -235,7 +273,17 @@ class AWBDataModule(BaseDataModule):
                 dataset = SyntheticAWBDataset(self.sizes[split], self.image_size, seed=self.seed * 10 + offset)
                 setattr(self, f"{split}_dataset", dataset)
             return
-        self.records = self.split_records(self.index())
+        records = self.index()
+        # Every ground truth and image header before the first step, all problems in one message.
+        check_records(
+            records,
+            task="awb",
+            fmt=self.format,
+            root=self.root,
+            owner=type(self).__name__,
+            needs_target=self.format != "photos",
+        )
+        self.records = self.split_records(records)
         for offset, split in enumerate(("train", "val", "test")):
             records = self.records[split]
             if split == "test" and records is self.records["val"]:

@@ -18,7 +18,6 @@ the same thing. Facts and layouts per format are documented in ``docs/awb.md``.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from moto_vision.data.errors import DataError, DataFileNotFoundError
 from moto_vision.data.images import IMAGE_SUFFIXES
 from moto_vision.data.records import SampleRecord, register_format
 
@@ -71,30 +71,31 @@ def load_mat(path: Path) -> dict[str, Any]:
     try:
         return scipy.io.loadmat(str(path), simplify_cells=True)
     except NotImplementedError as error:
-        raise ValueError(
+        raise DataError(
             f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported; re-save it in MATLAB with "
             "save(..., '-v7') or convert it with h5py."
         ) from error
     except Exception as error:  # scipy raises several types for corrupt files
-        raise ValueError(f"{path}: cannot read this .mat file ({error}).") from error
+        raise DataError(f"{path}: cannot read this .mat file ({error}).") from error
 
 
 def _mat_key(mat: dict[str, Any], key: str, path: Path) -> Any:
     if key not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"{path}: variable {key!r} not found (the file holds {found}).")
+        raise DataError(f"{path}: variable {key!r} not found (the file holds {found}).")
     return mat[key]
 
 
 def _check_illuminant(values: Sequence[float], where: str) -> tuple[float, float, float]:
-    """Validate one ground-truth illuminant: three finite, positive numbers."""
+    """One ground-truth illuminant as three numbers, kept as found.
+
+    A NaN, infinite or non-positive value is a problem of that one sample: it stays in the record, so that
+    ``data check`` lists every such row in one run and training refuses them all in one message
+    (:func:`moto_vision.data.validation.record_problems`). Only a row that is not three numbers raises.
+    """
     rgb = tuple(float(v) for v in values)
     if len(rgb) != 3:
-        raise ValueError(f"{where}: ground-truth illuminant must have 3 values (R, G, B), got {len(rgb)}.")
-    if not all(math.isfinite(v) for v in rgb):
-        raise ValueError(f"{where}: ground-truth illuminant {rgb} is not finite (NaN or inf); fix or drop this row.")
-    if min(rgb) <= 0:
-        raise ValueError(f"{where}: ground-truth illuminant {rgb} has a non-positive channel; fix or drop this row.")
+        raise DataError(f"{where}: ground-truth illuminant must have 3 values (R, G, B), got {len(rgb)}.")
     return rgb  # type: ignore[return-value]
 
 
@@ -103,7 +104,7 @@ def _find_file(root: Path, names: Sequence[str], what: str) -> Path:
         for candidate in (root / name, *root.glob(f"*/{name}")):
             if candidate.is_file():
                 return candidate
-    raise FileNotFoundError(f"{root}: no {what} found (looked for {', '.join(names)} in it and its sub-folders).")
+    raise DataFileNotFoundError(f"{root}: no {what} found (looked for {', '.join(names)} in it and its sub-folders).")
 
 
 def _images_in(folder: Path, suffixes: Sequence[str] = (".png",)) -> list[Path]:
@@ -113,7 +114,7 @@ def _images_in(folder: Path, suffixes: Sequence[str] = (".png",)) -> list[Path]:
 def _require_root(root: Path, name: str) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"{name} dataset root {root} does not exist or is not a folder.")
+        raise DataFileNotFoundError(f"{name} dataset root {root} does not exist or is not a folder.")
     return root
 
 
@@ -130,11 +131,11 @@ def _read_macbeth(path: Path) -> list[tuple[float, float]]:
         width, height = float(lines[0][0]), float(lines[0][1])
         corners = [(float(x) / width, float(y) / height) for x, y in (line[:2] for line in lines[1:5])]
     except (IndexError, ValueError, ZeroDivisionError) as error:
-        raise ValueError(
+        raise DataError(
             f"{path}: not a colour-checker coordinates file (expected 'width height' then 4 'x y' corner lines)."
         ) from error
     if len(corners) != 4:
-        raise ValueError(f"{path}: expected 4 corner lines after the size line, found {len(corners)}.")
+        raise DataError(f"{path}: expected 4 corner lines after the size line, found {len(corners)}.")
     return [corners[0], corners[1], corners[3], corners[2]]
 
 
@@ -147,7 +148,7 @@ def _gehler_folds(root: Path, count: int) -> list[int | None]:
             for fold, indices in enumerate(splits):
                 for index in torch.as_tensor(indices).flatten().tolist():
                     if not 1 <= int(index) <= count:
-                        raise ValueError(f"{path}: te_split index {int(index)} is outside 1..{count}.")
+                        raise DataError(f"{path}: te_split index {int(index)} is outside 1..{count}.")
                     folds[int(index) - 1] = fold
             return folds
     return [None] * count
@@ -171,11 +172,11 @@ def index_gehler_shi(root: Path, **options: Any) -> list[SampleRecord]:
     folder = next((root / d for d in ("images", "png", "PNG") if (root / d).is_dir()), root)
     images = _images_in(folder)
     if not images:
-        raise FileNotFoundError(f"Gehler-Shi: no PNG images in {folder}.")
+        raise DataFileNotFoundError(f"Gehler-Shi: no PNG images in {folder}.")
     gt_path = _find_file(root, GEHLER_GT_FILES, "ground-truth .mat file (variable real_rgb)")
     gt = torch.as_tensor(_mat_key(load_mat(gt_path), "real_rgb", gt_path), dtype=torch.float64).reshape(-1, 3)
     if len(gt) != len(images):
-        raise ValueError(
+        raise DataError(
             f"{gt_path}: {len(gt)} ground-truth rows but {len(images)} PNG images in {folder}; the rows must match "
             "the images in sorted file-name order."
         )
@@ -184,7 +185,7 @@ def index_gehler_shi(root: Path, **options: Any) -> list[SampleRecord]:
     for index, (image, rgb) in enumerate(zip(images, gt.tolist())):
         coords = root / "coordinates" / f"{image.stem}_macbeth.txt"
         if not coords.is_file():
-            raise FileNotFoundError(
+            raise DataFileNotFoundError(
                 f"{coords}: colour-checker coordinates of {image.name} are missing; without them the checker "
                 "would stay visible and leak the ground truth."
             )
@@ -222,7 +223,7 @@ def index_nus8(root: Path, num_folds: int = 3, **options: Any) -> list[SampleRec
     root = _require_root(root, "NUS-8")
     mats = sorted(root.rglob("*_gt.mat"))
     if not mats:
-        raise FileNotFoundError(f"NUS-8: no <camera>_gt.mat file under {root}.")
+        raise DataFileNotFoundError(f"NUS-8: no <camera>_gt.mat file under {root}.")
     records = []
     for mat_path in mats:
         camera = mat_path.name[: -len("_gt.mat")]
@@ -237,14 +238,14 @@ def index_nus8(root: Path, num_folds: int = 3, **options: Any) -> list[SampleRec
         else:
             names = sorted(available)
         if not (len(names) == len(gt) == len(boxes)):
-            raise ValueError(
+            raise DataError(
                 f"{mat_path}: {len(names)} image names, {len(gt)} ground-truth rows and {len(boxes)} CC_coords rows; "
                 "they must have one row per image."
             )
         for index, (name, rgb, box) in enumerate(zip(names, gt.tolist(), boxes.tolist())):
             stem = Path(name).stem
             if stem not in available:
-                raise FileNotFoundError(
+                raise DataFileNotFoundError(
                     f"{mat_path}: image {name!r} (row {index + 1}) has no PNG under {mat_path.parent}."
                 )
             y1, y2, x1, x2 = (int(round(v)) for v in box)
@@ -291,10 +292,10 @@ def index_cube_plus(root: Path, num_folds: int = 3, **options: Any) -> list[Samp
         try:
             rgb = [float(v) for v in line.replace(",", " ").split()]
         except ValueError as error:
-            raise ValueError(f"{where}: expected three numbers 'r g b', got {line!r}.") from error
+            raise DataError(f"{where}: expected three numbers 'r g b', got {line!r}.") from error
         image = images.get(str(number))
         if image is None:
-            raise FileNotFoundError(f"{where}: image {number}.PNG is missing under {root}.")
+            raise DataFileNotFoundError(f"{where}: image {number}.PNG is missing under {root}.")
         records.append(
             SampleRecord(
                 image=image,
@@ -312,7 +313,7 @@ def index_cube_plus(root: Path, num_folds: int = 3, **options: Any) -> list[Samp
             )
         )
     if not records:
-        raise ValueError(f"{gt_path}: no ground-truth lines.")
+        raise DataError(f"{gt_path}: no ground-truth lines.")
     return records
 
 
@@ -331,7 +332,7 @@ def index_simple_cube_pp(root: Path, **options: Any) -> list[SampleRecord]:
     for split in ("train", "test"):
         gt_path = root / split / "gt.csv"
         if not gt_path.is_file():
-            raise FileNotFoundError(f"SimpleCube++: {gt_path} is missing (expected train/ and test/ folders).")
+            raise DataFileNotFoundError(f"SimpleCube++: {gt_path} is missing (expected train/ and test/ folders).")
         with gt_path.open(newline="") as handle:
             reader = csv.DictReader(handle)
             fields = reader.fieldnames or []
@@ -339,20 +340,18 @@ def index_simple_cube_pp(root: Path, **options: Any) -> list[SampleRecord]:
                 (c for c in (("r", "g", "b"), ("mean_r", "mean_g", "mean_b")) if set(c) <= set(fields)), None
             )
             if "image" not in fields or columns is None:
-                raise ValueError(
+                raise DataError(
                     f"{gt_path}: expected columns image,r,g,b (or image,mean_r,mean_g,mean_b); got {fields}."
                 )
             for line, row in enumerate(reader, start=2):
                 image = root / split / "PNG" / f"{row['image']}.png"
                 where = f"{gt_path} line {line} ({row['image']})"
                 if not image.is_file():
-                    raise FileNotFoundError(f"{where}: image {image} is missing.")
+                    raise DataFileNotFoundError(f"{where}: image {image} is missing.")
                 try:
                     rgb = [float(row[c]) for c in columns]
                 except (TypeError, ValueError) as error:
-                    raise ValueError(
-                        f"{where}: ground truth {[row.get(c) for c in columns]} is not numeric."
-                    ) from error
+                    raise DataError(f"{where}: ground truth {[row.get(c) for c in columns]} is not numeric.") from error
                 records.append(
                     SampleRecord(
                         image=image,
@@ -383,7 +382,7 @@ def index_photos(root: Path, **options: Any) -> list[SampleRecord]:
     root = _require_root(root, "Photos")
     images = _images_in(root, PHOTO_SUFFIXES)
     if not images:
-        raise FileNotFoundError(f"Photos: no images ({', '.join(PHOTO_SUFFIXES)}) under {root}.")
+        raise DataFileNotFoundError(f"Photos: no images ({', '.join(PHOTO_SUFFIXES)}) under {root}.")
     return [SampleRecord(image=p, group=p.relative_to(root).as_posix(), extra={"format": "photos"}) for p in images]
 
 
@@ -395,9 +394,9 @@ def read_png16(path: Path) -> Tensor:
     try:
         data = decode_png(read_file(str(path)), ImageReadMode.UNCHANGED)
     except Exception as error:  # torchvision raises RuntimeError with libpng's message
-        raise ValueError(f"{path}: cannot decode this PNG ({error}); the file is corrupt or not a PNG.") from error
+        raise DataError(f"{path}: cannot decode this PNG ({error}); the file is corrupt or not a PNG.") from error
     if data.shape[0] != 3:
-        raise ValueError(f"{path}: expected an RGB (3-channel) raw PNG, got {data.shape[0]} channel(s).")
+        raise DataError(f"{path}: expected an RGB (3-channel) raw PNG, got {data.shape[0]} channel(s).")
     return data.float()
 
 
@@ -439,6 +438,6 @@ def read_raw_record(record: SampleRecord) -> tuple[Tensor, Tensor]:
     valid, saturation = _valid_mask(record, raw)
     black = float(record.extra.get("black_level", 0))
     if saturation <= black:
-        raise ValueError(f"{record.image}: saturation level {saturation} is not above the black level {black}.")
+        raise DataError(f"{record.image}: saturation level {saturation} is not above the black level {black}.")
     image = ((raw - black) / (saturation - black)).clamp(0, 1) * valid
     return image, valid

@@ -23,6 +23,7 @@ from PIL import Image
 
 from moto_vision.data.curation.phash import THUMB_SIZE, phash
 from moto_vision.data.images import ImageReadError, conversion_note, decode_image, probe_image
+from moto_vision.data.validation import mask_size_problem
 
 __all__ = ["HIST_BINS", "ScanJob", "SampleStats", "run_scan", "scan_sample"]
 
@@ -210,29 +211,13 @@ def _load_mask(path: str, stats: SampleStats) -> np.ndarray | None:
 
 
 def _check_mask_size(job: ScanJob, path: str, mask: np.ndarray, stats: SampleStats) -> bool:
-    if stats.width is None:
+    if stats.width is None or stats.height is None:
         return True
-    mh, mw = mask.shape[:2]
-    if job.mask_same_size:
-        if (mw, mh) != (stats.width, stats.height):
-            stats.add(
-                "error",
-                "mask_size",
-                path,
-                f"mask is {mw}x{mh}, its image {Path(job.image).name} is {stats.width}x{stats.height}",
-            )
-            return False
-    elif abs(mw / mh - stats.width / stats.height) > 0.01 * stats.width / stats.height:
-        stats.add(
-            "error",
-            "mask_size",
-            path,
-            f"mask is {mw}x{mh} (aspect {mw / mh:.3f}), its image {Path(job.image).name} is "
-            f"{stats.width}x{stats.height} "
-            f"(aspect {stats.width / stats.height:.3f})",
-        )
-        return False
-    return True
+    image_size, mask_size = (stats.width, stats.height), (mask.shape[1], mask.shape[0])
+    why = mask_size_problem(image_size, mask_size, Path(job.image).name, same_size=job.mask_same_size)
+    if why:
+        stats.add("error", "mask_size", path, why)
+    return why is None
 
 
 def _boundary(labels: np.ndarray) -> float:

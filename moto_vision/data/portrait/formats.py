@@ -232,21 +232,19 @@ def _stem_key(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
-def _pair_by_stem(images_dir: Path, masks_dir: Path, *, strict: bool = True) -> list[tuple[Path, Path]]:
+def _pair_by_stem(images_dir: Path, masks_dir: Path) -> list[dict]:
+    """``SampleRecord`` fields of each image under ``images_dir`` and the mask of the same relative path and stem.
+
+    An image without a mask is kept, with a ``missing_mask`` problem: ``data check`` reports it with every other
+    problem of the dataset, and training refuses it before its first step.
+    """
     masks = {_stem_key(p, masks_dir): p for p in list_images(masks_dir)}
-    pairs, missing = [], []
+    pairs = []
     for image in list_images(images_dir):
-        mask = masks.get(_stem_key(image, images_dir))
-        if mask is None:
-            missing.append(image)
-        else:
-            pairs.append((image, mask))
-    if missing and strict:
-        raise PortraitDataError(
-            f"{len(missing)} image(s) under {images_dir} have no mask in {masks_dir} with the same relative path "
-            f"and stem (first: {missing[0]}, expected e.g. {masks_dir / _stem_key(missing[0], images_dir)}.png). "
-            "Add the masks or move the unlabelled images out of the dataset."
-        )
+        key = _stem_key(image, images_dir)
+        mask = masks.get(key)
+        problems = [] if mask else [("missing_mask", f"no mask {masks_dir.name}/{key}.* (same relative path, stem)")]
+        pairs.append({"image": image, "mask": mask, "problems": problems})
     return pairs
 
 
@@ -271,8 +269,8 @@ def index_mask_folder(root: Path, images: str = "images", masks: str = "masks") 
     records = []
     for folder, split in candidates:
         if (folder / images).is_dir() and (folder / masks).is_dir():
-            for image, mask in _pair_by_stem(folder / images, folder / masks):
-                records.append(SampleRecord(image=image, split=split, mask=mask, extra={"mask_kind": "auto"}))
+            for pair in _pair_by_stem(folder / images, folder / masks):
+                records.append(SampleRecord(split=split, extra={"mask_kind": "auto"}, **pair))
     if not records:
         raise PortraitDataError(f"No image/mask pairs found under {root}. Expected {layout}.")
     return records
@@ -302,10 +300,10 @@ def index_matting(root: Path) -> list[SampleRecord]:
             if not ((folder / image_dir).is_dir() and (folder / alpha_dir).is_dir()):
                 continue
             split = _split_from_path(folder.relative_to(root))
-            for image, matte in _pair_by_stem(folder / image_dir, folder / alpha_dir):
-                record_split = split_lists.get(image.stem, split) if split_lists else split
+            for pair in _pair_by_stem(folder / image_dir, folder / alpha_dir):
+                record_split = split_lists.get(pair["image"].stem, split) if split_lists else split
                 extra = {"mask_kind": "alpha", "layout": f"{image_dir}+{alpha_dir}"}
-                records.append(SampleRecord(image=image, split=record_split, mask=matte, extra=extra))
+                records.append(SampleRecord(split=record_split, extra=extra, **pair))
     if not records:
         raise PortraitDataError(f"No image/matte folder pairs under {root}. Expected {layout}.")
     return records
@@ -398,9 +396,9 @@ def index_lapa(root: Path) -> list[SampleRecord]:
     for split in ("train", "val", "test"):
         folder = root / split
         if (folder / "images").is_dir() and (folder / "labels").is_dir():
-            for image, label in _pair_by_stem(folder / "images", folder / "labels"):
+            for pair in _pair_by_stem(folder / "images", folder / "labels"):
                 extra = {"mask_kind": "ids", "num_classes": len(LAPA_CLASSES)}
-                records.append(SampleRecord(image=image, split=split, mask=label, extra=extra))
+                records.append(SampleRecord(split=split, extra=extra, **pair))
     if not records:
         raise PortraitDataError(f"No LaPa samples under {root}. Expected {layout}.")
     return records
