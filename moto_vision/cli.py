@@ -388,7 +388,10 @@ def _fit_summary(trainer: Any) -> str:
             value = f"{float(score):.6g}" if score is not None else "n/a"
             lines.append(f"Best checkpoint: {callback.best_model_path} ({monitor} = {value}, {callback.mode})")
         else:
-            lines.append(f"No best checkpoint: {monitor} was never logged (did validation run?).")
+            lines.append(
+                f"No best checkpoint: {monitor} was never logged (validation runs after each epoch, or every "
+                "--trainer.val_check_interval steps)."
+            )
     from moto_vision.callbacks import StepCheckpoint
 
     written = [getattr(c, "last_model_path", "") for c in trainer.checkpoint_callbacks]
@@ -398,7 +401,7 @@ def _fit_summary(trainer: Any) -> str:
         lines.append(f"Last checkpoint: {last[-1]} (resume with --ckpt_path last)")
     if not lines:
         lines.append("No checkpoint was written (checkpointing is off).")
-    lines.append(f"Stopped at epoch {trainer.current_epoch}, step {trainer.global_step}.")
+    lines.append(f"Trained {trainer.global_step} steps.")
     return "\n".join(lines)
 
 
