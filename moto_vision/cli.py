@@ -182,7 +182,7 @@ def _run_lightning_cli(args: list[str]) -> int:
         error = _cause_of_type(raised, (DataError, MissingExtraError))
         if error is None or debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_plain_message(error)}", file=sys.stderr)
         hint = getattr(error, "data_check_hint", None)
         if hint:
             print(hint, file=sys.stderr)
@@ -201,6 +201,13 @@ def _cause_of_type(error: BaseException, types: tuple[type[BaseException], ...])
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def _plain_message(error: BaseException) -> str:
+    """The error's own message; a DataLoader worker's re-raised error carries the worker's traceback before it."""
+    text = str(error)
+    marker = f"{type(error).__module__}.{type(error).__qualname__}: "
+    return text.rsplit(marker, 1)[1] if "Original Traceback" in text and marker in text else text
 
 
 def _import_components() -> None:
@@ -274,8 +281,8 @@ def _build_cli_class() -> type:
                 "--checkpoint_every_n_steps",
                 type=Optional[int],
                 default=None,
-                help="fit: also write the training state to last.ckpt every N training steps, so a killed run loses "
-                "at most N steps; resume it with --ckpt_path last (moto_vision.callbacks.StepCheckpoint).",
+                help="fit: also write the training state to last-step.ckpt every N training steps, so a killed run "
+                "loses at most N steps; resume it with --ckpt_path last (moto_vision.callbacks.StepCheckpoint).",
             )
 
         def before_instantiate_classes(self) -> None:

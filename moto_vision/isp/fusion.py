@@ -33,10 +33,11 @@ __all__ = ["COMPILE_ENV", "PAYBACK_ELEMENTS", "expect_calls", "fused", "fusion_e
 
 #: ``auto`` (default), ``1`` (always compile) or ``0`` (never; tests do, so they do not spend time compiling).
 COMPILE_ENV = "MOTO_VISION_ISP_COMPILE"
-#: Tensor elements a chain must be expected to process before compiling pays. Measured on the 2-core development
-#: CPU (docs/benchmarks.md, "ISP fusion: when compiling pays"): compiling the three chains costs 9-18 s of CPU
-#: time and fusing saves 4-22 ns of CPU per element and call (quiet to loaded machine): break-even at 0.4-4.5e9
-#: elements. 2e9 is about 640 steps of a 16 x 3 x 256 x 256 portrait batch.
+#: Tensor elements a chain must be expected to process before compiling pays. On the 2-core development CPU
+#: (docs/benchmarks.md, "When compiling the ISP pays"): compiling costs 7.5 s of CPU time with a warm inductor cache
+#: (about 26 s the first time on a machine); fusing saves 4.1 ns per element and call on a quiet machine, 19-35 ns
+#: at load 9. Break-even: about 1.8e9 elements on a quiet machine with a warm cache, 2-4e8 on a loaded one; 2e9 is
+#: the quiet-laptop case, about 640 steps of a 16 x 3 x 256 x 256 portrait batch.
 PAYBACK_ELEMENTS = 2e9
 _FAILED: list[str] = []
 _EXPECTED_CALLS: list[int | None] = [None]

@@ -55,7 +55,6 @@ CHECKS: dict[str, tuple[str, str]] = {
     "illuminant_nonfinite": ("error", "the illuminant has NaN or infinite components"),
     "illuminant_nonpositive": ("error", "the illuminant has zero or negative components"),
     "bad_split": ("error", "a record's split is not train/val/test"),
-    "bad_manifest_line": ("error", "a line of a list or manifest file names no usable sample"),
     "not_in_manifest": ("warning", "samples the --splits manifest does not list (they were left out)"),
     "duplicate": ("warning", "identical files (same SHA-256) within one split"),
     "near_duplicate": ("warning", "perceptually near-identical images (pHash distance <= threshold) within one split"),

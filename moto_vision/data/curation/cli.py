@@ -403,6 +403,7 @@ def data_main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     from moto_vision.data.curation.spec import SpecError
+    from moto_vision.data.errors import MissingExtraError
 
     try:
         if args.command == "formats":
@@ -413,7 +414,8 @@ def data_main(argv: Sequence[str] | None = None) -> int:
     except SpecError as error:
         print(error, file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, MissingExtraError) as error:
+        # A missing optional package (pillow-heif for HEIC files) fails the whole run once, not once per file.
         print(f"moto-vision data {args.command}: {error}", file=sys.stderr)
         return 2
     except SystemExit as exit_:
