@@ -25,7 +25,8 @@ def _losses(metrics: Path) -> dict[int, float]:
 
 
 def _fit_logging_stderr(args: list[str], log: Path) -> None:
-    with log.open("w") as handle, contextlib.redirect_stderr(handle):
+    # Line-buffered: the SIGKILL leaves no chance to flush a buffer.
+    with log.open("w", buffering=1) as handle, contextlib.redirect_stderr(handle):
         main(["fit", *args])
 
 
