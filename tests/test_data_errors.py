@@ -105,9 +105,12 @@ def test_options_the_format_ignores_are_refused(tmp_path, capsys):
     awb_fixtures.make_photos(photos)
     with pytest.raises(DataOptionError, match=r"does not use fold='1', train_size=8"):
         AWBDataModule(root=str(photos), format="photos", fold=1, train_size=8)
-    # The defaults, and the options a format does read, pass.
+    # The options a format does read pass, and so does a value equal to the default (it changes nothing, and the
+    # configs and checkpoints of the previous release record every default).
     AWBDataModule(root=str(photos), format="photos", test_fraction=0.3)
     PortraitDataModule(synthetic_train_size=8)
+    PortraitDataModule(val_fraction=0.1, test_fraction=0.1, resize="letterbox")
+    AWBDataModule(root=str(photos), format="photos", train_size=4096, fold=0, num_folds=3)
 
 
 def test_a_zero_byte_png_fails_setup_not_the_first_batch(tmp_path):

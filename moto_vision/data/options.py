@@ -3,7 +3,8 @@
 The datamodules' format-specific arguments default to ``None`` ("not given"; the docstring says which value is then
 used), so an explicit value can be told from the default: ``--data.synthetic_train_size 100`` with a real format,
 or ``--data.root`` with the synthetic one, is refused with a message that says what to do, instead of training on
-something else than the user asked for.
+something else than the user asked for. A value equal to the default changes nothing and passes, so that the
+configs and checkpoints of earlier releases (which record every default) still build their datamodules.
 """
 
 from __future__ import annotations
@@ -14,18 +15,32 @@ from typing import Any
 
 from moto_vision.data.errors import DataOptionError
 
-__all__ = ["matching_formats", "refuse_ignored_options", "require_format_for_root"]
+__all__ = ["matching_formats", "refuse_ignored_options", "require_format_for_root", "with_defaults"]
 
 
-def refuse_ignored_options(owner: str, fmt: str, options: Mapping[str, tuple[Any, bool]]) -> None:
+def with_defaults(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` with each ``None`` ("not given") replaced by its default."""
+    return {name: defaults[name] if value is None else value for name, value in given.items()}
+
+
+def refuse_ignored_options(
+    owner: str, fmt: str, options: Mapping[str, tuple[Any, bool]], defaults: Mapping[str, Any] | None = None
+) -> None:
     """Raise :class:`DataOptionError` naming every given option that format ``fmt`` does not read.
 
     Args:
         owner: the datamodule's name, for the message.
         fmt: the chosen format.
         options: ``name -> (value, applies)``; a value of ``None`` means "not given" and is never refused.
+        defaults: the value each option takes when not given. A value equal to it is not refused either: it
+            changes nothing, and checkpoints and configs written before the ``None`` defaults record it.
     """
-    ignored = [name for name, (value, applies) in options.items() if value is not None and not applies]
+    defaults = defaults or {}
+    ignored = [
+        name
+        for name, (value, applies) in options.items()
+        if value is not None and not applies and not (name in defaults and value == defaults[name])
+    ]
     if ignored:
         listed = ", ".join(f"{name}={options[name][0]!r}" for name in ignored)
         raise DataOptionError(

@@ -25,7 +25,7 @@ from moto_vision.data.awb.datasets import PhotoAWBDataset, RawAWBDataset
 from moto_vision.data.awb.synthetic import SyntheticAWBDataset
 from moto_vision.data.base import BaseDataModule
 from moto_vision.data.errors import DataOptionError
-from moto_vision.data.options import refuse_ignored_options, require_format_for_root
+from moto_vision.data.options import refuse_ignored_options, require_format_for_root, with_defaults
 from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
 from moto_vision.data.validation import check_records
 
@@ -36,6 +36,14 @@ AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple
 #: Built-in formats with cross-validation folds, and those whose test split is their own.
 _FOLD_FORMATS = ("gehler_shi", "nus8", "cube_plus")
 _OFFICIAL_SPLIT_FORMATS = (*_FOLD_FORMATS, "simple_cube_pp")
+#: What the format-specific arguments (``None`` = not given) become where the format reads them.
+DEFAULTS: dict[str, float | int] = {
+    "val_fraction": 0.1,
+    "test_fraction": 0.2,
+    "train_size": 4096,
+    "val_size": 512,
+    "test_size": 512,
+}
 Batch = dict[str, Any]
 
 
@@ -171,14 +179,15 @@ class AWBDataModule(BaseDataModule):
                 "val_size": (val_size, synthetic),
                 "test_size": (test_size, synthetic),
             },
+            DEFAULTS,
         )
         require_format_for_root(type(self).__name__, "awb", root, format)
         if format != "synthetic" and root is None:
             raise DataOptionError(f"AWBDataModule: format {format!r} reads files; pass --data.root /path/to/dataset.")
         if fold is not None and not 0 <= fold < num_folds:
             raise DataOptionError(f"AWBDataModule: fold {fold} is outside 0..{num_folds - 1}.")
-        val_fraction = 0.1 if val_fraction is None else val_fraction
-        test_fraction = 0.2 if test_fraction is None else test_fraction
+        fractions = with_defaults({"val_fraction": val_fraction, "test_fraction": test_fraction}, DEFAULTS)
+        val_fraction, test_fraction = fractions["val_fraction"], fractions["test_fraction"]
         self.root = None if root is None else Path(root).expanduser()
         self.format = format
         self.image_size = image_size
@@ -187,11 +196,8 @@ class AWBDataModule(BaseDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.splits = splits
-        self.sizes = {
-            "train": 4096 if train_size is None else train_size,
-            "val": 512 if val_size is None else val_size,
-            "test": 512 if test_size is None else test_size,
-        }
+        sizes = with_defaults({"train_size": train_size, "val_size": val_size, "test_size": test_size}, DEFAULTS)
+        self.sizes = {split: int(sizes[f"{split}_size"]) for split in ("train", "val", "test")}
         self.augmentation = augmentation
         self.relight = relight
         self.spatial = spatial

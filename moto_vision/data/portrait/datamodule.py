@@ -10,7 +10,7 @@ from torch import nn
 
 from moto_vision.data.base import BaseDataModule
 from moto_vision.data.errors import DataOptionError
-from moto_vision.data.options import refuse_ignored_options, require_format_for_root
+from moto_vision.data.options import refuse_ignored_options, require_format_for_root, with_defaults
 from moto_vision.data.portrait.augment import SegmentationAugmentation, flip_permutation
 from moto_vision.data.portrait.datasets import PredictFolderDataset, RecordsDataset, SyntheticPortraitDataset
 from moto_vision.data.portrait.formats import FORMAT_CLASSES, PortraitDataError, list_images
@@ -22,6 +22,15 @@ __all__ = ["PERSON_CLASSES", "PortraitDataModule", "assign_splits"]
 
 #: Class names of binary portrait masks.
 PERSON_CLASSES: tuple[str, ...] = ("background", "person")
+#: What the format-specific arguments (``None`` = not given) become where the format reads them.
+DEFAULTS: dict[str, object] = {
+    "resize": "letterbox",
+    "val_fraction": 0.1,
+    "test_fraction": 0.1,
+    "synthetic_train_size": 512,
+    "synthetic_val_size": 64,
+    "synthetic_test_size": 128,
+}
 
 
 def assign_splits(
@@ -146,17 +155,20 @@ class PortraitDataModule(BaseDataModule):
                 "synthetic_test_size": (synthetic_test_size, synthetic),
                 "synthetic_framing": (synthetic_framing, synthetic),
             },
+            DEFAULTS,
         )
         require_format_for_root(type(self).__name__, "portrait", root, format)
         self.image_size = image_size
-        self.resize = resize or "letterbox"
+        given = {"resize": resize, "val_fraction": val_fraction, "test_fraction": test_fraction}
+        given.update(synthetic_train_size=synthetic_train_size, synthetic_val_size=synthetic_val_size)
+        value = with_defaults({**given, "synthetic_test_size": synthetic_test_size}, DEFAULTS)
+        self.resize = value["resize"]
         self.splits = splits
-        self.val_fraction = 0.1 if val_fraction is None else val_fraction
-        self.test_fraction = 0.1 if test_fraction is None else test_fraction
+        self.val_fraction, self.test_fraction = value["val_fraction"], value["test_fraction"]
         self.synthetic_sizes = {
-            "train": 512 if synthetic_train_size is None else synthetic_train_size,
-            "val": 64 if synthetic_val_size is None else synthetic_val_size,
-            "test": 128 if synthetic_test_size is None else synthetic_test_size,
+            "train": value["synthetic_train_size"],
+            "val": value["synthetic_val_size"],
+            "test": value["synthetic_test_size"],
         }
         self.synthetic_framing = synthetic_framing or ("face" if labels == "parts" else "half_body")
         self.augment_train = augment

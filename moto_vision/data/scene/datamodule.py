@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from moto_vision.data.base import BaseDataModule
 from moto_vision.data.errors import DataOptionError
-from moto_vision.data.options import refuse_ignored_options, require_format_for_root
+from moto_vision.data.options import refuse_ignored_options, require_format_for_root, with_defaults
 from moto_vision.data.records import SampleRecord, apply_split_manifest, get_indexer
 from moto_vision.data.scene.formats import SceneDataError, SceneImages, class_names_of, list_images
 from moto_vision.data.scene.synthetic import SyntheticScenes
@@ -37,6 +37,13 @@ from moto_vision.data.validation import check_records
 __all__ = ["SceneDataModule", "assign_splits"]
 
 SceneFormat = Literal["synthetic", "image_folder", "manifest", "places365"]
+#: What the format-specific arguments (``None`` = not given) become where the format reads them.
+DEFAULTS: dict[str, float | int] = {
+    "val_fraction": 0.1,
+    "test_fraction": 0.1,
+    "synthetic_train_size": 1800,
+    "synthetic_eval_size": 450,
+}
 
 
 class SceneDataModule(BaseDataModule):
@@ -112,12 +119,13 @@ class SceneDataModule(BaseDataModule):
                 "synthetic_train_size": (synthetic_train_size, synthetic),
                 "synthetic_eval_size": (synthetic_eval_size, synthetic),
             },
+            DEFAULTS,
         )
         require_format_for_root(type(self).__name__, "scene", root, format)
         if format != "synthetic" and root is None:
             raise DataOptionError(f"--data.root is required for the {format!r} format (a dataset folder or manifest).")
-        val_fraction = 0.1 if val_fraction is None else val_fraction
-        test_fraction = 0.1 if test_fraction is None else test_fraction
+        fractions = with_defaults({"val_fraction": val_fraction, "test_fraction": test_fraction}, DEFAULTS)
+        val_fraction, test_fraction = fractions["val_fraction"], fractions["test_fraction"]
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise DataOptionError(f"{name} must be in [0, 1), got {value}.")
@@ -135,8 +143,13 @@ class SceneDataModule(BaseDataModule):
         self.crop_scale = crop_scale
         self.flip = flip
         self.isp_preset = isp_preset
-        self.synthetic_train_size = 1800 if synthetic_train_size is None else synthetic_train_size
-        self.synthetic_eval_size = 450 if synthetic_eval_size is None else synthetic_eval_size
+        sizes = with_defaults(
+            {"synthetic_train_size": synthetic_train_size, "synthetic_eval_size": synthetic_eval_size}, DEFAULTS
+        )
+        self.synthetic_train_size, self.synthetic_eval_size = (
+            int(sizes["synthetic_train_size"]),
+            int(sizes["synthetic_eval_size"]),
+        )
         self.predict_root = predict_root
         self.class_names: list[str] | None = None
         if classes is not None:
