@@ -301,3 +301,30 @@ def patch_area_corners(capture: Capture, index: int = 0) -> np.ndarray:
     lo, hi_x, hi_y = CARD_MARGIN + INSET, w - CARD_MARGIN - INSET, h - CARD_MARGIN - INSET
     area = np.float32([[lo, lo], [hi_x, lo], [hi_x, hi_y], [lo, hi_y]])
     return cv2.perspectiveTransform(area[None], homography)[0]
+
+
+def make_dng(root: str | Path, n: int = 3, size: tuple[int, int] = (192, 256)) -> list[Capture]:
+    """A small ``dng``-format dataset: ``n`` captures and their ``ground_truth.csv`` (with the chart polygons)."""
+    from moto_vision.data.awb.formats import CAPTURE_GROUND_TRUTH, write_capture_ground_truth
+
+    root = Path(root)
+    captures, rows = [], []
+    for i in range(n):
+        spec = CaptureSpec(size=size, seed=200 + i, cct=2800.0 + 1500.0 * i, angle=5.0 * i, chart_width=0.4)
+        capture = make_capture(root / f"IMG_{i:04d}.dng", spec)
+        captures.append(capture)
+        rows.append({"image": capture.path.name, "illuminant": capture.illuminant, "charts": [capture.card.tolist()]})
+    write_capture_ground_truth(root / CAPTURE_GROUND_TRUTH, rows)
+    return captures
+
+
+def make_raw_png(root: str | Path, n: int = 3) -> dict:
+    """A small ``raw_png`` dataset, written by ``label-awb`` from ``n`` generated captures beside ``root``."""
+    from moto_vision.data.curation.label_awb import label_awb
+
+    root = Path(root)
+    captures = root.parent / f"{root.name}_captures"
+    for i in range(n):
+        spec = CaptureSpec(size=(384, 512), seed=300 + i, cct=3000.0 + 1500.0 * i, angle=-4.0 * i)
+        make_capture(captures / f"IMG_{i:04d}.dng", spec)
+    return label_awb(captures, root, workers=1, contact_sheet=False, progress=False)

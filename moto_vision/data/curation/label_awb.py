@@ -90,6 +90,7 @@ class LabelOptions:
         sample: share of each patch side sampled around its centre (the rest guards against corner error).
         saturation: share of the range above black at which a raw photosite counts as saturated.
         max_size: long side of the written PNGs (``None``: the half-size raw image as it is).
+        refine: refit the detector's box to the measured patch centres (:func:`refine_box`).
     """
 
     mask_margin: float = 1.0
@@ -103,6 +104,7 @@ class LabelOptions:
     sample: float = 0.5
     saturation: float = 0.98
     max_size: int | None = None
+    refine: bool = True
 
 
 @dataclass
@@ -237,6 +239,66 @@ def detect_charts(
         return []
     found = [(np.asarray(c.getBox(), np.float64) / scale, float(c.getCost())) for c in detector.getListColorChecker()]
     return sorted(found, key=lambda item: item[1])
+
+
+def refine_box(image: np.ndarray, box: np.ndarray, iterations: int = 2) -> np.ndarray:
+    """Refine a detected patch box from the measured centres of the patches (a homography fitted with RANSAC).
+
+    The detector's box is a few percent of the chart off at times (small or blurred charts); samples near a patch
+    edge then mix two colours. Each patch is found as the connected region of its own colour around its predicted
+    centre, and the box is refitted to the centroids of the patches whose region stays inside its window (the dark
+    patches that merge with the black card are left out by that rule).
+
+    Args:
+        image: ``(H, W, 3)`` linear camera RGB.
+        box: ``(4, 2)`` patch-box corners (see :data:`MODEL_BOX`).
+        iterations: refinement rounds.
+
+    Returns:
+        The refined ``(4, 2)`` box (the input box when too few patches are found).
+    """
+    import cv2
+
+    model = np.float32([[INSET + (i % 6) * PITCH + PATCH / 2, INSET + (i // 6) * PITCH + PATCH / 2] for i in range(24)])
+    box = np.asarray(box, np.float64)
+    pitch = float(np.linalg.norm(box[1] - box[0])) / MODEL_BOX[0] * PITCH
+    if pitch < 6:
+        return box  # patches of a few pixels: nothing to gain
+    smooth = cv2.GaussianBlur(np.clip(image, 0, None).astype(np.float32), (0, 0), max(0.6, 0.04 * pitch))
+    height, width = smooth.shape[:2]
+    half = int(round(0.75 * pitch))
+    for _ in range(iterations):
+        predicted = _transform(_homography(box), model)
+        found_model, found_image = [], []
+        for centre_model, centre in zip(model, predicted):
+            cx, cy = int(round(centre[0])), int(round(centre[1]))
+            x0, y0, x1, y1 = cx - half, cy - half, cx + half + 1, cy + half + 1
+            if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+                continue
+            window = smooth[y0:y1, x0:x1]
+            r = max(1, int(0.12 * pitch))
+            seed = np.median(window[half - r : half + r + 1, half - r : half + r + 1].reshape(-1, 3), axis=0)
+            scale = float(seed.sum()) + 1e-6
+            distance = np.abs(window - seed).sum(axis=-1) / scale
+            inside = (distance < 0.25).astype(np.uint8)
+            count, labels = cv2.connectedComponents(inside, connectivity=4)
+            component = labels == labels[half, half]
+            if not inside[half, half] or component[0].any() or component[-1].any():
+                continue  # the centre is off the patch, or the region leaks out of the window (merged with the card)
+            if component[:, 0].any() or component[:, -1].any() or component.sum() < 0.25 * (PATCH / PITCH * pitch) ** 2:
+                continue
+            ys, xs = np.nonzero(component)
+            found_model.append(centre_model)
+            found_image.append([x0 + xs.mean(), y0 + ys.mean()])
+        if len(found_model) < 8:
+            return box
+        homography, inliers = cv2.findHomography(
+            np.float32(found_model), np.float32(found_image), cv2.RANSAC, 0.08 * pitch
+        )
+        if homography is None or int(inliers.sum()) < 8:
+            return box
+        box = _transform(homography, _model_corners()).astype(np.float64)
+    return box
 
 
 # ------------------------------------------------------------------------------------------------ estimation
@@ -449,7 +511,10 @@ def label_capture(
             found = detect_charts(image, neutral, options.max_charts, options.detect_size)
             if not found:
                 raise LabelFailure("no_chart", "no colour checker found; give its corners in the override file")
-            charts = [_chart(box, "detector", cost, result.size, options) for box, cost in found]
+            charts = [
+                _chart(refine_box(image, box) if options.refine else box, "detector", cost, result.size, options)
+                for box, cost in found
+            ]
         result.charts = charts
         for chart in charts:
             _measure_chart(chart, image, valid, options)
