@@ -585,6 +585,12 @@ def load_overrides(path: str | Path | None) -> dict[str, dict[str, Any]]:
                 array = array[None]
             if array.ndim != 3 or array.shape[1:] != (4, 2) or not np.all(np.isfinite(array)):
                 raise ValueError(f"{where}: corners must be 4 [x, y] points (or a list of such lists), got {corners}.")
+            if not array.any():
+                continue  # a template entry nobody filled in
+            x, y = array[..., 0], array[..., 1]
+            area = 0.5 * np.abs((x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y).sum(axis=1))
+            if (area < 100).any():
+                raise ValueError(f"{where}: the corners {corners} enclose no area; give the patch area's 4 corners.")
             entry = {**entry, "corners": array.tolist()}
         overrides[str(name)] = entry
     return overrides
@@ -713,7 +719,7 @@ def _write_failures(out: Path, failures: Sequence[LabelResult]) -> None:
         "#   moto-vision data label-awb ROOT --out DIR --overrides THIS_FILE --overwrite",
         "# corners: outer corners of the 24-patch area, pixels of the full-resolution image as a viewer shows it,",
         "# starting at the 'dark skin' patch and going clockwise with the chart upright. Several charts: a list of",
-        "# such lists. Or `exclude: reason` to leave a capture out. Delete the entries you do not fill in.",
+        "# such lists. Or `exclude: reason` to leave a capture out. Entries left at [[0, 0], ...] are ignored.",
     ]
     for record in records:
         lines.append(f"# {record['code']}: {record['reason']}")
