@@ -105,6 +105,7 @@ def accuracy(args: argparse.Namespace, work: Path) -> dict:
     summary = label_awb(root, work / "out", LabelOptions(), workers=args.workers, progress=False)
     labels = {c["image"]: c for c in json.loads((work / "out" / "labels.json").read_text())["captures"]}
     errors, corners, camera, failures = [], [], [], {}
+    extra_charts = 0
     by_blur: dict[str, list[int]] = {}
     by_size: dict[str, list[int]] = {}
     with_chart = [n for n, c in truth.items() if c.card is not None]
@@ -123,14 +124,17 @@ def accuracy(args: argparse.Namespace, work: Path) -> dict:
         errors.append(_angle(np.asarray(label["illuminant"]), capture.illuminant))
         camera.append(_angle(capture.as_shot_neutral, capture.illuminant))
         height, width_px = label["size"]
-        polygon = np.asarray(label["charts"][0]["polygon"]) * [width_px, height]
-        corners.append(float(np.abs(polygon - capture.card * [width_px, height]).max()))
+        card = capture.card * [width_px, height]
+        found = [float(np.abs(np.asarray(c["polygon"]) * [width_px, height] - card).max()) for c in label["charts"]]
+        corners.append(min(found))  # the mask polygon of the chart, whichever of the charts found it is
+        extra_charts += len(found) - 1
     return {
         "count": args.count,
         "with_chart": len(with_chart),
         "size": "2000x1500 photosites (3.0 MP), labelled at half size 1000x750",
         "detection_rate": sum(labels[n]["code"] is None for n in with_chart) / max(1, len(with_chart)),
         "false_detections": false_detections,
+        "extra_charts_in_labelled": extra_charts,
         "without_chart": args.count - len(with_chart),
         "failures": failures,
         "gt_error_deg": _stats(errors),

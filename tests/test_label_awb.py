@@ -210,3 +210,28 @@ def test_dng_format_trains_and_test_prints_the_camera_awb_row(tmp_path: Path, ca
     assert model_row["recovery_mean"] < results["Gray World"]["recovery_mean"]  # it learned
     grid = model.render_batch(next(iter(data.test_dataloader())), torch.nn.functional.normalize(torch.rand(4, 3)))
     assert grid is not None and grid.shape[0] == 3
+
+
+def test_spec_counts_each_value_of_a_capture_column() -> None:
+    from moto_vision.data.curation.spec import SpecError, evaluate_spec, load_spec, parse_spec
+
+    spec = parse_spec(
+        {
+            "requirements": [
+                {"attribute": "extra.light", "in": ["daylight", "tungsten", "led"], "each": True, "min_count": 2},
+                {"attribute": "extra.camera", "each": True, "min_count": 2},
+            ]
+        }
+    )
+    rows = [{"extra.light": "daylight", "extra.camera": "A"}] * 2 + [{"extra.light": "tungsten", "extra.camera": "B"}]
+    verdicts = {v.requirement: v.met for v in evaluate_spec(spec, rows, {})}
+    assert verdicts == {
+        "extra.light in ['daylight', 'tungsten', 'led']: daylight": True,
+        "extra.light in ['daylight', 'tungsten', 'led']: tungsten": False,
+        "extra.light in ['daylight', 'tungsten', 'led']: led": False,  # listed but absent: unmet, not skipped
+        "extra.camera (each value): A": True,
+        "extra.camera (each value): B": False,
+    }
+    with pytest.raises(SpecError, match="use in, not range"):
+        parse_spec({"requirements": [{"attribute": "cct", "range": [2000, 3000], "each": True, "min_count": 1}]})
+    assert load_spec(Path(__file__).resolve().parents[1] / "recipes" / "specs" / "awb_captures.yaml").task == "awb"

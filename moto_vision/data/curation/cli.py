@@ -76,7 +76,7 @@ and `data check|report|split --task awb --format raw_png` read, plus labels.json
 and failures.csv (one reason per file), overrides_template.yaml and contact_sheet*.png for review.
 
 failure codes: missing_file, unreadable, truncated, missing_color_matrix, no_chart, chart_cut, chart_clipped,
-  patches_too_dark, patches_disagree, charts_disagree, excluded, bad_override, error
+  patches_too_dark, patches_disagree, charts_disagree, excluded, error
 
 exit status: 0 every capture labelled, 1 some failed (see failures.csv), 2 bad usage.
 """

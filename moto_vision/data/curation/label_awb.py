@@ -69,7 +69,6 @@ FAILURES: dict[str, str] = {
     "patches_disagree": "the grey patches point at different lights (a shadow, flare or a second light on the chart)",
     "charts_disagree": "two charts in the frame see different lights (mixed lighting)",
     "excluded": "excluded in the override file",
-    "bad_override": "the override file's corners for this image are unusable",
     "error": "an unexpected error (the message says which); please report it",
 }
 
@@ -198,6 +197,27 @@ def _box_from_patch_corners(corners: np.ndarray) -> np.ndarray:
     return _transform(homography, _model_corners())
 
 
+def plausible_box(box: np.ndarray) -> bool:
+    """Whether a patch box can be a ColorChecker seen in perspective: convex, not tiny, about the model's aspect.
+
+    The detector occasionally returns a self-intersecting or squashed quadrilateral; such a box would sample and
+    mask the wrong pixels.
+    """
+    box = np.asarray(box, np.float64)
+    edges = np.roll(box, -1, axis=0) - box
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    if not (np.all(turns > 0) or np.all(turns < 0)):
+        return False
+    lengths = np.linalg.norm(edges, axis=1)
+    if lengths.min() < 8:
+        return False
+    long_sides, short_sides = lengths[[0, 2]], lengths[[1, 3]]
+    aspect = long_sides.mean() / short_sides.mean()
+    ratio = MODEL_BOX[0] / MODEL_BOX[1]
+    opposite = max(long_sides.max() / long_sides.min(), short_sides.max() / short_sides.min())
+    return 0.6 * ratio < aspect < 1.6 * ratio and opposite < 2.0
+
+
 # ------------------------------------------------------------------------------------------------ detection
 def _display_bgr(image: np.ndarray, neutral: np.ndarray | None) -> np.ndarray:
     """8-bit BGR for the detector: white-balanced by ``neutral`` (grey world without it), gamma 2.2."""
@@ -223,7 +243,8 @@ def detect_charts(
 
     Returns:
         ``[(box (4, 2), cost), ...]``: corners of the MCC24 patch box (see :data:`MODEL_BOX`) in pixels of
-        ``image``, starting at the corner next to the "dark skin" patch, best first.
+        ``image``, starting at the corner next to the "dark skin" patch, best first; some may be implausible
+        (:func:`plausible_box`) until :func:`refine_box` fits them to the patches.
     """
     from moto_vision.data.raw import require_capture
 
@@ -239,6 +260,28 @@ def detect_charts(
         return []
     found = [(np.asarray(c.getBox(), np.float64) / scale, float(c.getCost())) for c in detector.getListColorChecker()]
     return sorted(found, key=lambda item: item[1])
+
+
+def _one_per_chart(charts: list[Chart]) -> list[Chart]:
+    """Keep one of the detections that overlap (the detector can report one chart twice, once misplaced).
+
+    Of overlapping detections the one that gave a label with the most consistent grey patches wins, else the
+    detector's best fit.
+    """
+
+    def centre_and_size(chart: Chart) -> tuple[np.ndarray, float]:
+        box = np.asarray(chart.box)
+        return box.mean(axis=0), float(np.linalg.norm(box[2] - box[0]))
+
+    ranked = sorted(
+        charts, key=lambda c: (c.illuminant is None, c.spread if c.spread is not None else math.inf, c.cost or 0.0)
+    )
+    kept: list[Chart] = []
+    for chart in ranked:
+        centre, size = centre_and_size(chart)
+        if all(np.linalg.norm(centre - centre_and_size(k)[0]) > 0.5 * min(size, centre_and_size(k)[1]) for k in kept):
+            kept.append(chart)
+    return kept
 
 
 def refine_box(image: np.ndarray, box: np.ndarray, iterations: int = 2) -> np.ndarray:
@@ -297,7 +340,10 @@ def refine_box(image: np.ndarray, box: np.ndarray, iterations: int = 2) -> np.nd
         )
         if homography is None or int(inliers.sum()) < 8:
             return box
-        box = _transform(homography, _model_corners()).astype(np.float64)
+        refined = _transform(homography, _model_corners()).astype(np.float64)
+        if not plausible_box(refined) or (plausible_box(box) and np.abs(refined - box).max() > 2 * pitch):
+            return box  # a fit to the wrong patches; keep the detector's box
+        box = refined
     return box
 
 
@@ -511,13 +557,16 @@ def label_capture(
             found = detect_charts(image, neutral, options.max_charts, options.detect_size)
             if not found:
                 raise LabelFailure("no_chart", "no colour checker found; give its corners in the override file")
-            charts = [
-                _chart(refine_box(image, box) if options.refine else box, "detector", cost, result.size, options)
-                for box, cost in found
-            ]
-        result.charts = charts
+            boxes = [(refine_box(image, box) if options.refine else box, cost) for box, cost in found]
+            charts = [_chart(box, "detector", cost, result.size, options) for box, cost in boxes if plausible_box(box)]
+            if not charts:
+                reason = "the detector's outline is not a plausible chart; give its corners in the override file"
+                raise LabelFailure("no_chart", reason)
         for chart in charts:
             _measure_chart(chart, image, valid, options)
+        # Every chart found is masked (a clipped second chart must not leak into training); labelled ones first.
+        charts = _one_per_chart(charts)
+        result.charts = charts
         good = [c for c in charts if c.illuminant is not None]
         if not good:
             raise LabelFailure(charts[0].code or "no_chart", charts[0].reason)
@@ -770,6 +819,14 @@ def label_awb(
 
         raise FileNotFoundError(f"no raw captures ({', '.join(RAW_SUFFIXES)}) under {root}.")
     names = {p.relative_to(root).as_posix() for p in captures}
+    stems: dict[str, str] = {}
+    for name in sorted(names):
+        other = stems.setdefault(str(Path(name).with_suffix("")), name)
+        if other != name:
+            raise ValueError(
+                f"{root}: {other} and {name} would both be written as {Path(name).with_suffix('.png')}; "
+                "keep one raw file per shot (move the other out of ROOT)."
+            )
     unknown = sorted(set(override_map) - names)
     if unknown:
         raise ValueError(f"{overrides}: entries {unknown[:5]} name no capture under {root} (paths relative to ROOT).")
