@@ -26,6 +26,7 @@ from torchmetrics import MetricCollection
 from moto_vision.backbones import create_backbone, drop_unused_stages
 from moto_vision.metrics.angular import AngularError, format_table
 from moto_vision.models.awb import (
+    BASELINE_TITLES,
     BASELINES,
     AngularLoss,
     ConfidencePoolingHead,
@@ -39,15 +40,7 @@ from moto_vision.tasks.base import BaseTask
 __all__ = ["AWBRegressor", "render_white_balance_grid"]
 
 Batch = dict[str, Any]
-Method = Literal["learned", "gray_world", "white_patch", "shades_of_gray", "gray_edge"]
-
-#: Row names of the classical baselines in result tables.
-BASELINE_TITLES: dict[str, str] = {
-    "gray_world": "Gray World",
-    "white_patch": "White Patch (99th pct)",
-    "shades_of_gray": "Shades of Gray (p=6)",
-    "gray_edge": "Gray Edge (1st order, p=6)",
-}
+Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge"]
 #: Row of the phone's own AWB (``AsShotNeutral`` in the batch as ``as_shot_neutral``) in result tables.
 CAMERA_AWB_TITLE = "Camera AWB (AsShotNeutral)"
 

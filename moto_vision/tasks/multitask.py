@@ -137,7 +137,8 @@ class MultiTaskPerception(BaseTask):
         portrait_class_names: names of the mask classes, background first (default: background, person).
         portrait_dice_weight: weight of the Dice term of the segmentation loss.
         portrait_boundary_weight: weight of the boundary-band cross-entropy term.
-        portrait_boundary_tolerance: tolerance in pixels of the boundary F-score metric.
+        portrait_boundary_tolerance: tolerance of the DAVIS boundary F-score metric: a fraction of the image
+            diagonal (``< 1``, DAVIS: 0.008) or whole pixels (``>= 1``).
         scene_class_names: scene classes: a list, ``"synthetic"``, ``"camera"`` or a text file (as
             :class:`~moto_vision.tasks.SceneClassifier`); stored resolved.
         scene_multi_label: independent sigmoid scores per scene instead of one softmax.
@@ -184,7 +185,7 @@ class MultiTaskPerception(BaseTask):
         portrait_class_names: list[str] | None = None,
         portrait_dice_weight: float = 1.0,
         portrait_boundary_weight: float = 0.0,
-        portrait_boundary_tolerance: int = 2,
+        portrait_boundary_tolerance: float = 0.008,
         scene_class_names: list[str] | str = "synthetic",
         scene_multi_label: bool = False,
         scene_feature_indices: list[int] | None = None,
