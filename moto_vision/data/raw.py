@@ -81,6 +81,9 @@ class RawReadError(ValueError):
         self.detail = message
         super().__init__(f"{path}: {message}")
 
+    def __reduce__(self) -> tuple:  # picklable across worker processes
+        return type(self), (self.path, self.code, self.detail)
+
 
 def require_capture(module: str) -> Any:
     """Import an optional dependency of the ``capture`` extra, or raise an ``ImportError`` that names the extra."""
