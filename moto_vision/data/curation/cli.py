@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument(
         "--metadata", type=Path, help="CSV with an image column; its other columns (light, scene, ...) are added"
     )
-    label.add_argument("--workers", type=int, default=None, help="worker processes (default: all CPU cores)")
+    label.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per 8 captures, up to all cores)"
+    )
     label.add_argument("--no-progress", action="store_true", help="no progress bar")
     label.add_argument("--no-contact-sheet", action="store_true", help="skip the contact sheet PNGs")
     label.add_argument("--charts", type=int, default=2, help="charts to look for per capture (default 2)")

@@ -804,7 +804,7 @@ def label_awb(
         metadata: CSV with an ``image`` column whose other columns (``light``, ``scene``, ``group``, ...) are added
             to the ground truth, for ``data report`` specs and ``data split`` groups.
         overwrite: write into a non-empty ``out`` (replacing label-awb's own files only).
-        workers: processes (default: the CPU count).
+        workers: processes (default: one per 8 captures, at most the CPU count).
         contact_sheet: draw the contact sheet PNGs.
         progress: show a progress bar.
 
@@ -839,7 +839,8 @@ def label_awb(
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     jobs = [(p, override_map.get(p.relative_to(root).as_posix())) for p in captures]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    # Starting worker processes costs seconds (each imports torch): by default one per 8 captures, up to the cores.
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) if workers else len(jobs) // 8))
     results = list(_run(jobs, root, out, options, workers, 192 if contact_sheet else 0, progress))
     seconds = time.perf_counter() - started
     labelled = [r for r in results if r.ok]
