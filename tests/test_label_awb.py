@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import torch
 
+from moto_vision.callbacks import AWBPredictionWriter
 from moto_vision.data import AWBDataModule
 from moto_vision.data.awb.formats import index_raw_png, write_capture_ground_truth
 from moto_vision.data.curation.cli import data_main
-from moto_vision.data.curation.label_awb import LabelOptions, label_awb
+from moto_vision.data.curation.label_awb import label_awb
 from moto_vision.tasks import AWBRegressor
 from tests.helpers.dng_captures import CaptureSpec, make_capture, patch_area_corners
 from tests.helpers.training import quiet_trainer
@@ -210,6 +211,14 @@ def test_dng_format_trains_and_test_prints_the_camera_awb_row(tmp_path: Path, ca
     assert model_row["recovery_mean"] < results["Gray World"]["recovery_mean"]  # it learned
     grid = model.render_batch(next(iter(data.test_dataloader())), torch.nn.functional.normalize(torch.rand(4, 3)))
     assert grid is not None and grid.shape[0] == 3
+    # predict on a folder of DNGs: one CSV row per capture and a preview through its colour matrices
+    predict = AWBDataModule(format="dng", root=str(tmp_path / "dng"), predict_root=str(tmp_path / "dng"), batch_size=8)
+    writer = AWBPredictionWriter(output_dir=str(tmp_path / "predictions"), preview_size=96)
+    quiet_trainer(tmp_path / "run", callbacks=[writer]).predict(model, datamodule=predict, return_predictions=False)
+    rows = list(csv.DictReader((tmp_path / "predictions" / "predictions.csv").open()))
+    assert len(rows) == 16 and all(1500 < float(row["cct"]) < 12000 for row in rows)
+    assert all(0 <= float(row["camera_awb_deg"]) < 20 for row in rows)
+    assert len(list((tmp_path / "predictions" / "previews").glob("*.png"))) == 16
 
 
 def test_spec_counts_each_value_of_a_capture_column() -> None:

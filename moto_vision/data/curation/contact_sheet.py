@@ -24,12 +24,8 @@ _CAPTION = 44
 def _tile(result: Any, panel: int) -> Any:
     from PIL import Image, ImageDraw
 
-    from moto_vision.data.curation.label_awb import (
-        ACHROMATIC_PATCHES,
-        LabelOptions,
-        _homography,
-        _patch_quads,
-    )
+    from moto_vision.data.curation.colour_checker import ACHROMATIC_PATCHES, box_homography, patch_quads
+    from moto_vision.data.curation.label_awb import LabelOptions
 
     tile = Image.new("RGB", (2 * panel + 6, panel + _CAPTION), (24, 24, 24))
     draw = ImageDraw.Draw(tile)
@@ -51,7 +47,7 @@ def _tile(result: Any, panel: int) -> Any:
                     continue
                 colour = (0, 220, 255) if chart.source == "override" else (255, 230, 0)
                 overlay.line(polygon + polygon[:1], fill=colour, width=1)
-                quads = _patch_quads(_homography(np.asarray(chart.box)), LabelOptions().sample) * scale
+                quads = patch_quads(box_homography(np.asarray(chart.box)), LabelOptions().sample) * scale
                 statuses = list(chart.grey_status.values())
                 for index, quad in enumerate(quads):
                     grey = index in ACHROMATIC_PATCHES
