@@ -28,6 +28,9 @@ from lightning.pytorch import Callback, LightningModule
 from torch import nn
 from torchmetrics import MetricCollection
 
+from moto_vision.metrics.collection import flatten_metrics
+from moto_vision.trust import is_primitive
+
 __all__ = ["BaseTask"]
 
 Batch = dict[str, Any]
@@ -197,7 +200,7 @@ class BaseTask(LightningModule, ABC):
         if metrics is None or not any(m.update_called for m in metrics.values(copy_state=False)):
             return {}
         computed = metrics.compute()
-        scalars = {k: v for k, v in _flatten(computed).items() if v.numel() == 1}
+        scalars = {k: v for k, v in flatten_metrics(computed).items() if v.numel() == 1}
         self.log_dict(scalars, prog_bar=False)
         metrics.reset()
         return {k: float(v) for k, v in scalars.items()}
@@ -245,7 +248,7 @@ class BaseTask(LightningModule, ABC):
             record["datamodule_class"] = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
             hparams = dict(getattr(datamodule, "hparams", {}) or {})
             record["datamodule_hparams"] = {
-                k: v for k, v in hparams.items() if not k.startswith("_") and _is_primitive(v)
+                k: v for k, v in hparams.items() if not k.startswith("_") and is_primitive(v)
             }
         checkpoint["moto_vision"] = record
 
@@ -287,16 +290,6 @@ def _warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.01):
     return factor
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
-    flat: dict[str, torch.Tensor] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}_"))
-        elif isinstance(value, torch.Tensor):
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _detach(outputs: Any) -> Any:
     if isinstance(outputs, torch.Tensor):
         return outputs.detach()
@@ -305,21 +298,8 @@ def _detach(outputs: Any) -> Any:
     return outputs
 
 
-_PRIMITIVES = (str, int, float, bool, type(None))
-
-
-def _is_primitive(value: Any) -> bool:
-    if isinstance(value, _PRIMITIVES):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_primitive(v) for v in value)
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _is_primitive(v) for k, v in value.items())
-    return False
-
-
 def _check_primitive_hparams(hparams: Mapping[str, Any], owner: str) -> None:
-    bad = [k for k, v in hparams.items() if not _is_primitive(v)]
+    bad = [k for k, v in hparams.items() if not is_primitive(v)]
     if bad:
         raise TypeError(
             f"{owner}: hyperparameters {bad} are not primitives (str, number, bool, list, dict); checkpoints "
