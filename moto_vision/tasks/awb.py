@@ -8,7 +8,9 @@ With ``camera_input=True`` it also accepts the camera's XYZ -> raw matrix ``(B, 
 ``test`` always scores the classical baselines (Gray World, White Patch, Shades of Gray, Gray Edge) on the
 same batches as the model and prints one FFCC-style table with every method as a row, so a result never
 stands without its baselines. ``method: gray_world`` (etc.) turns the task itself into a baseline, to score
-it with ``test`` on any dataset without training anything.
+it with ``test`` on any dataset without training anything. On camera captures (the ``dng`` and ``raw_png``
+formats) the table has one more row, "Camera AWB": the phone's own answer (the DNG's ``AsShotNeutral``), so a
+team sees at once whether the model beats its phone.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ __all__ = ["AWBRegressor", "render_white_balance_grid"]
 
 Batch = dict[str, Any]
 Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge"]
+#: Row of the phone's own AWB (``AsShotNeutral`` in the batch as ``as_shot_neutral``) in result tables.
+CAMERA_AWB_TITLE = "Camera AWB (AsShotNeutral)"
 
 
 class AWBRegressor(BaseTask):
@@ -149,6 +153,7 @@ class AWBRegressor(BaseTask):
         names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
         self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
         self.baseline_metrics = nn.ModuleDict({name: AngularError() for name in names})
+        self.camera_awb_metric = AngularError()  # scored when test batches carry the capture's AsShotNeutral
 
     def configure_losses(self) -> None:
         self.criterion = AngularLoss(reproduction_weight=self.hparams.reproduction_weight)
@@ -246,6 +251,11 @@ class AWBRegressor(BaseTask):
         with torch.no_grad():
             for name, estimator in self.baseline_estimators.items():
                 self.baseline_metrics[name].update(estimator(batch["image"]), batch["illuminant"])
+            as_shot = batch.get("as_shot_neutral")
+            if as_shot is not None:
+                known = torch.isfinite(as_shot).all(dim=1)  # captures without the tag are left out of that row
+                if bool(known.any()):
+                    self.camera_awb_metric.update(as_shot[known], batch["illuminant"][known])
         return result
 
     def on_test_epoch_end(self) -> None:
@@ -254,6 +264,9 @@ class AWBRegressor(BaseTask):
             if metric.update_called:
                 self._baseline_results[name] = {k: float(v) for k, v in metric.compute().items()}
                 metric.reset()
+        if self.camera_awb_metric.update_called:
+            self._baseline_results["camera_awb"] = {k: float(v) for k, v in self.camera_awb_metric.compute().items()}
+            self.camera_awb_metric.reset()
         super().on_test_epoch_end()
 
     def model_title(self) -> str:
@@ -268,7 +281,7 @@ class AWBRegressor(BaseTask):
         rows: dict[str, dict[str, float]] = {}
         for name, stats in getattr(self, "_baseline_results", {}).items():
             if name != self.hparams.method:
-                rows[BASELINE_TITLES[name]] = stats
+                rows[CAMERA_AWB_TITLE if name == "camera_awb" else BASELINE_TITLES[name]] = stats
         rows[self.model_title()] = {k.removeprefix("test_"): v for k, v in values.items() if k != "test_loss"}
         return format_table(rows), rows
 
@@ -298,7 +311,14 @@ class AWBRegressor(BaseTask):
         """Rows of uncorrected / corrected with the prediction / corrected with the ground truth."""
         if not isinstance(outputs, Tensor):
             return None
-        return render_white_balance_grid(batch["image"], outputs, batch["illuminant"], max_images=max_images)
+        return render_white_balance_grid(
+            batch["image"],
+            outputs,
+            batch["illuminant"],
+            max_images=max_images,
+            camera_matrices=batch.get("camera_matrices"),
+            camera_matrix_cct=batch.get("camera_matrix_cct"),
+        )
 
 
 class _WithCamera(nn.Module):
@@ -313,19 +333,51 @@ class _WithCamera(nn.Module):
         return self.model(x, self.camera.expand(x.shape[0], 3, 3))
 
 
-def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:
+def render_white_balance_grid(
+    image: Tensor,
+    estimate: Tensor,
+    target: Tensor,
+    max_images: int = 8,
+    camera_matrices: Tensor | None = None,
+    camera_matrix_cct: Tensor | None = None,
+) -> Tensor:
     """One ``(3, H, W)`` sRGB picture: per image, uncorrected | corrected by ``estimate`` | corrected by ``target``.
 
     All three panels of an image share one exposure (the ground-truth-corrected image's 97th percentile maps
-    to 0.9), so brightness differences are real, and are gamma-encoded for display.
+    to 0.9), so brightness differences are real, and are gamma-encoded for display. With the captures' DNG colour
+    matrices (``camera_matrices`` ``(B, 2, 3, 3)``, ``camera_matrix_cct`` ``(B, 2)``) the panels are rendered through
+    the DNG colour model (:func:`moto_vision.isp.render_dng_preview`) and "uncorrected" is the camera's daylight
+    (D65) white balance; without them camera RGB is shown as if it were linear sRGB.
     """
     from kornia.color import linear_rgb_to_rgb
     from torchvision.utils import make_grid
 
     n = min(max_images, image.shape[0])
     image, estimate, target = image[:n].float(), estimate[:n].float(), target[:n].float()
+    if camera_matrices is not None and camera_matrix_cct is not None:
+        panels = _dng_panels(image, estimate, target, camera_matrices[:n], camera_matrix_cct[:n])
+        return make_grid(panels.flatten(0, 1), nrow=3, padding=2, pad_value=1.0)
     by_gt = apply_white_balance(image, target)
     scale = torch.quantile(by_gt.flatten(1), 0.97, dim=1).clamp_min(1e-6)[:, None, None, None] / 0.9
     panels = torch.stack([image, apply_white_balance(image, estimate), by_gt], dim=1) / scale[:, None]
     panels = linear_rgb_to_rgb(panels.clamp(0, 1).flatten(0, 1))
     return make_grid(panels, nrow=3, padding=2, pad_value=1.0)
+
+
+def _dng_panels(image: Tensor, estimate: Tensor, target: Tensor, matrices: Tensor, ccts: Tensor) -> Tensor:
+    """``(B, 3, 3, H, W)`` display panels through the DNG colour model, one exposure per image."""
+    from moto_vision.isp import apply_color_matrix, auto_exposure, camera_to_srgb_matrix, render_dng_preview
+    from moto_vision.isp.dng import xy_to_neutral
+
+    known = torch.isfinite(matrices).flatten(1).all(dim=1) & torch.isfinite(ccts).all(dim=1)
+    safe_m = torch.where(known[:, None, None, None], matrices.double(), torch.eye(3, dtype=torch.float64))
+    safe_c = torch.where(known[:, None], ccts.double(), torch.full_like(ccts.double(), 6500.0))
+    d65 = torch.tensor([0.31271, 0.32902], dtype=torch.float64).expand(image.shape[0], 2)
+    daylight = torch.where(known[:, None], xy_to_neutral(d65, safe_m, safe_c), torch.ones_like(d65[:, :1]))
+    gain = auto_exposure(apply_color_matrix(image.double(), camera_to_srgb_matrix(target, safe_m, safe_c)))
+    gain = torch.where(known, gain.double(), auto_exposure(apply_white_balance(image, target)).double())
+    panels = [
+        render_dng_preview(image, neutral, matrices, ccts, exposure=gain, tone=False)
+        for neutral in (daylight.float(), estimate, target)
+    ]
+    return torch.stack(panels, dim=1)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from moto_vision.data.awb.datasets import PhotoAWBDataset, RawAWBDataset
+from moto_vision.data.awb.datasets import CapturePredictDataset, PhotoAWBDataset, RawAWBDataset
 from moto_vision.data.awb.synthetic import CameraVariation, SyntheticAWBDataset
 from moto_vision.data.base import BaseDataModule
 from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
@@ -33,7 +33,7 @@ from moto_vision.data.records import SampleRecord, apply_split_manifest, format_
 __all__ = ["AWB_FORMATS", "AWBDataModule"]
 
 #: Formats that ship with moto-vision; more register with ``@register_format("awb", name)``.
-AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp")
+AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp", "dng", "raw_png")
 Batch = dict[str, Any]
 
 
@@ -103,8 +103,10 @@ class AWBDataModule(BaseDataModule):
     Args:
         root: dataset folder (``None`` for ``synthetic``).
         format: ``synthetic`` (rendered Mondrian scenes, no files needed), ``photos`` (any folder of sRGB photos,
-            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), or
-            the name of your own raw format registered with ``@register_format("awb", name)`` (a string rather
+            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), camera
+            captures (``dng``: DNG files and a ground-truth CSV; ``raw_png``: what ``moto-vision data label-awb``
+            writes; both carry the phone's own AWB answer for the "Camera AWB" test row), or the name of your own raw
+            format registered with ``@register_format("awb", name)`` (a string rather
             than a fixed choice for that reason).
         image_size: height and width of the images the model sees.
         fold: cross-validation test fold (0-based) of ``gehler_shi`` / ``nus8`` / ``cube_plus``; the other folds
@@ -128,6 +130,9 @@ class AWBDataModule(BaseDataModule):
         relight: probability of swapping an image's light with another image's of the batch.
         spatial: random flips and resized crops of training batches.
         preload: decode / render every image in ``setup`` (bad files stop the run before training).
+        predict_root: a camera raw file or a folder of them (searched recursively) for ``predict``; without it
+            ``predict`` runs on the test split. :class:`~moto_vision.callbacks.AWBPredictionWriter` writes the
+            illuminants and corrected previews.
         batch_size: images per batch.
         num_workers: data-loading workers.
         seed: seed of the synthetic scenes, splits and fixed photo draws.
@@ -154,6 +159,7 @@ class AWBDataModule(BaseDataModule):
         relight: float = 0.5,
         spatial: bool = True,
         preload: bool = True,
+        predict_root: str | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
@@ -186,6 +192,7 @@ class AWBDataModule(BaseDataModule):
         self.relight = relight
         self.spatial = spatial
         self.preload = preload
+        self.predict_root = predict_root
         self.records: dict[str, list[SampleRecord]] = {}
 
     # ----------------------------------------------------------------- splits
@@ -239,8 +246,11 @@ class AWBDataModule(BaseDataModule):
         """Build the three datasets (once) and decode / render the splits ``stage`` needs.
 
         ``fit`` reads train and val before the first step, so a bad file stops the run before training;
-        ``test`` reads only the test split.
+        ``test`` reads only the test split; ``predict`` with ``predict_root`` reads those captures instead.
         """
+        if stage == "predict" and self.predict_root is not None:
+            self.predict_dataset = self._predict_dataset(Path(self.predict_root).expanduser())
+            return
         if self.train_dataset is None:
             self._build_datasets()
         if not self.preload:
@@ -256,6 +266,29 @@ class AWBDataModule(BaseDataModule):
                 dataset.preload(description=f"Rendering {len(dataset)} synthetic {split} scenes")
             else:
                 dataset.preload(f"Reading {self.format} {split} images")
+
+    def _predict_dataset(self, root: Path) -> CapturePredictDataset:
+        from moto_vision.data.raw import RAW_SUFFIXES, RawReadError, is_raw_file, read_raw_metadata
+
+        if root.is_file():
+            paths = [root]
+        elif root.is_dir():
+            paths = sorted(p for p in root.rglob("*") if p.is_file() and is_raw_file(p))
+        else:
+            raise FileNotFoundError(f"--data.predict_root {root} is neither a raw file nor a folder.")
+        if not paths or not all(is_raw_file(p) for p in paths):
+            suffixes = ", ".join(RAW_SUFFIXES)
+            raise FileNotFoundError(f"--data.predict_root {root} holds no camera raw files ({suffixes}).")
+        broken = []
+        for path in paths:  # the headers, before the first batch: a bad file stops the run with its name
+            try:
+                read_raw_metadata(path)
+            except RawReadError as error:
+                broken.append(str(error))
+        if broken:
+            listed = "\n  ".join(broken[:10]) + ("\n  ..." if len(broken) > 10 else "")
+            raise ValueError(f"{len(broken)} of {len(paths)} captures under {root} cannot be read:\n  {listed}")
+        return CapturePredictDataset(paths, self.image_size)
 
     def _build_datasets(self) -> None:
         if self.format == "synthetic":
