@@ -1,5 +1,8 @@
-"""Lightning callbacks: visual logging, prediction writers, CPU thread pinning, step checkpoints."""
+"""Lightning callbacks: visual logging, prediction writers (AWB and scene CSVs, segmentation PNGs), thread pinning,
+step checkpoints.
+"""
 
+from moto_vision.callbacks.awb import AWBPredictionWriter
 from moto_vision.callbacks.checkpoint import StepCheckpoint
 from moto_vision.callbacks.scene import ScenePredictionWriter
 from moto_vision.callbacks.segmentation import SegmentationPredictionWriter
@@ -7,6 +10,7 @@ from moto_vision.callbacks.threads import CPUThreads
 from moto_vision.callbacks.visual import PredictionGridLogger
 
 __all__ = [
+    "AWBPredictionWriter",
     "CPUThreads",
     "PredictionGridLogger",
     "ScenePredictionWriter",

@@ -105,12 +105,19 @@ def file_problems(record: SampleRecord, *, masks: bool = True, mask_same_size: b
         masks: check its masks too (segmentation).
         mask_same_size: masks must have their image's size (else only its aspect ratio).
     """
+    from moto_vision.data.raw import RawReadError, is_raw_file, read_raw_metadata
+
     problems = []
+    size: tuple[int, int] | None = None
     try:
-        size: tuple[int, int] | None = probe_image(record.image).oriented_size
+        if is_raw_file(record.image):  # camera raw (DNG): its own header reader; Pillow would misread it as TIFF
+            read_raw_metadata(record.image)
+        else:
+            size = probe_image(record.image).oriented_size
     except ImageReadError as error:
         problems.append(Problem(error.code, str(record.image), error.reason))
-        size = None
+    except RawReadError as error:
+        problems.append(Problem(error.code, str(record.image), error.detail))
     if not masks or not record.mask:
         return problems
     for mask in record.mask if isinstance(record.mask, list) else [record.mask]:

@@ -2,11 +2,15 @@
 
 The model takes linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]`` (any ``H, W >= 64``) and returns the
 illuminant as unit-norm RGB ``(B, 3)``; the image is corrected with ``x / illuminant * illuminant[:, 1:2]``.
+With ``camera_input=True`` it also accepts the camera's XYZ -> raw matrix ``(B, 3, 3)`` as a second input
+(``model(x, camera)``; batches carry it as ``"camera"``); without it, it is camera-agnostic.
 
 ``test`` always scores the classical baselines (Gray World, White Patch, Shades of Gray, Gray Edge) on the
 same batches as the model and prints one FFCC-style table with every method as a row, so a result never
 stands without its baselines. ``method: gray_world`` (etc.) turns the task itself into a baseline, to score
-it with ``test`` on any dataset without training anything.
+it with ``test`` on any dataset without training anything. On camera captures (the ``dng`` and ``raw_png``
+formats) the table has one more row, "Camera AWB": the phone's own answer (the DNG's ``AsShotNeutral``), so a
+team sees at once whether the model beats its phone.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from moto_vision.models.awb import (
     BASELINE_TITLES,
     BASELINES,
     AngularLoss,
+    CameraPriorHead,
     ConfidencePoolingHead,
     ExposureNormalize,
     PoolingMLPHead,
     apply_white_balance,
+    channel_reference,
     create_baseline,
 )
 from moto_vision.tasks.base import BaseTask
@@ -39,6 +45,8 @@ __all__ = ["AWBRegressor", "render_white_balance_grid"]
 
 Batch = dict[str, Any]
 Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge"]
+#: Row of the phone's own AWB (``AsShotNeutral`` in the batch as ``as_shot_neutral``) in result tables.
+CAMERA_AWB_TITLE = "Camera AWB (AsShotNeutral)"
 
 
 class AWBRegressor(BaseTask):
@@ -59,6 +67,16 @@ class AWBRegressor(BaseTask):
         global_context: confidence head only: every location also sees the image-wide mean of the features.
         vote_grid: confidence head only: pool the features to at most this many votes per side, so the head costs
             the same and votes on the same regions at any input size (``None``: one vote per feature location).
+        gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
+            the estimate back (:func:`~moto_vision.models.awb.channel_reference`): the estimate is then exactly
+            equivariant to per-channel gains, so a camera whose raw space differs by channel scales (most of what
+            separates cameras, and what the light itself does) is no new camera to the model.
+        camera_input: add a :class:`~moto_vision.models.CameraPriorHead` that refines the estimate from the camera's
+            XYZ -> raw matrix when one is given (``model(x, camera)``); ``model(x)`` stays camera-agnostic.
+        camera_dropout: camera-aware training only: share of training images whose camera is withheld, so the
+            camera-agnostic path keeps learning too.
+        export_camera: camera-aware models: the XYZ -> raw matrix (9 numbers, row-major) baked into the exported
+            graph, which then takes only the image (one file per sensor); ``None`` exports the camera-agnostic path.
         image_size: input size the model is trained and exported at (recipes keep it equal to the data size).
         method: ``"learned"`` (the network) or a classical baseline to use instead of it.
         baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
@@ -88,6 +106,10 @@ class AWBRegressor(BaseTask):
         local_colour: bool = True,
         global_context: bool = True,
         vote_grid: int | None = None,
+        gain_equivariant: bool = False,
+        camera_input: bool = False,
+        camera_dropout: float = 0.3,
+        export_camera: list[float] | None = None,
         image_size: int = 64,
         method: Method = "learned",
         baselines: list[str] | None = None,
@@ -101,7 +123,10 @@ class AWBRegressor(BaseTask):
         unknown = [b for b in baselines or [] if b not in BASELINES]
         if unknown:
             raise ValueError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
+        if export_camera is not None and (len(export_camera) != 9 or not camera_input):
+            raise ValueError("AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True.")
         super().__init__()
+        self._camera: Tensor | None = None
 
     # ----------------------------------------------------------------- model
     def configure_models(self) -> None:
@@ -123,10 +148,12 @@ class AWBRegressor(BaseTask):
             )
         else:
             self.head = PoolingMLPHead(channels, hidden=hp.head_channels, dropout=hp.dropout)
+        self.camera_head = CameraPriorHead(channels) if hp.get("camera_input", False) else None
         self.baseline = create_baseline(hp.method) if hp.method != "learned" else None
         names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
         self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
         self.baseline_metrics = nn.ModuleDict({name: AngularError() for name in names})
+        self.camera_awb_metric = AngularError()  # scored when test batches carry the capture's AsShotNeutral
 
     def configure_losses(self) -> None:
         self.criterion = AngularLoss(reproduction_weight=self.hparams.reproduction_weight)
@@ -134,19 +161,70 @@ class AWBRegressor(BaseTask):
     def configure_metrics(self) -> MetricCollection:
         return MetricCollection({"angular": AngularError()})
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``."""
+    def forward(self, x: Tensor, camera: Tensor | None = None) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``.
+
+        Args:
+            x: the image.
+            camera: optional ``(B, 3, 3)`` XYZ -> raw matrix of the camera (used with ``camera_input=True``).
+        """
         if self.baseline is not None:
             return self.baseline(x)
+        reference = channel_reference(x) if self.hparams.get("gain_equivariant", False) else None
+        if reference is not None:
+            x = x / reference[:, :, None, None]
         features = self.backbone(self.normalize(x))[-1]
-        return self.head(features, x)
+        estimate = self.head(features, x)
+        camera = camera if camera is not None else self._camera
+        if self.camera_head is not None and camera is not None:
+            refined = self.camera_head(estimate, camera, features.mean(dim=(2, 3)), reference)
+            if self.training and self.hparams.camera_dropout > 0:
+                keep = torch.rand(x.shape[0], 1, device=x.device) >= self.hparams.camera_dropout
+                refined = torch.where(keep, refined, estimate)
+            estimate = refined
+        if reference is not None:
+            estimate = estimate * reference
+        return estimate / estimate.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def shared_step(self, batch: Batch, split: str) -> tuple[Tensor, Any]:
+        # The camera rides along with the batch for camera-aware models (`forward(x)` stays the one-input contract).
+        self._camera = batch.get("camera") if self.camera_head is not None else None
+        try:
+            return super().shared_step(batch, split)
+        finally:
+            self._camera = None
 
     def confidence_map(self, x: Tensor) -> Tensor | None:
         """FC4 confidence ``(B, 1, h, w)`` of each feature location (``None`` for the MLP head / baselines)."""
         if self.baseline is not None or not isinstance(self.head, ConfidencePoolingHead):
             return None
+        if self.hparams.get("gain_equivariant", False):
+            x = x / channel_reference(x)[:, :, None, None]
         _, weights = self.head.local_estimates(self.backbone(self.normalize(x))[-1], x)
         return weights
+
+    def export_module(self) -> nn.Module:
+        """The graph to export: the image alone, or for a camera-aware model the image and the camera's matrix.
+
+        With ``export_camera`` the matrix is baked in and the graph takes only the image (one file per sensor).
+        """
+        if self.camera_head is not None and self.hparams.get("export_camera") is not None:
+            matrix = torch.tensor(self.hparams.export_camera, dtype=torch.float32).view(1, 3, 3)
+            return _WithCamera(self, matrix)
+        return self
+
+    def export_inputs(self, image: Tensor) -> dict[str, Tensor]:
+        """Example inputs of :meth:`export_module` by name: the image, and ``camera`` ``(1, 3, 3)`` when it is an input.
+
+        The example camera is the Nikon D5100's XYZ -> raw matrix (Adobe ``ColorMatrix2``); data batches supply
+        their own under the same key.
+        """
+        if self.camera_head is None or self.hparams.get("export_camera") is not None:
+            return {"image": image}
+        from moto_vision.isp.camera_matrices import ADOBE_XYZ_TO_RAW
+
+        camera = torch.tensor(ADOBE_XYZ_TO_RAW["Nikon D5100"], dtype=image.dtype).view(1, 3, 3) / 10000.0
+        return {"image": image, "camera": camera}
 
     # ----------------------------------------------------------------- loss and metrics
     def compute_loss(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
@@ -173,6 +251,11 @@ class AWBRegressor(BaseTask):
         with torch.no_grad():
             for name, estimator in self.baseline_estimators.items():
                 self.baseline_metrics[name].update(estimator(batch["image"]), batch["illuminant"])
+            as_shot = batch.get("as_shot_neutral")
+            if as_shot is not None:
+                known = torch.isfinite(as_shot).all(dim=1)  # captures without the tag are left out of that row
+                if bool(known.any()):
+                    self.camera_awb_metric.update(as_shot[known], batch["illuminant"][known])
         return result
 
     def on_test_epoch_end(self) -> None:
@@ -181,6 +264,9 @@ class AWBRegressor(BaseTask):
             if metric.update_called:
                 self._baseline_results[name] = {k: float(v) for k, v in metric.compute().items()}
                 metric.reset()
+        if self.camera_awb_metric.update_called:
+            self._baseline_results["camera_awb"] = {k: float(v) for k, v in self.camera_awb_metric.compute().items()}
+            self.camera_awb_metric.reset()
         super().on_test_epoch_end()
 
     def model_title(self) -> str:
@@ -195,7 +281,7 @@ class AWBRegressor(BaseTask):
         rows: dict[str, dict[str, float]] = {}
         for name, stats in getattr(self, "_baseline_results", {}).items():
             if name != self.hparams.method:
-                rows[BASELINE_TITLES[name]] = stats
+                rows[CAMERA_AWB_TITLE if name == "camera_awb" else BASELINE_TITLES[name]] = stats
         rows[self.model_title()] = {k.removeprefix("test_"): v for k, v in values.items() if k != "test_loss"}
         return format_table(rows), rows
 
@@ -225,22 +311,73 @@ class AWBRegressor(BaseTask):
         """Rows of uncorrected / corrected with the prediction / corrected with the ground truth."""
         if not isinstance(outputs, Tensor):
             return None
-        return render_white_balance_grid(batch["image"], outputs, batch["illuminant"], max_images=max_images)
+        return render_white_balance_grid(
+            batch["image"],
+            outputs,
+            batch["illuminant"],
+            max_images=max_images,
+            camera_matrices=batch.get("camera_matrices"),
+            camera_matrix_cct=batch.get("camera_matrix_cct"),
+        )
 
 
-def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:
+class _WithCamera(nn.Module):
+    """A camera-aware model with one camera's matrix as a constant: the exported graph takes only the image."""
+
+    def __init__(self, model: AWBRegressor, camera: Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("camera", camera)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x, self.camera.expand(x.shape[0], 3, 3))
+
+
+def render_white_balance_grid(
+    image: Tensor,
+    estimate: Tensor,
+    target: Tensor,
+    max_images: int = 8,
+    camera_matrices: Tensor | None = None,
+    camera_matrix_cct: Tensor | None = None,
+) -> Tensor:
     """One ``(3, H, W)`` sRGB picture: per image, uncorrected | corrected by ``estimate`` | corrected by ``target``.
 
     All three panels of an image share one exposure (the ground-truth-corrected image's 97th percentile maps
-    to 0.9), so brightness differences are real, and are gamma-encoded for display.
+    to 0.9), so brightness differences are real, and are gamma-encoded for display. With the captures' DNG colour
+    matrices (``camera_matrices`` ``(B, 2, 3, 3)``, ``camera_matrix_cct`` ``(B, 2)``) the panels are rendered through
+    the DNG colour model (:func:`moto_vision.isp.render_dng_preview`) and "uncorrected" is the camera's daylight
+    (D65) white balance; without them camera RGB is shown as if it were linear sRGB.
     """
     from kornia.color import linear_rgb_to_rgb
     from torchvision.utils import make_grid
 
     n = min(max_images, image.shape[0])
     image, estimate, target = image[:n].float(), estimate[:n].float(), target[:n].float()
+    if camera_matrices is not None and camera_matrix_cct is not None:
+        panels = _dng_panels(image, estimate, target, camera_matrices[:n], camera_matrix_cct[:n])
+        return make_grid(panels.flatten(0, 1), nrow=3, padding=2, pad_value=1.0)
     by_gt = apply_white_balance(image, target)
     scale = torch.quantile(by_gt.flatten(1), 0.97, dim=1).clamp_min(1e-6)[:, None, None, None] / 0.9
     panels = torch.stack([image, apply_white_balance(image, estimate), by_gt], dim=1) / scale[:, None]
     panels = linear_rgb_to_rgb(panels.clamp(0, 1).flatten(0, 1))
     return make_grid(panels, nrow=3, padding=2, pad_value=1.0)
+
+
+def _dng_panels(image: Tensor, estimate: Tensor, target: Tensor, matrices: Tensor, ccts: Tensor) -> Tensor:
+    """``(B, 3, 3, H, W)`` display panels through the DNG colour model, one exposure per image."""
+    from moto_vision.isp import apply_color_matrix, auto_exposure, camera_to_srgb_matrix, render_dng_preview
+    from moto_vision.isp.dng import xy_to_neutral
+
+    known = torch.isfinite(matrices).flatten(1).all(dim=1) & torch.isfinite(ccts).all(dim=1)
+    safe_m = torch.where(known[:, None, None, None], matrices.double(), torch.eye(3, dtype=torch.float64))
+    safe_c = torch.where(known[:, None], ccts.double(), torch.full_like(ccts.double(), 6500.0))
+    d65 = torch.tensor([0.31271, 0.32902], dtype=torch.float64).expand(image.shape[0], 2)
+    daylight = torch.where(known[:, None], xy_to_neutral(d65, safe_m, safe_c), torch.ones_like(d65[:, :1]))
+    gain = auto_exposure(apply_color_matrix(image.double(), camera_to_srgb_matrix(target, safe_m, safe_c)))
+    gain = torch.where(known, gain.double(), auto_exposure(apply_white_balance(image, target)).double())
+    panels = [
+        render_dng_preview(image, neutral, matrices, ccts, exposure=gain, tone=False)
+        for neutral in (daylight.float(), estimate, target)
+    ]
+    return torch.stack(panels, dim=1)
