@@ -1,6 +1,4 @@
-"""Lightning callbacks: visual logging, prediction writers (AWB and scene CSVs, segmentation PNGs), thread pinning,
-step checkpoints.
-"""
+"""Lightning callbacks: visual logging, prediction writers (AWB, scene, segmentation), threads, step checkpoints."""
 
 from moto_vision.callbacks.awb import AWBPredictionWriter
 from moto_vision.callbacks.checkpoint import StepCheckpoint
