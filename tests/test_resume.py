@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import multiprocessing
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -24,27 +25,20 @@ def _losses(metrics: Path) -> dict[int, float]:
     return {int(r["step"]): float(r["train_loss_step"]) for r in rows if r.get("train_loss_step")}
 
 
-def _fit_logging_stderr(args: list[str], log: Path) -> None:
-    # Line-buffered: the SIGKILL leaves no chance to flush a buffer.
-    with log.open("w", buffering=1) as handle, contextlib.redirect_stderr(handle):
-        main(["fit", *args])
-
-
 def test_sigkill_mid_epoch_then_resume_from_last(tmp_path, capsys):
     root = tmp_path / "run"
     common = [*RUN, "--trainer.default_root_dir", str(root), "--checkpoint_every_n_steps", str(EVERY)]
     kill = ["--trainer.callbacks+=tests.helpers.toy.KillAtStep", "--trainer.callbacks.step", str(KILL_AT)]
-    # A real crash: the run is SIGKILLed mid-epoch (no cleanup). It runs in a forked copy of this process, which
-    # has everything imported already. `--ckpt_path last` on a fresh root says so and starts a new run, so one
-    # command line also restarts a job.
-    log = Path(tmp_path / "killed.log")
-    killed = multiprocessing.get_context("fork").Process(
-        target=_fit_logging_stderr, args=([*common, *kill, "--ckpt_path", "last"], log)
-    )
-    killed.start()
-    killed.join(timeout=300)
-    assert killed.exitcode == -signal.SIGKILL, log.read_text()[-2000:]
-    assert "no last*.ckpt" in log.read_text() and "starting a new run" in log.read_text()
+    # A real crash: the run is SIGKILLed mid-epoch (no cleanup), in its own process (a fresh interpreter: forking this
+    # one is unsafe once autograd has run in it). `--ckpt_path last` on a fresh root says so and starts a new run, so
+    # one command line also restarts a job.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run(
+        [sys.executable, "-m", "moto_vision", "fit", *common, *kill, "--ckpt_path", "last"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert "no last*.ckpt" in killed.stderr and "starting a new run" in killed.stderr
     step_file = next(root.rglob("last-step.ckpt"))
     saved = torch.load(step_file, map_location="cpu", weights_only=True)
     assert saved["global_step"] == KILL_AT // EVERY * EVERY  # a kill loses at most EVERY steps (here 1)
