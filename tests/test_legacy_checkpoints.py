@@ -1,0 +1,54 @@
+"""Checkpoints written by moto-vision 0.1.0 (tests/fixtures/legacy_0_1_0) still load and predict the same."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from moto_vision.tasks import AWBRegressor, MultiTaskPerception, PortraitSegmenter, SceneClassifier
+
+FIXTURES = Path(__file__).parent / "fixtures" / "legacy_0_1_0"
+sys.path.insert(0, str(FIXTURES))
+import tiny_backbone  # noqa: E402,F401  (registers the fixtures' timm backbone)
+
+TASKS = {
+    "awb": AWBRegressor,
+    "portrait": PortraitSegmenter,
+    "scene": SceneClassifier,
+    "multitask": MultiTaskPerception,
+}
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return torch.load(FIXTURES / "expected.pt", weights_only=True)
+
+
+def _close(ours, theirs) -> None:
+    if isinstance(theirs, dict):
+        assert set(ours) == set(theirs)
+        for key in theirs:
+            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-5, msg=key)
+    else:
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_checkpoint_of_0_1_0_loads_and_predicts_the_same(name: str, expected: dict) -> None:
+    assert expected["version"] == "0.1.0"
+    record = expected[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # old multi-task argument names are deprecated
+        model = TASKS[name].load_from_checkpoint(FIXTURES / f"{name}.ckpt").eval()
+    size = record["input_size"]
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        _close(model(x), record["forward"])
+        _close(model.export_module().eval()(x), record["export"])
+    metadata = model.export_metadata()
+    for key, value in record["metadata"].items():
+        assert metadata[key] == value, key
