@@ -60,6 +60,17 @@ COMMANDS: dict[str, Command] = {
 
 _SDK_ENTRYPOINT = "lightning_sdk.cli.entrypoint"
 
+#: Model arguments that follow the data in Trainer verbs (LightningCLI ``link_arguments``, applied when the datamodule
+#: is built): ``(datamodule attribute, model argument)``. A link applies when both sides have the name, so each task
+#: gets the ones it has: every model its ``image_size``, a portrait model its ``num_classes``, a scene model its
+#: ``multi_label``, the multi-task model its ``heads`` from the data's ``tasks``.
+DATA_TO_MODEL: tuple[tuple[str, str], ...] = (
+    ("image_size", "image_size"),
+    ("num_classes", "num_classes"),
+    ("multi_label", "multi_label"),
+    ("tasks", "heads"),
+)
+
 
 def _overview(program: str) -> str:
     width = max(len(v) for v in [*TRAINER_VERBS, *COMMANDS])
@@ -205,12 +216,14 @@ def _build_cli_class() -> type:
 
     _import_components()
 
+    from lightning.pytorch.loggers import WandbLogger
+
     class RunConfigCallback(SaveConfigCallback):
         """Save the run's config into the run directory and into every W&B run config."""
 
         def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
             for logger in trainer.loggers:
-                if type(logger).__name__ == "WandbLogger":
+                if isinstance(logger, WandbLogger):
                     config = self.parser.dump(self.config, skip_none=False, format="json")
                     import json
 
@@ -229,16 +242,50 @@ def _build_cli_class() -> type:
                 args=args,
             )
 
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            for source, target in DATA_TO_MODEL:
+                parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
+
         def before_instantiate_classes(self) -> None:
             config = self.config.get(self.subcommand) if self.subcommand else self.config
             if config is None:
                 return
+            _check_linked_arguments(config)
             root = config.trainer.get("default_root_dir") or os.getcwd()
             _route_logger_dirs(config.trainer, root)
             if self.subcommand in {"validate", "test", "predict"}:
                 config["ckpt_path"] = _resolve_checkpoint(config.get("ckpt_path"), root)
 
     return _MotoCLI
+
+
+def _check_linked_arguments(config: Any) -> None:
+    """Refuse a model argument that the data sets (:data:`DATA_TO_MODEL`) when it was given a different value.
+
+    The link would silently replace it; only values equal to the data's, or the model's default, are accepted.
+    """
+    import inspect
+
+    model, data = config.get("model"), config.get("data")
+    model_args, data_args = getattr(model, "init_args", None), getattr(data, "init_args", None)
+    if model_args is None or data_args is None or not isinstance(getattr(model, "class_path", None), str):
+        return
+    module_name, _, class_name = model.class_path.rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
+    except (ImportError, AttributeError, ValueError):
+        return
+    for source, target in DATA_TO_MODEL:
+        if target not in parameters or target not in model_args or source not in data_args:
+            continue
+        given, default, data_value = model_args[target], parameters[target].default, data_args[source]
+        if given != default and given != data_value:
+            print(
+                f"error: --model.init_args.{target} {given!r} differs from the data's {source} {data_value!r}; the "
+                f"model takes it from the data. Set --data.init_args.{source} only.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
 
 
 def _has_omegaconf() -> bool:

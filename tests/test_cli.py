@@ -136,6 +136,9 @@ def test_ddp_fit_syncs_metrics_across_ranks(tmp_path):
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    # Every logged value is global (torchmetrics syncs the metrics, Lightning averages the losses): no warning says
+    # otherwise.
+    assert "sync_dist" not in result.stderr, result.stderr[-3000:]
     rows = list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
     counts = [float(r["val_count"]) for r in rows if r.get("val_count")]
     # Each rank sees half of the 30 validation images; a synced metric counts all of them.

@@ -1,8 +1,10 @@
-"""Lightning callbacks: visual logging, prediction writers (scene CSVs, segmentation PNGs), CPU thread pinning."""
+"""Lightning callbacks: prediction writers (scene CSVs, segmentation PNGs) and CPU thread pinning.
+
+Tasks log their own prediction pictures (``log_predictions``, :mod:`moto_vision.viz`).
+"""
 
 from moto_vision.callbacks.scene import ScenePredictionWriter
 from moto_vision.callbacks.segmentation import SegmentationPredictionWriter
 from moto_vision.callbacks.threads import CPUThreads
-from moto_vision.callbacks.visual import PredictionGridLogger
 
-__all__ = ["CPUThreads", "PredictionGridLogger", "ScenePredictionWriter", "SegmentationPredictionWriter"]
+__all__ = ["CPUThreads", "ScenePredictionWriter", "SegmentationPredictionWriter"]

@@ -19,22 +19,13 @@ from typing import Any, ClassVar, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
 
-from moto_vision.backbones import create_backbone, drop_unused_stages
+from moto_vision.heads.awb import AWBKit
 from moto_vision.metrics.angular import AngularError, format_table
-from moto_vision.models.awb import (
-    BASELINES,
-    AngularLoss,
-    ConfidencePoolingHead,
-    ExposureNormalize,
-    PoolingMLPHead,
-    apply_white_balance,
-    create_baseline,
-)
-from moto_vision.tasks.base import BaseTask
+from moto_vision.models.awb import BASELINES, ExposureNormalize, create_baseline
+from moto_vision.tasks.base import KitTask
 
-__all__ = ["AWBRegressor", "render_white_balance_grid"]
+__all__ = ["AWBRegressor"]
 
 Batch = dict[str, Any]
 Method = Literal["learned", "gray_world", "white_patch", "shades_of_gray", "gray_edge"]
@@ -48,8 +39,11 @@ BASELINE_TITLES: dict[str, str] = {
 }
 
 
-class AWBRegressor(BaseTask):
+class AWBRegressor(KitTask):
     """Illuminant estimation from linear camera RGB.
+
+    The head, loss, metrics and pictures are those of :class:`~moto_vision.heads.AWBKit`; its options
+    (:class:`~moto_vision.heads.AWBOptions`) are arguments here under the same names.
 
     Args:
         backbone: timm model name of the feature extractor.
@@ -66,22 +60,17 @@ class AWBRegressor(BaseTask):
         global_context: confidence head only: every location also sees the image-wide mean of the features.
         vote_grid: confidence head only: pool the features to at most this many votes per side, so the head costs
             the same and votes on the same regions at any input size (``None``: one vote per feature location).
-        image_size: input size the model is trained and exported at (recipes keep it equal to the data size).
+        image_size: input size the model is trained and exported at (``moto-vision fit`` takes the data's).
         method: ``"learned"`` (the network) or a classical baseline to use instead of it.
         baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
-        freeze_backbone: keep backbone weights fixed.
-        lr: peak learning rate (AdamW).
-        weight_decay: AdamW weight decay (not applied to norms and biases).
-        warmup_fraction: fraction of the steps spent in linear warm-up before the cosine decay.
-        log_predictions: log the uncorrected / predicted / ground-truth grid every validation epoch.
+        **kwargs: the arguments every task shares (``lr``, ``weight_decay``, ``warmup_fraction``,
+            ``freeze_backbone``, ``log_predictions``; see :class:`~moto_vision.tasks.BaseTask`).
     """
 
-    monitor: ClassVar[str] = "val_recovery_mean"
-    monitor_mode: ClassVar[Literal["min", "max"]] = "min"
-    color_domain: ClassVar[Literal["srgb", "linear"]] = "linear"
+    kit_type = AWBKit
     task_name: ClassVar[str] = "awb"
-    target_key: ClassVar[str] = "illuminant"
+    optimizer_defaults: ClassVar[dict[str, float]] = {"lr": 5e-3, "weight_decay": 1e-4, "warmup_fraction": 0.03}
 
     def __init__(
         self,
@@ -99,74 +88,51 @@ class AWBRegressor(BaseTask):
         method: Method = "learned",
         baselines: list[str] | None = None,
         reproduction_weight: float = 0.0,
-        freeze_backbone: bool = False,
-        lr: float = 5e-3,
-        weight_decay: float = 1e-4,
-        warmup_fraction: float = 0.03,
-        log_predictions: bool = True,
+        **kwargs: Any,
     ) -> None:
         unknown = [b for b in baselines or [] if b not in BASELINES]
         if unknown:
             raise ValueError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
-        super().__init__()
+        super().__init__(**kwargs)
 
     # ----------------------------------------------------------------- model
+    def configure_normalization(self) -> nn.Module:
+        return ExposureNormalize(log=self.hparams.log_input)
+
     def configure_models(self) -> None:
+        super().configure_models()
         hp = self.hparams
-        out_indices = None if hp.feature_level is None else [hp.feature_level]
-        self.backbone = drop_unused_stages(
-            create_backbone(hp.backbone, pretrained=hp.pretrained, out_indices=out_indices)
-        )
-        self.normalize = ExposureNormalize(log=hp.log_input)
-        channels = self.backbone.channels[-1]
-        if hp.head == "confidence":
-            self.head = ConfidencePoolingHead(
-                channels,
-                hidden=hp.head_channels,
-                dropout=hp.dropout,
-                local_colour=hp.local_colour,
-                global_context=hp.global_context,
-                grid=hp.get("vote_grid"),
-            )
-        else:
-            self.head = PoolingMLPHead(channels, hidden=hp.head_channels, dropout=hp.dropout)
         self.baseline = create_baseline(hp.method) if hp.method != "learned" else None
         names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
         self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
         self.baseline_metrics = nn.ModuleDict({name: AngularError() for name in names})
 
-    def configure_losses(self) -> None:
-        self.criterion = AngularLoss(reproduction_weight=self.hparams.reproduction_weight)
-
-    def configure_metrics(self) -> MetricCollection:
-        return MetricCollection({"angular": AngularError()})
-
     def forward(self, x: Tensor) -> Tensor:
         """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``."""
         if self.baseline is not None:
             return self.baseline(x)
-        features = self.backbone(self.normalize(x))[-1]
-        return self.head(features, x)
+        return super().forward(x)
 
     def confidence_map(self, x: Tensor) -> Tensor | None:
         """FC4 confidence ``(B, 1, h, w)`` of each feature location (``None`` for the MLP head / baselines)."""
-        if self.baseline is not None or not isinstance(self.head, ConfidencePoolingHead):
+        if self.baseline is not None:
             return None
-        _, weights = self.head.local_estimates(self.backbone(self.normalize(x))[-1], x)
-        return weights
+        return self.kit.confidence_map(self, self.backbone(self.normalize(x)), x)
 
-    # ----------------------------------------------------------------- loss and metrics
+    def export_module(self) -> nn.Module:
+        """The deployed graph is the task's own forward (the network, or the classical method it stands for)."""
+        return self
+
+    def outputs_from_export(self, outputs: Tensor) -> Tensor:
+        return outputs
+
+    # ----------------------------------------------------------------- loss and baselines
     def compute_loss(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
-        terms = self.criterion(outputs, batch["illuminant"])
-        # Loss terms are logged as <split>_<name>; keep them apart from the metric names (<split>_recovery_mean).
-        terms = {"loss": terms["loss"], **{f"{k}_loss": v for k, v in terms.items() if k == "reproduction"}}
+        terms = super().compute_loss(outputs, batch)
         if self.baseline is not None:
             # A baseline has no parameters; keep the graph valid for Lightning without training anything.
             terms = {k: v.detach() for k, v in terms.items()}
         return terms
-
-    def update_metrics(self, metrics: MetricCollection, outputs: Tensor, batch: Batch) -> None:
-        metrics.update(outputs, batch["illuminant"])
 
     def on_fit_start(self) -> None:
         if self.baseline is not None:
@@ -226,28 +192,3 @@ class AWBRegressor(BaseTask):
         (run_dir / "awb_test_results.md").write_text(table + "\n")
         (run_dir / "awb_test_results.json").write_text(json.dumps(rows, indent=2) + "\n")
         print(f"Saved {run_dir / 'awb_test_results.md'} and awb_test_results.json")
-
-    # ----------------------------------------------------------------- visual logging
-    def render_batch(self, batch: Batch, outputs: Any, max_images: int = 8) -> Tensor | None:
-        """Rows of uncorrected / corrected with the prediction / corrected with the ground truth."""
-        if not isinstance(outputs, Tensor):
-            return None
-        return render_white_balance_grid(batch["image"], outputs, batch["illuminant"], max_images=max_images)
-
-
-def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:
-    """One ``(3, H, W)`` sRGB picture: per image, uncorrected | corrected by ``estimate`` | corrected by ``target``.
-
-    All three panels of an image share one exposure (the ground-truth-corrected image's 97th percentile maps
-    to 0.9), so brightness differences are real, and are gamma-encoded for display.
-    """
-    from kornia.color import linear_rgb_to_rgb
-    from torchvision.utils import make_grid
-
-    n = min(max_images, image.shape[0])
-    image, estimate, target = image[:n].float(), estimate[:n].float(), target[:n].float()
-    by_gt = apply_white_balance(image, target)
-    scale = torch.quantile(by_gt.flatten(1), 0.97, dim=1).clamp_min(1e-6)[:, None, None, None] / 0.9
-    panels = torch.stack([image, apply_white_balance(image, estimate), by_gt], dim=1) / scale[:, None]
-    panels = linear_rgb_to_rgb(panels.clamp(0, 1).flatten(0, 1))
-    return make_grid(panels, nrow=3, padding=2, pad_value=1.0)
