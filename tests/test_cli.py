@@ -208,7 +208,8 @@ def test_shared_and_nested_arguments_are_listed_in_each_tasks_help(capsys):
 
 def test_the_model_takes_the_datas_arguments_and_refuses_a_different_one(tmp_path, capsys):
     common = [
-        "--model", "tests.helpers.toy_dense.ToyDenseMultiHead", "--data", "tests.helpers.toy_dense.ToySquaresDataModule",
+        "--model", "tests.helpers.toy_dense.ToyDenseMultiHead",
+        "--data", "tests.helpers.toy_dense.ToySquaresDataModule",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
         "--trainer.accelerator", "cpu", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
         "--trainer.logger.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
