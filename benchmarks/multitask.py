@@ -252,7 +252,7 @@ QUALITY_ROWS = [
     ("awb", "test_awb_recovery_mean", "test_recovery_mean", "AWB recovery error, mean (deg)", False, 0.5),
     ("awb", "test_awb_recovery_median", "test_recovery_median", "AWB recovery error, median (deg)", False, 0.5),
     ("portrait", "test_portrait_iou", "test_iou", "portrait IoU", True, 0.03),
-    ("portrait", "test_portrait_boundary_f", "test_boundary_f", "portrait boundary F (2 px)", True, 0.03),
+    ("portrait", "test_portrait_boundary_f", "test_boundary_f", "portrait boundary F (DAVIS)", True, 0.03),
     ("scene", "test_scene_top1", "test_top1", "scene top-1 accuracy", True, 0.03),
     ("scene", "test_scene_ece", "test_ece", "scene ECE (calibrated)", False, 0.03),
 ]

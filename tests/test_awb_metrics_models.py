@@ -50,17 +50,20 @@ def test_reproduction_error_matches_definition() -> None:
     assert reproduction_angular_error(gt * 3, gt).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_ffcc_statistics_against_numpy() -> None:
+def test_ffcc_statistics_by_hand() -> None:
+    # Ten errors; MATLAB prctile puts the i-th sorted value at 10 (i - 0.5) percent: P25 is the 3rd, P75 the 8th,
+    # P50 halfway between the 5th and 6th, P95 the 10th (NumPy's default would give 1.125 and 5.5 for P25 / P75).
     errors = torch.tensor([0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0, 10.0, 0.2, 6.0], dtype=torch.float64)
     stats = error_statistics(errors)
-    e = errors.numpy()
-    q1, q2, q3 = np.percentile(e, [25, 50, 75])
+    e = np.sort(errors.numpy())  # 0.2 0.5 1 1.5 2 3 4 6 8 10
+    p25, p50, p75 = 1.0, 2.5, 6.0
     assert stats["mean"].item() == pytest.approx(e.mean())
-    assert stats["median"].item() == pytest.approx(q2)
-    assert stats["trimean"].item() == pytest.approx((q1 + 2 * q2 + q3) / 4)
-    assert stats["best25"].item() == pytest.approx(e[e <= q1].mean())
-    assert stats["worst25"].item() == pytest.approx(e[e >= q3].mean())
-    assert stats["p95"].item() == pytest.approx(np.percentile(e, 95))
+    assert stats["median"].item() == pytest.approx(p50)
+    assert stats["trimean"].item() == pytest.approx((p25 + 2 * p50 + p75) / 4)
+    assert stats["best25"].item() == pytest.approx(np.mean([0.2, 0.5, 1.0]))
+    assert stats["worst25"].item() == pytest.approx(np.mean([6.0, 8.0, 10.0]))
+    assert stats["worst5"].item() == pytest.approx(10.0)  # the mean of the errors >= P95 = 10
+    assert stats["p95"].item() == pytest.approx(10.0)
     assert stats["max"].item() == pytest.approx(10.0)
 
 
@@ -79,7 +82,7 @@ def test_angular_error_metric_accumulates_and_merges_like_ddp() -> None:
     assert set(a) == {
         f"{k}_{s}"
         for k in ("recovery", "reproduction")
-        for s in ("mean", "median", "trimean", "best25", "worst25", "p95", "max")
+        for s in ("mean", "median", "trimean", "best25", "worst25", "worst5", "max", "undefined")
     }
     for key in a:
         assert a[key].item() == pytest.approx(b[key].item(), rel=1e-6), key
@@ -175,8 +178,11 @@ def test_baselines_ignore_clipped_and_masked_pixels() -> None:
     image = _scene(light)
     image[..., :6, :6] = torch.tensor([1.0, 0.2, 1.0])[:, None, None]  # clipped, wrong colour
     image[..., 20:, 20:] = 0.0  # masked chart
-    for name in ("gray_world", "white_patch", "shades_of_gray", "gray_edge"):
-        assert recovery_angular_error(create_baseline(name)(image), light).item() < 1.0, name
+    for name in ("gray_world", "white_patch", "white_patch_p99", "shades_of_gray"):
+        assert recovery_angular_error(create_baseline(name)(image), light).item() < 1e-3, name
+    # Gray Edge leaves out the same pixels, but as in general_cc.m the 3 x 3 dilation of the clipped area is
+    # narrower than the derivative's reach (3 sigma), so edges of the clipped patch still count (here ~5 degrees).
+    assert recovery_angular_error(create_baseline("gray_edge")(image), light).item() > 1.0
 
 
 def test_gray_world_fails_on_a_coloured_scene() -> None:

@@ -61,9 +61,10 @@ def test_test_prints_one_table_with_baselines_and_saves_it(tmp_path: Path, capsy
     names = [row.split("|")[1].strip() for row in rows[1:]]
     assert names == [
         "Gray World",
-        "White Patch (99th pct)",
+        "White Patch (max-RGB)",
+        "White Patch (99th pct, not general_cc)",
         "Shades of Gray (p=6)",
-        "Gray Edge (1st order, p=6)",
+        "Gray Edge (1st order, p=6, sigma=1)",
         "AWBRegressor (mobilenetv3_small_050, confidence head)",
     ]
     assert "Rec. Med." in rows[0] and "Rep. Med." in rows[0]

@@ -52,7 +52,8 @@ class SegmentationOptions:
         boundary_width: half-width in pixels of that band.
         class_weights: per-class cross-entropy weights (binary: ``[background, person]``).
         ignore_index: mask value of unlabelled pixels.
-        boundary_tolerance: tolerance in pixels of the boundary F-score metric.
+        boundary_tolerance: tolerance of the DAVIS boundary F-score metric: a fraction of the image diagonal
+            (``< 1``, DAVIS: 0.008) or whole pixels (``>= 1``).
     """
 
     decoder: Decoder = "mobile"
@@ -64,7 +65,7 @@ class SegmentationOptions:
     boundary_width: int = 3
     class_weights: list[float] | None = None
     ignore_index: int = IGNORE_INDEX
-    boundary_tolerance: int = 2
+    boundary_tolerance: float = 0.008
 
 
 @register_kit
@@ -185,7 +186,7 @@ def segmentation_metrics(
     *,
     binary: bool,
     ignore_index: int = IGNORE_INDEX,
-    boundary_tolerance: int = 2,
+    boundary_tolerance: float = 0.008,
     core_only: bool = False,
 ) -> MetricCollection:
     """The portrait / face-parsing metrics: IoU, Dice, per-class IoU and boundary F-score.
@@ -196,7 +197,8 @@ def segmentation_metrics(
         class_names: class names, background first (two for binary masks).
         binary: person masks (one logit channel) rather than multi-class parsing.
         ignore_index: mask value of unlabelled pixels.
-        boundary_tolerance: tolerance in pixels of the boundary F-score.
+        boundary_tolerance: tolerance of the DAVIS boundary F-score: a fraction of the image diagonal (``< 1``,
+            DAVIS: 0.008) or whole pixels (``>= 1``).
         core_only: IoU and Dice only (cheap enough for every training step).
     """
     labels = len(class_names)
@@ -268,12 +270,16 @@ def render_segmentation_grid(
     return make_grid(tiles, nrow=3, padding=2, pad_value=1.0)
 
 
+def _tolerance_text(tolerance: float) -> str:
+    return f"{tolerance:g} x diagonal" if tolerance < 1 else f"{tolerance:g} px"
+
+
 def print_segmentation_report(
     values: Mapping[str, float],
     class_names: list[str],
     *,
     binary: bool,
-    boundary_tolerance: int,
+    boundary_tolerance: float,
     prefix: str = "test_",
     title: str | None = None,
 ) -> None:
@@ -287,7 +293,7 @@ def print_segmentation_report(
     rows = [
         ("IoU (person)" if binary else "mIoU", "iou"),
         ("Dice" if binary else "mean Dice", "dice"),
-        (f"Boundary F ({boundary_tolerance}px)", "boundary_f"),
+        (f"Boundary F (DAVIS, {_tolerance_text(boundary_tolerance)})", "boundary_f"),
     ]
     for label, key in rows:
         if f"{prefix}{key}" in values:

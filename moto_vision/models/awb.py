@@ -11,32 +11,40 @@ Learned heads (on top of a backbone's feature map):
   which regions (neutral surfaces, specular highlights) carry illuminant information.
 - :class:`PoolingMLPHead`: global average + max pooling followed by an MLP.
 
-Classical, parameter-free baselines with the same ``forward``: :class:`GrayWorld` (Buchsbaum 1980),
-:class:`WhitePatch` (percentile max-RGB), :class:`ShadesOfGray` (Finlayson & Trezzi 2004) and
-:class:`GrayEdge` (van de Weijer, Gevers & Gijsenij 2007).
+Classical, parameter-free baselines with the same ``forward``, exactly as van de Weijer's reference ``general_cc.m``
+(:func:`general_colour_constancy`): :class:`GrayWorld` (Buchsbaum 1980), :class:`WhitePatch` (max-RGB, Land 1977),
+:class:`ShadesOfGray` (Finlayson & Trezzi 2004) and :class:`GrayEdge` (van de Weijer, Gevers & Gijsenij 2007), plus
+our :class:`PercentileWhitePatch` variant.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d, spatial_gradient
 from torch import Tensor, nn
 
 __all__ = [
     "BASELINES",
+    "BASELINE_TITLES",
     "AngularLoss",
     "ConfidencePoolingHead",
     "ExposureNormalize",
     "GrayEdge",
     "GrayWorld",
+    "PercentileWhitePatch",
     "PoolingMLPHead",
     "ShadesOfGray",
     "WhitePatch",
     "apply_white_balance",
     "create_baseline",
+    "edge_magnitude",
+    "estimation_mask",
+    "gaussian_derivative",
+    "gaussian_derivative_kernel",
+    "general_colour_constancy",
     "safe_angle",
 ]
 
@@ -250,151 +258,294 @@ class PoolingMLPHead(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- baselines
-class _StatisticsBaseline(nn.Module):
-    """Shared pixel selection of the classical estimators.
+# The classical estimators follow van de Weijer's reference MATLAB code for "Edge-based color constancy" (IEEE TIP
+# 2007): general_cc.m with its helpers gDer.m, norm_derivative.m, set_border.m, dilation33.m and fill_border. One
+# function, general_colour_constancy(x, order, p, sigma), is Gray World (0, 1, 0), Shades of Gray (0, p, 0), max-RGB
+# (0, inf, 0; the reference's mink_norm = -1), general Gray World (0, p, sigma) and Gray Edge (1 | 2, p, sigma).
+# The Gaussian derivatives are written here rather than taken from kornia because the estimate depends on gDer's
+# exact kernels (3-sigma support, its normalisations, edge-replicating padding), which kornia's filters do not share.
 
-    Pixels with any channel at or above ``saturation`` (clipped, so their colour is wrong) and pixels
-    darker than ``dark`` (masked regions are zeroed by the datasets; deep shadows are mostly noise) are
-    ignored, as in the reference implementations.
+
+def gaussian_derivative_kernel(sigma: float, order: int) -> Tensor:
+    """The 1-D kernel of the reference ``gDer.m``: a Gaussian (order 0) or its first / second derivative.
+
+    Support ``-r .. r`` with ``r = floor(3 sigma + 0.5)``. Order 0 sums to 1; order 1 is normalised so that
+    ``sum(x * k) = 1`` (correlating it with a ramp of slope 1 gives 1); order 2 is made zero-mean and normalised so
+    that ``sum(x^2 / 2 * k) = 1``. Returned in float64, ordered from ``x = -r`` to ``x = r`` for correlation.
+    """
+    if sigma <= 0:
+        raise ValueError(f"gaussian_derivative_kernel: sigma must be > 0, got {sigma}.")
+    if order not in (0, 1, 2):
+        raise ValueError(f"gaussian_derivative_kernel: order must be 0, 1 or 2, got {order}.")
+    radius = math.floor(3.0 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    gauss = torch.exp(-(x**2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
+    if order == 0:
+        return gauss / gauss.sum()
+    if order == 1:
+        kernel = -(x / sigma**2) * gauss
+        return kernel / (x * kernel).sum()
+    kernel = (x**2 / sigma**4 - 1 / sigma**2) * gauss
+    kernel = kernel - kernel.sum() / kernel.numel()
+    return kernel / (0.5 * x * x * kernel).sum()
+
+
+def gaussian_derivative(x: Tensor, sigma: float, order_x: int, order_y: int) -> Tensor:
+    """Gaussian derivative ``d^(order_x + order_y) / dx^order_x dy^order_y`` of every channel, as ``gDer.m``.
+
+    Separable correlation with :func:`gaussian_derivative_kernel` along the width (x) and the height (y), the
+    image first extended by replicating its edge pixels (the reference's ``fill_border``).
 
     Args:
-        saturation: clipped-pixel threshold on the max channel, in the ``[0, 1]`` image scale.
-        dark: pixels whose max channel is at or below this are ignored.
+        x: images ``(B, C, H, W)``.
+        sigma: Gaussian scale in pixels (> 0).
+        order_x: derivative order along the width, 0-2.
+        order_y: derivative order along the height, 0-2.
+
+    Returns:
+        ``(B, C, H, W)`` in ``x``'s dtype.
+    """
+    b, c, h, w = x.shape
+    kx = gaussian_derivative_kernel(sigma, order_x).to(x)
+    ky = gaussian_derivative_kernel(sigma, order_y).to(x)
+    r = kx.numel() // 2
+    flat = F.pad(x.reshape(b * c, 1, h, w), (r, r, r, r), mode="replicate")
+    flat = F.conv2d(F.conv2d(flat, kx.view(1, 1, 1, -1)), ky.view(1, 1, -1, 1))
+    return flat.reshape(b, c, h, w)
+
+
+def edge_magnitude(x: Tensor, sigma: float, order: Literal[1, 2]) -> Tensor:
+    """Per-channel derivative magnitude of the reference ``norm_derivative.m``.
+
+    Order 1: ``sqrt(fx^2 + fy^2)``; order 2: ``sqrt(fxx^2 + 4 fxy^2 + fyy^2)`` (the Frobenius norm of the Hessian,
+    with the reference's factor 4 on the mixed term).
+    """
+    if order == 1:
+        return (gaussian_derivative(x, sigma, 1, 0).pow(2) + gaussian_derivative(x, sigma, 0, 1).pow(2)).sqrt()
+    if order == 2:
+        fxx, fyy = gaussian_derivative(x, sigma, 2, 0), gaussian_derivative(x, sigma, 0, 2)
+        fxy = gaussian_derivative(x, sigma, 1, 1)
+        return (fxx.pow(2) + 4 * fxy.pow(2) + fyy.pow(2)).sqrt()
+    raise ValueError(f"edge_magnitude: order must be 1 or 2, got {order}.")
+
+
+def estimation_mask(x: Tensor, sigma: float = 0.0, saturation: float = 1.0, dark: float = 0.0) -> Tensor:
+    """``(B, 1, H, W)`` bool mask of the pixels the classical estimators use (the reference's ``mask_im2``).
+
+    As ``general_cc.m``: a pixel is excluded when it is masked (``mask_im``), or when it or one of its 8 neighbours
+    is saturated (its maximum channel ``>= saturation``; the saturated map is dilated 3 x 3, ``dilation33``), or
+    when it lies within ``sigma + 1`` pixels of the image border (``set_border``: 1-based coordinates ``u`` are
+    kept where ``sigma + 1 < u < size - sigma``). Our datasets mark masked (colour chart) and clipped pixels as
+    zeros, so ``mask_im`` is "maximum channel ``<= dark``", by default the pixels that are exactly zero. Masked
+    pixels are excluded themselves but not dilated, as in the reference.
+    """
+    peak = x.amax(dim=1, keepdim=True)
+    # max_pool2d pads with -inf, which equals dilation33's edge replication for a max.
+    saturated = F.max_pool2d((peak >= saturation).to(x.dtype), kernel_size=3, stride=1, padding=1) > 0
+    valid = ~saturated & (peak > dark)
+    width = sigma + 1
+    h, w = x.shape[-2:]
+    rows = torch.arange(1, h + 1, device=x.device)
+    cols = torch.arange(1, w + 1, device=x.device)
+    inner = ((rows > width) & (rows < h - width + 1))[:, None] & ((cols > width) & (cols < w - width + 1))[None, :]
+    return valid & inner
+
+
+def general_colour_constancy(
+    x: Tensor,
+    order: int = 0,
+    p: float = 1.0,
+    sigma: float = 0.0,
+    saturation: float = 1.0,
+    dark: float = 0.0,
+) -> Tensor:
+    """Illuminant estimate of van de Weijer's ``general_cc.m``: the Minkowski ``p``-norm of (derivatives of) the image.
+
+    Every channel is smoothed by a Gaussian of ``sigma`` (order 0, skipped when ``sigma = 0``) or replaced by its
+    ``order``-th derivative magnitude (:func:`edge_magnitude`); the estimate is ``(sum_i |f_i|^p)^(1/p)`` per channel
+    over the pixels of :func:`estimation_mask` (the maximum for ``p = inf``), normalised to unit length.
+
+    Args:
+        x: linear RGB ``(B, 3, H, W)``.
+        order: 0 (Gray World family) or 1 / 2 (Gray Edge).
+        p: Minkowski norm, ``> 0``, or ``inf`` (max-RGB; ``-1`` is accepted as the reference's spelling of it).
+        sigma: Gaussian scale in pixels; ``> 0`` for ``order`` 1 and 2.
+        saturation: clipped-pixel threshold on the maximum channel (``general_cc``: 255 for 8-bit input; 1.0 is
+            the top of our ``[0, 1]`` scale).
+        dark: pixels whose maximum channel is ``<= dark`` are masked (default: exactly-zero pixels).
+
+    Returns:
+        Unit-norm ``(B, 3)``; NaN for an image without any usable pixel or evidence (the reference divides 0 by 0
+        there too; :class:`~moto_vision.metrics.AngularError` counts such estimates as undefined).
+    """
+    if order not in (0, 1, 2):
+        raise ValueError(f"general_colour_constancy: order must be 0, 1 or 2, got {order}.")
+    if p == -1:
+        p = math.inf
+    if not p > 0:
+        raise ValueError(f"general_colour_constancy: p must be > 0 or inf, got {p}.")
+    if sigma < 0 or (order > 0 and sigma == 0):
+        raise ValueError(f"general_colour_constancy: sigma must be >= 0, and > 0 for order {order}; got {sigma}.")
+    dtype = x.dtype
+    x = x.float() if dtype not in (torch.float32, torch.float64) else x
+    valid = estimation_mask(x, sigma, saturation, dark)
+    if order == 0:
+        f = gaussian_derivative(x, sigma, 0, 0) if sigma > 0 else x
+    else:
+        f = edge_magnitude(x, sigma, order)
+    f = f.abs() * valid
+    if math.isinf(p):
+        white = f.amax(dim=(2, 3))
+    else:
+        # Dividing by the per-image maximum keeps |f|^p from underflowing for large p; the unit norm cancels it.
+        scale = f.amax(dim=(1, 2, 3), keepdim=True)
+        white = (f / scale.masked_fill(scale == 0, 1.0)).pow(p).sum(dim=(2, 3)).pow(1.0 / p)
+    norm = white.norm(dim=1, keepdim=True)
+    return torch.where(norm > 0, white / norm.masked_fill(norm == 0, 1.0), math.nan).to(dtype)
+
+
+class _StatisticsBaseline(nn.Module):
+    """A classical estimator: :func:`general_colour_constancy` with fixed ``order``, ``p`` and ``sigma``.
+
+    Args:
+        saturation: clipped-pixel threshold on the maximum channel, in the ``[0, 1]`` image scale (see
+            :func:`estimation_mask`).
+        dark: pixels whose maximum channel is at or below this are masked (default 0: the zeroed pixels).
     """
 
-    def __init__(self, saturation: float = 0.98, dark: float = 1e-3) -> None:
+    order: int = 0
+    p: float = 1.0
+    sigma: float = 0.0
+
+    def __init__(self, saturation: float = 1.0, dark: float = 0.0) -> None:
         super().__init__()
         self.saturation = float(saturation)
         self.dark = float(dark)
 
     def valid_mask(self, x: Tensor) -> Tensor:
-        """``(B, 1, H, W)`` bool mask of the pixels the estimator uses."""
-        peak = x.amax(dim=1, keepdim=True)
-        valid = (peak < self.saturation) & (peak > self.dark)
-        # An image with no usable pixel falls back to all of its pixels rather than to NaN.
-        empty = ~valid.flatten(1).any(dim=1)
-        return valid | empty[:, None, None, None]
+        """``(B, 1, H, W)`` bool mask of the pixels the estimator uses (:func:`estimation_mask`)."""
+        return estimation_mask(x, self.sigma, self.saturation, self.dark)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` of linear RGB ``(B, 3, H, W)`` (NaN where no pixel is usable)."""
+        return general_colour_constancy(x, self.order, self.p, self.sigma, self.saturation, self.dark)
 
     def extra_repr(self) -> str:
-        return f"saturation={self.saturation}, dark={self.dark}"
+        return f"order={self.order}, p={self.p}, sigma={self.sigma}, saturation={self.saturation}, dark={self.dark}"
 
 
 class ShadesOfGray(_StatisticsBaseline):
-    """Shades of Gray (Finlayson & Trezzi 2004): the Minkowski ``p``-norm of each channel.
+    """Shades of Gray (Finlayson & Trezzi 2004): the Minkowski ``p``-norm of each channel, ``general_cc(0, p, 0)``.
 
-    ``p = 1`` is Gray World, ``p -> inf`` is White Patch (max-RGB); ``p = 6`` is the usual setting.
+    ``p = 1`` is Gray World, ``p -> inf`` is max-RGB; ``p = 6`` is the usual setting. ``sigma > 0`` smooths the
+    image first (van de Weijer's "general Gray World").
 
     Args:
         p: Minkowski norm.
         saturation: see :class:`_StatisticsBaseline`.
         dark: see :class:`_StatisticsBaseline`.
+        sigma: Gaussian pre-smoothing in pixels (0: none).
     """
 
-    def __init__(self, p: float = 6.0, saturation: float = 0.98, dark: float = 1e-3) -> None:
+    def __init__(self, p: float = 6.0, saturation: float = 1.0, dark: float = 0.0, sigma: float = 0.0) -> None:
         super().__init__(saturation, dark)
-        self.p = float(p)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` of linear RGB ``(B, 3, H, W)``."""
-        valid = self.valid_mask(x).to(x.dtype)
-        # Normalise by the per-image maximum first so that x ** p cannot underflow for large p.
-        scale = (x * valid).amax(dim=(1, 2, 3), keepdim=True).clamp_min(_EPS)
-        powered = (x / scale).clamp_min(0).pow(self.p) * valid
-        norm = (powered.sum(dim=(2, 3)) / valid.sum(dim=(2, 3)).clamp_min(1)).pow(1.0 / self.p)
-        return _unit(norm + _EPS)
+        self.p, self.sigma = float(p), float(sigma)
 
 
 class GrayWorld(ShadesOfGray):
-    """Gray World (Buchsbaum 1980): the scene average is assumed achromatic, so its colour is the illuminant."""
+    """Gray World (Buchsbaum 1980): the scene average is achromatic, so it is the light (``general_cc(0, 1, 0)``)."""
 
-    def __init__(self, saturation: float = 0.98, dark: float = 1e-3) -> None:
+    def __init__(self, saturation: float = 1.0, dark: float = 0.0) -> None:
         super().__init__(p=1.0, saturation=saturation, dark=dark)
 
 
 class WhitePatch(_StatisticsBaseline):
-    """White Patch / max-RGB (Land 1977) with a percentile instead of the max, which a single hot pixel ruins.
+    """White Patch / max-RGB (Land 1977): the per-channel maximum of the usable pixels (``general_cc(0, -1, 0)``).
+
+    ``percentile < 100`` takes that per-channel percentile instead of the maximum, which a single hot pixel cannot
+    ruin. That variant is ours, not the reference's (same pixel mask; ``torch.nanquantile``'s linear rule).
 
     Args:
-        percentile: per-channel percentile of the valid pixels taken as the illuminant (``100`` = max).
+        percentile: per-channel percentile of the usable pixels (``100``: the maximum, as the reference).
         saturation: see :class:`_StatisticsBaseline`.
         dark: see :class:`_StatisticsBaseline`.
     """
 
-    def __init__(self, percentile: float = 99.0, saturation: float = 0.98, dark: float = 1e-3) -> None:
+    p = math.inf
+
+    def __init__(self, percentile: float = 100.0, saturation: float = 1.0, dark: float = 0.0) -> None:
         super().__init__(saturation, dark)
         if not 0 < percentile <= 100:
             raise ValueError(f"WhitePatch: percentile must be in (0, 100], got {percentile}.")
         self.percentile = float(percentile)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` of linear RGB ``(B, 3, H, W)``."""
+        """Unit-norm illuminant ``(B, 3)`` of linear RGB ``(B, 3, H, W)`` (NaN where no pixel is usable)."""
+        if self.percentile == 100:
+            return super().forward(x)
         valid = self.valid_mask(x).expand_as(x)
-        values = torch.where(valid, x, torch.full_like(x, float("nan"))).flatten(2).float()
-        estimate = torch.nanquantile(values, self.percentile / 100.0, dim=-1).to(x.dtype)
-        return _unit(estimate.clamp_min(0) + _EPS)
+        values = torch.where(valid, x, torch.full_like(x, math.nan)).flatten(2).float()
+        estimate = torch.nanquantile(values, self.percentile / 100.0, dim=-1).abs()
+        return F.normalize(estimate, dim=-1).masked_fill(estimate.isnan().any(-1, keepdim=True), math.nan).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"percentile={self.percentile}, " + super().extra_repr()
+
+
+class PercentileWhitePatch(WhitePatch):
+    """White Patch on each channel's 99th percentile: our variant, not in ``general_cc.m`` (see :class:`WhitePatch`)."""
+
+    def __init__(self, percentile: float = 99.0, saturation: float = 1.0, dark: float = 0.0) -> None:
+        super().__init__(percentile, saturation, dark)
 
 
 class GrayEdge(_StatisticsBaseline):
-    """Gray Edge (van de Weijer, Gevers & Gijsenij 2007): the average edge is achromatic.
+    """Gray Edge (van de Weijer, Gevers & Gijsenij 2007): the mean edge is achromatic (``general_cc(order, p, sigma)``).
 
-    The image is smoothed with a Gaussian of ``sigma`` pixels, differentiated (``order`` 1: gradient
-    magnitude; 2: ``sqrt(fxx^2 + 4 fxy^2 + fyy^2)``), and the illuminant is the Minkowski ``p``-norm of the
-    per-channel derivative magnitudes. Pixels next to clipped or masked ones are ignored, because the
-    mask boundary itself is an edge of the wrong colour.
+    Every channel's Gaussian derivative magnitude at scale ``sigma`` (order 1: gradient magnitude; 2: the
+    Hessian's ``sqrt(fxx^2 + 4 fxy^2 + fyy^2)``) is pooled with the Minkowski ``p``-norm over the usable pixels,
+    which exclude a border of ``sigma + 1`` pixels where the derivative sees the padding (:func:`estimation_mask`).
 
     Args:
         order: derivative order, 1 or 2.
         p: Minkowski norm.
-        sigma: Gaussian smoothing in pixels (0 disables it).
+        sigma: Gaussian scale in pixels (> 0).
         saturation: see :class:`_StatisticsBaseline`.
         dark: see :class:`_StatisticsBaseline`.
     """
 
     def __init__(
-        self, order: Literal[1, 2] = 1, p: float = 6.0, sigma: float = 1.0, saturation: float = 0.98, dark: float = 1e-3
+        self, order: Literal[1, 2] = 1, p: float = 6.0, sigma: float = 1.0, saturation: float = 1.0, dark: float = 0.0
     ) -> None:
         super().__init__(saturation, dark)
         if order not in (1, 2):
             raise ValueError(f"GrayEdge: order must be 1 or 2, got {order}.")
+        if sigma <= 0:
+            raise ValueError(f"GrayEdge: sigma must be > 0 (the derivative is a Gaussian derivative), got {sigma}.")
         self.order, self.p, self.sigma = int(order), float(p), float(sigma)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` of linear RGB ``(B, 3, H, W)``."""
-        valid = self.valid_mask(x)
-        x = x * valid
-        if self.sigma > 0:
-            k = 2 * int(round(3 * self.sigma)) + 1
-            x = gaussian_blur2d(x, (k, k), (self.sigma, self.sigma), border_type="replicate")
-        grads = spatial_gradient(x, mode="diff", order=self.order)  # (B, 3, 2|3, H, W)
-        if self.order == 1:
-            magnitude = grads.pow(2).sum(dim=2).sqrt()
-        else:
-            fxx, fxy, fyy = grads.unbind(dim=2)
-            magnitude = (fxx.pow(2) + 4 * fxy.pow(2) + fyy.pow(2)).sqrt()
-        reach = 2 * int(round(2 * self.sigma)) + 3
-        inner = ~F.max_pool2d((~valid).float(), reach, stride=1, padding=reach // 2).bool()
-        inner = inner | ~inner.flatten(1).any(dim=1)[:, None, None, None]
-        weight = inner.to(x.dtype)
-        scale = (magnitude * weight).amax(dim=(1, 2, 3), keepdim=True).clamp_min(_EPS)
-        powered = (magnitude / scale).pow(self.p) * weight
-        norm = (powered.sum(dim=(2, 3)) / weight.sum(dim=(2, 3)).clamp_min(1)).pow(1.0 / self.p)
-        return _unit(norm + _EPS)
-
-    def extra_repr(self) -> str:
-        return f"order={self.order}, p={self.p}, sigma={self.sigma}, " + super().extra_repr()
 
 
 #: Classical baselines by the names used in configs and result tables.
 BASELINES: dict[str, type[nn.Module]] = {
     "gray_world": GrayWorld,
     "white_patch": WhitePatch,
+    "white_patch_p99": PercentileWhitePatch,
     "shades_of_gray": ShadesOfGray,
     "gray_edge": GrayEdge,
 }
 
+#: Row names of the baselines (default settings) in result tables.
+BASELINE_TITLES: dict[str, str] = {
+    "gray_world": "Gray World",
+    "white_patch": "White Patch (max-RGB)",
+    "white_patch_p99": "White Patch (99th pct, not general_cc)",
+    "shades_of_gray": "Shades of Gray (p=6)",
+    "gray_edge": "Gray Edge (1st order, p=6, sigma=1)",
+}
+
 
 def create_baseline(name: str) -> nn.Module:
-    """A classical AWB estimator by name (``gray_world``, ``white_patch``, ``shades_of_gray``, ``gray_edge``)."""
+    """A classical AWB estimator with its default settings, by its :data:`BASELINES` name."""
     try:
         return BASELINES[name]()
     except KeyError:

@@ -22,21 +22,13 @@ from torch import Tensor, nn
 
 from moto_vision.heads.awb import AWBKit
 from moto_vision.metrics.angular import AngularError, format_table
-from moto_vision.models.awb import BASELINES, ExposureNormalize, create_baseline
+from moto_vision.models.awb import BASELINE_TITLES, BASELINES, ExposureNormalize, create_baseline
 from moto_vision.tasks.base import KitTask
 
 __all__ = ["AWBRegressor"]
 
 Batch = dict[str, Any]
-Method = Literal["learned", "gray_world", "white_patch", "shades_of_gray", "gray_edge"]
-
-#: Row names of the classical baselines in result tables.
-BASELINE_TITLES: dict[str, str] = {
-    "gray_world": "Gray World",
-    "white_patch": "White Patch (99th pct)",
-    "shades_of_gray": "Shades of Gray (p=6)",
-    "gray_edge": "Gray Edge (1st order, p=6)",
-}
+Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge"]
 
 
 class AWBRegressor(KitTask):

@@ -194,7 +194,7 @@ class MultiTaskPerception(BaseTask):
         portrait_class_names: list[str] | None = None,
         portrait_dice_weight: float | None = None,
         portrait_boundary_weight: float | None = None,
-        portrait_boundary_tolerance: int | None = None,
+        portrait_boundary_tolerance: float | None = None,
         scene_class_names: list[str] | str | None = None,
         scene_multi_label: bool | None = None,
         scene_feature_indices: list[int] | None = None,

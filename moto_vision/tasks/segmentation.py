@@ -38,7 +38,8 @@ class PortraitSegmenter(KitTask):
         boundary_width: half-width in pixels of that band.
         class_weights: per-class cross-entropy weights (binary: ``[background, person]``).
         ignore_index: mask value of unlabelled pixels.
-        boundary_tolerance: tolerance in pixels of the boundary F-score metric.
+        boundary_tolerance: tolerance of the DAVIS boundary F-score metric: a fraction of the image diagonal
+            (``< 1``, DAVIS: 0.008) or whole pixels (``>= 1``).
         **kwargs: the arguments every task shares (``lr``, ``weight_decay``, ``warmup_fraction``,
             ``freeze_backbone``, ``log_predictions``; see :class:`~moto_vision.tasks.BaseTask`).
     """
@@ -61,7 +62,7 @@ class PortraitSegmenter(KitTask):
         boundary_width: int = 3,
         class_weights: list[float] | None = None,
         ignore_index: int = IGNORE_INDEX,
-        boundary_tolerance: int = 2,
+        boundary_tolerance: float = 0.008,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
