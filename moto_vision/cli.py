@@ -5,7 +5,7 @@ One dispatcher:
 - the Trainer verbs ``fit``, ``validate``, ``test``, ``predict`` run LightningCLI in subclass mode, so a
   YAML names any LightningModule / LightningDataModule by ``class_path`` (moto-vision's own by their
   short name, e.g. ``AWBRegressor``);
-- moto-vision's own verbs (``export``, ``benchmark``, ``profile``, ``data``) are registered in
+- moto-vision's own verbs (``export``, ``benchmark``, ``profile``, ``backbones``, ``data``) are registered in
   :data:`COMMANDS` below and each run their own ``argparse`` parser.
 
 ``lightning`` exists because Lightning 2.5+ no longer ships ``lightning fit``; its Trainer verbs behave
@@ -55,6 +55,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "benchmark": Command("moto_vision.deploy.cli:benchmark_main", "Size, latency and metric per format and backbone."),
     "profile": Command("moto_vision.deploy.cli:profile_main", "Parameters, MACs, activation memory, per-layer table."),
+    "backbones": Command("moto_vision.deploy.catalogue:backbones_main", "Parameters and MACs of mobile backbones."),
     "data": Command("moto_vision.data.curation.cli:data_main", "Dataset checks, coverage reports and splits."),
 }
 
@@ -202,9 +203,7 @@ class _LazyCLIMeta(type):
     _cls: type | None = None
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if _LazyCLIMeta._cls is None:
-            _LazyCLIMeta._cls = _build_cli_class()
-        return _LazyCLIMeta._cls(*args, **kwargs)
+        return _cli_class()(*args, **kwargs)
 
 
 class MotoCLI(metaclass=_LazyCLIMeta):
@@ -230,7 +229,7 @@ def _build_cli_class() -> type:
                     logger.experiment.config.update(json.loads(config), allow_val_change=True)
 
     class _MotoCLI(LightningCLI):
-        def __init__(self, args: list[str] | None) -> None:
+        def __init__(self, args: list[str] | None, *, run: bool = True, parser_kwargs: dict | None = None) -> None:
             super().__init__(
                 model_class=None,
                 datamodule_class=None,
@@ -238,13 +237,20 @@ def _build_cli_class() -> type:
                 subclass_mode_data=True,
                 save_config_callback=RunConfigCallback,
                 save_config_kwargs={"overwrite": True},
-                parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+                parser_kwargs={**({"parser_mode": "omegaconf"} if _has_omegaconf() else {}), **(parser_kwargs or {})},
                 args=args,
+                run=run,
             )
 
         def add_arguments_to_parser(self, parser: Any) -> None:
             for source, target in DATA_TO_MODEL:
                 parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
+
+        def _parse_ckpt_path(self) -> None:
+            # Lightning reads the checkpoint's hyperparameters into the model config, importing the class the
+            # checkpoint names (`_class_path`): refuse one that is neither trusted nor the recipe's own model.
+            _check_checkpoint_model(self.config)
+            super()._parse_ckpt_path()
 
         def before_instantiate_classes(self) -> None:
             config = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -286,6 +292,100 @@ def _check_linked_arguments(config: Any) -> None:
                 file=sys.stderr,
             )
             raise SystemExit(2)
+
+
+def _cli_class() -> type:
+    if _LazyCLIMeta._cls is None:
+        _LazyCLIMeta._cls = _build_cli_class()
+    return _LazyCLIMeta._cls
+
+
+def _check_checkpoint_model(config: Any) -> None:
+    """Refuse ``--ckpt_path`` files that name a model class the user did not choose (checkpoints are data)."""
+    subcommand = config.get("subcommand")
+    section = config.get(subcommand) if subcommand else None
+    ckpt_path = section.get("ckpt_path") if section is not None else None
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return
+    import torch
+
+    from moto_vision.trust import UntrustedCheckpointError, check_primitive_record, resolve_recorded_class
+
+    try:
+        try:
+            checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        except Exception as error:  # weights-only unpickling refuses anything but tensors and plain containers
+            detail = " ".join(str(error).split())[:300]
+            raise UntrustedCheckpointError(f"{ckpt_path} is not a readable weights-only checkpoint: {detail}") from None
+        hparams = (checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None) or {}
+        if not isinstance(hparams, dict):
+            raise UntrustedCheckpointError(f"{ckpt_path}: 'hyper_parameters' is a {type(hparams).__name__}.")
+        recorded = hparams.get("_class_path")
+        if recorded is not None:
+            chosen = section.get("model")
+            chosen = chosen.get("class_path") if hasattr(chosen, "get") else None
+            resolve_recorded_class(recorded, "task", source=str(ckpt_path), allow=[chosen] if chosen else [])
+        check_primitive_record(
+            {k: v for k, v in hparams.items() if not str(k).startswith("_")},
+            source=str(ckpt_path),
+            role="hyperparameter",
+        )
+    except UntrustedCheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def recipe_datamodule(config: str | os.PathLike[str]) -> Any:
+    """Build only the datamodule of a training recipe, with the parser ``fit`` uses.
+
+    A full recipe is parsed as ``moto-vision fit --config`` parses it (``${...}`` interpolation, short class names,
+    every section validated, unknown keys are errors) but only ``data`` is instantiated: no model, trainer or logger
+    is built. A YAML holding only a ``data:`` section is parsed by the datamodule part of that parser.
+
+    Raises:
+        ValueError: the file is missing or does not parse, with jsonargparse's reason.
+    """
+    import yaml
+    from lightning.pytorch import LightningDataModule
+    from lightning.pytorch.cli import LightningArgumentParser
+
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"Recipe not found: {path}.")
+    _import_components()
+    content = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(content, dict) or "data" not in content:
+        raise ValueError(f"{path} has no `data:` section (class_path + init_args) to build a datamodule from.")
+    mode = {"parser_mode": "omegaconf"} if _has_omegaconf() else {}
+    try:
+        if set(content) == {"data"}:
+            data = content["data"]
+        else:
+            base = _cli_class()
+
+            class _Parsed(base):  # type: ignore[misc, valid-type]
+                # Parse and validate the whole recipe like `fit`; build nothing (the datamodule is built below).
+                def _set_seed(self) -> None:
+                    pass
+
+                def before_instantiate_classes(self) -> None:
+                    pass
+
+                def instantiate_classes(self) -> None:
+                    pass
+
+            parsed = _Parsed(["--config", str(path)], run=False, parser_kwargs={"exit_on_error": False})
+            data = parsed.config.data
+            data = data.as_dict() if hasattr(data, "as_dict") else data
+        parser = LightningArgumentParser(exit_on_error=False, **mode)
+        parser.add_lightning_class_args(LightningDataModule, "data", subclass_mode=True)
+        namespace = parser.parse_object({"data": data})
+        return parser.instantiate_classes(namespace).data
+    except (SystemExit, Exception) as error:  # jsonargparse's ArgumentError spans lines; keep one
+        if isinstance(error, (FileNotFoundError, ImportError)):
+            raise
+        detail = " ".join(str(error).split())[:500]
+        raise ValueError(f"{path}: cannot build its datamodule: {detail}") from None
 
 
 def _has_omegaconf() -> bool:

@@ -6,13 +6,8 @@ import pytest
 import timm
 import torch
 
-from moto_vision.backbones import (
-    RECOMMENDED_BACKBONES,
-    BackboneWeightsError,
-    create_backbone,
-    list_backbones,
-    save_backbone,
-)
+from moto_vision.backbones import BackboneWeightsError, create_backbone, save_backbone
+from moto_vision.deploy.catalogue import RECOMMENDED_BACKBONES, list_backbones
 
 TEST_MODELS = ("test_efficientnet", "test_resnet", "test_convnext", "test_vit")
 
@@ -55,29 +50,35 @@ def test_safetensors_round_trip_and_plain_timm_loading(tmp_path):
     loaded = create_backbone("mobilenetv3_small_050", pretrained=path)
     assert _same_outputs(trained, loaded)
 
-    # Another project loads the file with plain timm, knowing nothing of moto-vision.
+    # Another project loads the file with plain timm, knowing nothing of moto-vision (docs/backbones.md).
     overlay = dict(file=str(path))
     features = timm.create_model(
-        "mobilenetv3_small_050", features_only=True, pretrained=True, pretrained_cfg_overlay=overlay
+        "mobilenetv3_small_050",
+        features_only=True,
+        feature_cls="getter",
+        pretrained=True,
+        pretrained_cfg_overlay=overlay,
     )
     assert _same_outputs(trained.model, features)
-    body = timm.create_model(
-        "mobilenetv3_small_050", num_classes=0, pretrained=True, pretrained_cfg_overlay=overlay
-    ).eval()
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(body.forward_features(x), trained.eval()(x)[-1], atol=1e-5)
+    # A headless classifier body has a conv_head the file does not hold (the docs say so and show this check).
+    from safetensors.torch import load_file
+
+    body = timm.create_model("mobilenetv3_small_050", num_classes=0)
+    missing, unexpected = body.load_state_dict(load_file(path), strict=False)
+    assert missing == ["conv_head.weight", "conv_head.bias"] and not unexpected
 
 
-def test_flattened_feature_names_map_back_to_timm_keys(tmp_path):
-    # ghostnet's features_only wrapper renames nested modules (blocks.0 -> blocks_0).
+@pytest.mark.parametrize("out_indices", [None, (1,)])
+def test_weights_keep_timm_names_and_timm_prunes_unused_stages(tmp_path, out_indices):
+    # timm's getter feature model keeps the plain model's names (no remapping) and prunes after the last level.
     torch.manual_seed(0)
-    trained = create_backbone("ghostnet_100")
-    assert any("blocks_" in k for k in trained.model.state_dict())
+    trained = create_backbone("ghostnet_100", out_indices=out_indices)
+    plain = timm.create_model("ghostnet_100").state_dict()
     keys = set(trained.timm_state_dict())
-    assert keys <= set(timm.create_model("ghostnet_100").state_dict())
-    path = save_backbone(trained, tmp_path / "ghost.safetensors")
-    assert _same_outputs(trained, create_backbone("ghostnet_100", pretrained=path))
+    assert keys <= set(plain) and all(trained.timm_state_dict()[k].shape == plain[k].shape for k in keys)
+    assert ("blocks.7.0.shortcut.3.weight" in keys) == (out_indices is None)  # the last stage only when used
+    path = save_backbone(trained, tmp_path / "ghost.safetensors", allow_partial=out_indices is not None)
+    assert _same_outputs(trained, create_backbone("ghostnet_100", out_indices=out_indices, pretrained=path))
 
 
 def test_pth_state_dict_of_a_full_timm_model(tmp_path):
@@ -173,6 +174,22 @@ def test_list_backbones_costs_are_measured():
     assert info["mobilenetv3_small_100"].macs_g == pytest.approx(0.057, rel=0.05)
     assert info["mobileone_s0"].reparameterizable and not large.reparameterizable
     assert large.feature_reductions == (2, 4, 8, 16, 32)
+
+
+def test_backbones_verb_prints_and_writes_the_measured_table(tmp_path, capsys):
+    import json
+
+    from moto_vision.cli import main
+
+    out = tmp_path / "costs.json"
+    assert (
+        main(["backbones", "--names", "test_efficientnet,test_resnet", "--input-size", "64", "--output", str(out)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "| `test_efficientnet` |" in printed and "MACs (M) @64" in printed
+    rows = json.loads(out.read_text())
+    assert [r["name"] for r in rows] == ["test_efficientnet", "test_resnet"] and rows[0]["macs_g"] > 0
+    assert main(["backbones", "--names", "no_such_net"]) == 2
 
 
 def test_freeze_backbone_keeps_weights_and_batchnorm_statistics():

@@ -29,7 +29,7 @@ def checkpoints(tmp_path_factory) -> list[Path]:
     ]
 
 
-@pytest.mark.parametrize("command", ["export", "benchmark", "profile"])
+@pytest.mark.parametrize("command", ["export", "benchmark", "profile", "backbones"])
 def test_help_explains_the_command(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -94,7 +94,7 @@ def test_sweep_over_checkpoints_plots_pareto_front(checkpoints, tmp_path):
 
 @pytest.mark.slow
 def test_sweep_trains_backbones_with_the_recipe_and_takes_checkpoints(checkpoints, tmp_path):
-    args = ["--config", str(ROOT / "tests/toy_recipe.yaml"), "--backbones", "test_efficientnet"]
+    args = ["--recipe", str(ROOT / "tests/toy_recipe.yaml"), "--backbones", "test_efficientnet"]
     args += ["--ckpts", str(checkpoints[1])]  # a trained model can join the sweep as it is
     fit_args = "--trainer.enable_progress_bar=false --trainer.logger=false --trainer.limit_train_batches=3"
     args += ["--epochs", "1", "--fit-args", fit_args + " --trainer.limit_val_batches=2"]

@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 
 from moto_vision.deploy import ExportSession, load, read_metadata  # noqa: E402
 from moto_vision.deploy.artifact import atomic_output, file_sha256, read_embedded_metadata  # noqa: E402
-from moto_vision.deploy.exporters import FORMATS  # noqa: E402
+from moto_vision.deploy.formats import FORMATS  # noqa: E402
 from moto_vision.deploy.source import load_task, prepare_inference_module  # noqa: E402
 from tests.helpers.deploy import make_checkpoint  # noqa: E402
 from tests.helpers.toy import ToyClassifier, ToyDataModule  # noqa: E402

@@ -1,4 +1,4 @@
-"""Export -> reload -> parity on tiny models of every moto-vision task, multi-task included (skipped if absent).
+"""Export -> reload -> parity on tiny models of every moto-vision task, multi-task included.
 
 Each task gets a tiny timm backbone, 32 px inputs and a small synthetic datamodule; its checkpoint goes through
 the generic path (task class and datamodule from the checkpoint's own record) to ExecuTorch and ONNX fp32,
@@ -24,12 +24,12 @@ SIZE = 32
 
 
 def _classes(task: str, datamodule: str) -> tuple[Any, Any]:
-    try:
-        return getattr(importlib.import_module("moto_vision.tasks"), task), getattr(
-            importlib.import_module("moto_vision.data"), datamodule
-        )
-    except (ImportError, AttributeError):
-        pytest.skip(f"{task} / {datamodule} not in this installation yet")
+    # A renamed or removed task must fail here, never turn into a silent skip.
+    tasks, data = importlib.import_module("moto_vision.tasks"), importlib.import_module("moto_vision.data")
+    missing = [name for name, module in ((task, tasks), (datamodule, data)) if not hasattr(module, name)]
+    if missing:
+        pytest.fail(f"{missing} no longer exported by moto_vision.tasks / moto_vision.data; update CASES here.")
+    return getattr(tasks, task), getattr(data, datamodule)
 
 
 def _scene() -> tuple[Any, Any]:

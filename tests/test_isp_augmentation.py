@@ -121,6 +121,21 @@ def test_global_seed_reproduces_and_p_gate():
     assert skipped.any() and torch.equal(out[skipped], x[skipped])
 
 
+def test_seeded_gate_leaves_the_global_generator_alone():
+    # The p-gate comes from our generator through kornia's private __batch_prob_generator__ hook; if a kornia
+    # release stopped calling it, the gate would consume the global generator and this would fail.
+    x = _images(8)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    aug = isp.RandomExposure(p=0.5, generator=torch.Generator().manual_seed(0))
+    aug(x)
+    gate = aug._params["batch_prob"].clone()
+    assert torch.equal(torch.get_rng_state(), state)
+    again = isp.RandomExposure(p=0.5, generator=torch.Generator().manual_seed(0))
+    again(x)
+    assert torch.equal(again._params["batch_prob"], gate) and 0 < int((gate > 0.5).sum()) < 8
+
+
 def test_same_on_batch():
     x = _images(1).expand(4, 3, 32, 32).contiguous()
     out = isp.RandomIlluminant(same_on_batch=True)(x)

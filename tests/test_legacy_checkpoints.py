@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from moto_vision import deploy
 from moto_vision.tasks import AWBRegressor, MultiTaskPerception, PortraitSegmenter, SceneClassifier
 
 FIXTURES = Path(__file__).parent / "fixtures" / "legacy_0_1_0"
@@ -51,6 +52,11 @@ def test_checkpoint_of_0_1_0_loads_and_predicts_the_same(name: str, expected: di
         _close(model(x), record["forward"])
         _close(model.export_module().eval()(x), record["export"])
     _contains(model.export_metadata(), record["metadata"])
+    # Through the checked loader of `moto-vision export` / deploy.load too (allow-list, weights checked by name).
+    with expect:
+        predictor = deploy.load(FIXTURES / f"{name}.ckpt")
+    with torch.no_grad():
+        _close(predictor(x), record["export"])
 
 
 def _contains(ours: dict, theirs: dict, path: str = "") -> None:

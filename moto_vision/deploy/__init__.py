@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 _LOCATIONS = {
-    "FORMATS": "moto_vision.deploy.exporters",
+    "FORMATS": "moto_vision.deploy.formats",
     "ExportResult": "moto_vision.deploy.session",
     "ExportSession": "moto_vision.deploy.session",
     "export": "moto_vision.deploy.session",

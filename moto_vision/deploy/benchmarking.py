@@ -14,7 +14,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from moto_vision.deploy.artifact import write_json_atomic
 from moto_vision.deploy.parity import evaluate, headline_metric
 from moto_vision.deploy.runtime import Predictor, load
 from moto_vision.deploy.session import ExportSession
+from moto_vision.deploy.source import batch_inputs
 
 __all__ = ["BenchmarkReport", "BenchmarkRow", "benchmark", "measure_latency"]
 
@@ -127,15 +128,23 @@ def _fmt(value: float | None, digits: int, sci: bool = False) -> str:
 
 
 def measure_latency(
-    predictor: Predictor | Any, image: torch.Tensor, *, warmup: int = 10, runs: int = 50
+    predictor: Predictor | Any,
+    image: torch.Tensor | tuple[torch.Tensor, ...],
+    *,
+    warmup: int = 10,
+    runs: int = 50,
 ) -> tuple[float, float]:
-    """Median and 90th-percentile wall time (ms) of ``predictor(image)`` after ``warmup`` untimed calls."""
+    """Median and 90th-percentile wall time (ms) of ``predictor(image)`` after ``warmup`` untimed calls.
+
+    ``image`` is the input, or a tuple of every input of a graph that takes more than the image.
+    """
+    inputs = image if isinstance(image, tuple) else (image,)
     for _ in range(warmup):
-        predictor(image)
+        predictor(*inputs)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        predictor(image)
+        predictor(*inputs)
         times.append((time.perf_counter() - start) * 1e3)
     times.sort()
     p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
@@ -168,9 +177,11 @@ def benchmark(
     model_name: str | None = None,
     task_class: str | None = None,
     data_config: str | os.PathLike[str] | None = None,
+    allow_classes: Sequence[str | type] = (),
     max_batches: int | None = None,
     write: bool = True,
     progress: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> BenchmarkReport:
     """Export, verify, score and time one model in every requested format and precision.
 
@@ -186,26 +197,33 @@ def benchmark(
         model_name: the name in the table (default: the backbone).
         task_class: task class for checkpoints that do not record it.
         data_config: recipe YAML to build the datamodule from, instead of the checkpoint's record.
+        allow_classes: classes besides moto-vision's own that the checkpoint may name (``--allow-class``).
         max_batches: limit the test split to this many batches (default: all).
         write: write ``benchmark.md/.csv/.json`` into ``output``.
         progress: print one line per row as it is measured.
+        options: exporter options per format (``{"onnx": {"opset_version": 18}}``).
     """
     if session is None:
         if checkpoint is None:
             raise ValueError("benchmark needs a checkpoint or an ExportSession.")
         session = ExportSession.from_checkpoint(
-            checkpoint, task_class=task_class, data_config=data_config, parity_batches=max_batches
+            checkpoint,
+            task_class=task_class,
+            data_config=data_config,
+            allow_classes=allow_classes,
+            parity_batches=max_batches,
         )
     output = Path(output)
     task = session.task
     name = model_name or str(session.facts.get("backbone") or session.facts.get("task") or "model")
     metric_name = headline_metric(task)
     batches = session.test_batches()
-    image = batches[0]["image"][:1].float().contiguous()
+    inputs = tuple(t[:1].float().contiguous() for t in batch_inputs(batches[0], session.inputs))
+    image = inputs[0]
     from moto_vision.deploy.profile import count_macs, count_parameters
 
     params_m = count_parameters(session.module) / 1e6
-    macs_m = count_macs(session.module, session.example) / 1e6
+    macs_m = count_macs(session.module, tuple(session.inputs.values())) / 1e6
     rows: list[BenchmarkRow] = []
 
     def add(row: BenchmarkRow) -> None:
@@ -223,8 +241,8 @@ def benchmark(
         if format == "pytorch":
             reference = session.reference
             reference.threads = threads
-            metrics = evaluate(task, reference, batches) if session.can_score else {}
-            p50, p90 = measure_latency(reference, image, warmup=warmup, runs=runs)
+            metrics = evaluate(task, reference, batches, inputs=session.inputs) if session.can_score else {}
+            p50, p90 = measure_latency(reference, inputs, warmup=warmup, runs=runs)
             weight_bytes = sum(t.numel() * t.element_size() for t in session.module.state_dict().values())
             add(
                 BenchmarkRow(
@@ -249,7 +267,8 @@ def benchmark(
                 precision,
                 output / "artifacts",
                 overwrite=True,
-                threads=threads,  # type: ignore[arg-type]
+                threads=threads,
+                options=options,
             )
             row = BenchmarkRow(name, format, precision, result.status, note=result.error or "")
             if result.path is not None:
@@ -261,7 +280,9 @@ def benchmark(
             if result.status in ("verified", "exported") and result.path is not None:
                 try:
                     predictor = load(result.path, threads=threads)
-                    row.latency_p50_ms, row.latency_p90_ms = measure_latency(predictor, image, warmup=warmup, runs=runs)
+                    row.latency_p50_ms, row.latency_p90_ms = measure_latency(
+                        predictor, inputs, warmup=warmup, runs=runs
+                    )
                 except Exception as error:  # a runtime that loads but cannot run is a failed row, not a crash
                     row.status, row.note = "failed", f"timing failed: {type(error).__name__}: {error}"
             add(row)

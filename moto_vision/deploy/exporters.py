@@ -1,109 +1,42 @@
-"""One exporter per phone format, and the table of formats (as in Ultralytics' export table).
+"""One exporter per phone format (the table of formats is :data:`moto_vision.deploy.formats.FORMATS`).
 
-Each exporter takes the prepared :class:`~moto_vision.deploy.source.InferenceModule`, an example input
-(batch 1, the deploy size), the target path and the model facts to embed, writes the artifact
-atomically and returns what it did (exporter used, fallbacks and their reasons, quantization scheme).
+Every exporter has the same call: the prepared :class:`~moto_vision.deploy.source.InferenceModule`, its example
+inputs (a tuple, batch 1, the image first), the target path and the model facts to embed, then ``precision``,
+``calibration`` (one tuple of inputs per sample), ``input_names``, ``output_names`` and the format's own options
+(``FORMATS[name].options``). It writes the artifact atomically and returns what it did (exporter used, fallbacks
+and their reasons, quantization scheme).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from moto_vision.deploy.artifact import EMBEDDED_METADATA_KEY, PTE_METADATA_METHOD, atomic_output
+from moto_vision.deploy.formats import FORMATS
 from moto_vision.deploy.quantize import quantize_onnx_static, quantize_pt2e
 
-__all__ = ["FORMATS", "ExportFormat", "ExporterUnavailable", "export_executorch", "export_onnx", "export_tflite"]
+__all__ = ["export_executorch", "export_onnx", "export_tflite"]
 
-#: Why LiteRT is not installed by default (measured with litert-torch 0.10.0 against torch 2.14.1).
-LITERT_NOTE = (
-    "LiteRT export needs the optional package litert-torch (`pip install 'moto-vision[litert]'`). litert-torch "
-    "0.10 accepts our torch (it requires torch<2.15) and converts moto-vision models, but its dependency xdsl "
-    "pins typing-extensions<4.13 and it pulls in jax and transformers, so it is not part of the default install; "
-    "put it in its own environment: `python -m venv --system-site-packages .venv-litert && "
-    ".venv-litert/bin/pip install 'moto-vision[litert]'`."
-)
-
-
-class ExporterUnavailable(RuntimeError):
-    """The packages a format needs are not installed (the message says what to install)."""
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    """A phone format.
-
-    Attributes:
-        name: CLI name (``executorch``, ``onnx``, ``tflite``).
-        suffix: file suffix.
-        runtime: the runtime that loads it on the phone and here.
-        int8: how ``--quantize int8`` is done for this format.
-        modules: Python modules the exporter needs.
-        install: how to get them.
-    """
-
-    name: str
-    suffix: str
-    runtime: str
-    int8: str
-    modules: tuple[str, ...]
-    install: str
-
-    def missing(self) -> list[str]:
-        """The needed modules that are not importable."""
-        return [m for m in self.modules if importlib.util.find_spec(m) is None]
-
-    def check(self) -> None:
-        """Raise :class:`ExporterUnavailable` with install instructions when the exporter cannot run."""
-        missing = self.missing()
-        if missing:
-            raise ExporterUnavailable(f"{self.name} export needs {', '.join(missing)}, not installed. {self.install}")
-
-
-FORMATS: dict[str, ExportFormat] = {
-    "executorch": ExportFormat(
-        name="executorch",
-        suffix=".pte",
-        runtime="ExecuTorch (XNNPACK delegate)",
-        int8="PT2E (torchao) + XNNPACKQuantizer, per-channel int8 weights, int8 activations",
-        modules=("executorch",),
-        install="Install it with `pip install 'moto-vision[export]'` (executorch).",
-    ),
-    "onnx": ExportFormat(
-        name="onnx",
-        suffix=".onnx",
-        runtime="ONNX Runtime",
-        int8="ONNX Runtime static QDQ, per-channel int8 weights, uint8 activations",
-        modules=("onnx", "onnxscript", "onnxruntime"),
-        install="Install them with `pip install 'moto-vision[export]'` (onnx, onnxscript, onnxruntime).",
-    ),
-    "tflite": ExportFormat(
-        name="tflite",
-        suffix=".tflite",
-        runtime="LiteRT (TFLite interpreter, XNNPACK delegate)",
-        int8="PT2E (torchao) + litert-torch PT2EQuantizer, per-channel int8 weights, int8 activations",
-        modules=("litert_torch",),
-        install=LITERT_NOTE,
-    ),
-}
+Inputs = tuple[torch.Tensor, ...]
 
 
 # --------------------------------------------------------------------------------------------- ExecuTorch
 def export_executorch(
     module: torch.nn.Module,
-    example: torch.Tensor,
+    inputs: Inputs,
     path: Path,
     facts: dict[str, Any],
     *,
     precision: str = "fp32",
-    calibration: Sequence[torch.Tensor] | None = None,
+    calibration: Sequence[Inputs] | None = None,
+    input_names: Sequence[str] = ("image",),
+    output_names: Sequence[str] = ("output",),
 ) -> dict[str, Any]:
     """``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``; int8 via PT2E first."""
     FORMATS["executorch"].check()
@@ -113,13 +46,13 @@ def export_executorch(
     graph: torch.nn.Module = module
     info: dict[str, Any] = {"exporter": "torch.export + to_edge_transform_and_lower (XnnpackPartitioner)"}
     if precision == "int8":
-        graph = quantize_pt2e(module, example, calibration or [])
+        graph = quantize_pt2e(module, inputs, calibration or [])
         info["quantization"] = FORMATS["executorch"].int8
-    program = torch.export.export(graph, (example,))
+    program = torch.export.export(graph, inputs)
     constant_methods = {PTE_METADATA_METHOD: json.dumps(facts)}
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constant_methods)
     buffer = edge.to_executorch().buffer
-    if precision == "int8" and (error := _smoke_run(buffer, example)) is not None:
+    if precision == "int8" and (error := _smoke_run(buffer, inputs)) is not None:
         # ExecuTorch 1.5.1: with one mixed partitioner, an int8 conv whose output feeds an op XNNPACK lacks (AWB's
         # softplus) hands that output over in the wrong layout at run time ("Failed to resize output tensor for
         # XNNExecutor"). Lowering the quantized partitions first avoids it, at the cost of more partitions and
@@ -127,7 +60,7 @@ def export_executorch(
         from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
 
         quantized_first = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.STATIC_QUANT), XnnpackPartitioner()]
-        program = torch.export.export(graph, (example,))
+        program = torch.export.export(graph, inputs)
         edge = to_edge_transform_and_lower(program, partitioner=quantized_first, constant_methods=constant_methods)
         buffer = edge.to_executorch().buffer
         info["exporter"] += ", quantized partitions lowered first"
@@ -138,12 +71,12 @@ def export_executorch(
     return info
 
 
-def _smoke_run(buffer: bytes, example: torch.Tensor) -> str | None:
+def _smoke_run(buffer: bytes, inputs: Inputs) -> str | None:
     """Run a lowered program once in the ExecuTorch runtime; the error message if it fails, else ``None``."""
     from executorch.runtime import Runtime
 
     try:
-        Runtime.get().load_program(buffer).load_method("forward").execute([example])
+        Runtime.get().load_program(buffer).load_method("forward").execute(list(inputs))
     except Exception as error:  # the runtime raises RuntimeError with an error code
         return f"{type(error).__name__}: {error}"
     return None
@@ -163,18 +96,33 @@ def _delegation(edge: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- ONNX
 def export_onnx(
     module: torch.nn.Module,
-    example: torch.Tensor,
+    inputs: Inputs,
     path: Path,
     facts: dict[str, Any],
     *,
     precision: str = "fp32",
-    calibration: Sequence[torch.Tensor] | None = None,
+    calibration: Sequence[Inputs] | None = None,
+    input_names: Sequence[str] = ("image",),
     output_names: Sequence[str] = ("output",),
+    dynamic_batch: bool = True,
+    opset_version: int | None = None,
 ) -> dict[str, Any]:
     """ONNX with the dynamo exporter (batch axis dynamic), falling back to the TorchScript exporter.
 
     The fallback is recorded with the dynamo exporter's error so the user knows which path made the file. int8
     runs ONNX Runtime static QDQ quantization on the fp32 graph.
+
+    Args:
+        module: the inference module.
+        inputs: its example inputs (batch 1).
+        path: the file to write.
+        facts: model facts, embedded as ``metadata_props``.
+        precision: ``fp32`` or ``int8``.
+        calibration: int8 calibration samples (one input tuple each).
+        input_names: the graph's input names.
+        output_names: the graph's output names.
+        dynamic_batch: give every input and output a batch axis of any size (else batch 1).
+        opset_version: the ONNX opset (``None``: the exporter's default).
     """
     FORMATS["onnx"].check()
     import onnx
@@ -182,11 +130,12 @@ def export_onnx(
     info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="moto-onnx-", dir=path.parent) as work:
         fp32 = Path(work) / "fp32.onnx"
-        info.update(_onnx_fp32(module, example, fp32, list(output_names)))
+        names = (list(input_names), list(output_names))
+        info.update(_onnx_fp32(module, inputs, fp32, names, dynamic_batch=dynamic_batch, opset_version=opset_version))
         source = fp32
         if precision == "int8":
             int8 = Path(work) / "int8.onnx"
-            notes = quantize_onnx_static(fp32, int8, calibration or [], input_name="image")
+            notes = quantize_onnx_static(fp32, int8, calibration or [], input_names=list(input_names))
             info["quantization"] = FORMATS["onnx"].int8
             info["fp32_size_bytes"] = fp32.stat().st_size
             if notes:
@@ -199,20 +148,33 @@ def export_onnx(
     return info
 
 
-def _onnx_fp32(module: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str]) -> dict[str, Any]:
+def _onnx_fp32(
+    module: torch.nn.Module,
+    inputs: Inputs,
+    path: Path,
+    names: tuple[list[str], list[str]],
+    *,
+    dynamic_batch: bool,
+    opset_version: int | None,
+) -> dict[str, Any]:
+    input_names, output_names = names
     batch = torch.export.Dim("batch", min=1, max=1024)
+    # InferenceModule.forward(*inputs): dynamic shapes mirror that one variadic argument.
+    dynamic_shapes = (tuple({0: batch} for _ in inputs),)
+    axes = {name: {0: "batch"} for name in (*input_names, *output_names)}
     attempts: list[tuple[str, dict[str, Any]]] = [
-        ("dynamo (dynamic batch)", {"dynamo": True, "dynamic_shapes": {"image": {0: batch}}}),
         ("dynamo (batch 1)", {"dynamo": True}),
-        (
-            "torchscript",
-            {"dynamo": False, "dynamic_axes": {"image": {0: "batch"}, **{n: {0: "batch"} for n in output_names}}},
-        ),
+        ("torchscript", {"dynamo": False}),
     ]
+    if dynamic_batch:
+        attempts.insert(0, ("dynamo (dynamic batch)", {"dynamo": True, "dynamic_shapes": dynamic_shapes}))
+        attempts[-1] = ("torchscript", {"dynamo": False, "dynamic_axes": axes})
+    if opset_version is not None:
+        attempts = [(label, {**options, "opset_version": opset_version}) for label, options in attempts]
     errors: list[str] = []
     for label, options in attempts:
         try:
-            _onnx_attempt(module, example, path, output_names, options)
+            _onnx_attempt(module, inputs, path, names, options)
         except Exception as error:  # each exporter fails in its own ways; record why and try the next
             errors.append(f"{label}: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}")
             path.unlink(missing_ok=True)
@@ -225,17 +187,18 @@ def _onnx_fp32(module: torch.nn.Module, example: torch.Tensor, path: Path, outpu
 
 
 def _onnx_attempt(
-    module: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str], options: dict[str, Any]
+    module: torch.nn.Module, inputs: Inputs, path: Path, names: tuple[list[str], list[str]], options: dict[str, Any]
 ) -> None:
     import warnings
 
+    input_names, output_names = names
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if options.get("dynamo"):
             program = torch.onnx.export(
                 module,
-                (example,),
-                input_names=["image"],
+                inputs,
+                input_names=input_names,
                 output_names=output_names,
                 verbose=False,
                 optimize=True,
@@ -243,9 +206,7 @@ def _onnx_attempt(
             )
             program.save(str(path))
         else:
-            torch.onnx.export(
-                module, (example,), str(path), input_names=["image"], output_names=output_names, **options
-            )
+            torch.onnx.export(module, inputs, str(path), input_names=input_names, output_names=output_names, **options)
 
 
 def _set_metadata_props(model: Any, facts: dict[str, Any]) -> None:
@@ -267,12 +228,14 @@ def _set_metadata_props(model: Any, facts: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------- LiteRT
 def export_tflite(
     module: torch.nn.Module,
-    example: torch.Tensor,
+    inputs: Inputs,
     path: Path,
     facts: dict[str, Any],
     *,
     precision: str = "fp32",
-    calibration: Sequence[torch.Tensor] | None = None,
+    calibration: Sequence[Inputs] | None = None,
+    input_names: Sequence[str] = ("image",),
+    output_names: Sequence[str] = ("output",),
 ) -> dict[str, Any]:
     """LiteRT ``.tflite`` through ``litert_torch.convert``; int8 via PT2E with litert-torch's quantizer.
 
@@ -290,13 +253,10 @@ def export_tflite(
         from litert_torch.quantize.quant_config import QuantConfig
 
         quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-        graph = quantize_pt2e(module, example, calibration or [], quantizer=quantizer, fold_quantize=False)
+        graph = quantize_pt2e(module, inputs, calibration or [], quantizer=quantizer, fold_quantize=False)
         kwargs["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
         info["quantization"] = FORMATS["tflite"].int8
-    edge_model = litert_torch.convert(graph, (example,), **kwargs)
+    edge_model = litert_torch.convert(graph, inputs, **kwargs)
     with atomic_output(path) as temporary:
         edge_model.export(str(temporary))
     return info
-
-
-EXPORTERS = {"executorch": export_executorch, "onnx": export_onnx, "tflite": export_tflite}

@@ -1,6 +1,6 @@
 """Backbone sweep: train (or take) one model per backbone, benchmark each, plot the accuracy-latency front.
 
-``moto-vision benchmark --config recipes/scene.yaml --backbones a,b,c --epochs 3`` trains each backbone
+``moto-vision benchmark --recipe recipes/scene.yaml --backbones a,b,c --epochs 3`` trains each backbone
 with the task's own recipe (LightningCLI ``fit``, with ``--model.init_args.backbone`` overridden), then
 benchmarks every checkpoint and draws the Pareto front: the models no other model beats on both
 latency and the task metric. A team picks the best model under its phone's latency budget from it.
@@ -172,6 +172,7 @@ def sweep(
     runs: int = 50,
     max_batches: int | None = None,
     progress: bool = False,
+    allow_classes: Sequence[str | type] = (),
     **benchmark_kwargs: Any,
 ) -> SweepResult:
     """Benchmark several backbones and plot their accuracy-latency Pareto front.
@@ -190,6 +191,7 @@ def sweep(
         runs: timed runs.
         max_batches: limit the test split to this many batches.
         progress: print each row as it is measured.
+        allow_classes: classes besides moto-vision's own that the checkpoints may name (``--allow-class``).
         **benchmark_kwargs: passed on to :func:`~moto_vision.deploy.benchmarking.benchmark`.
     """
     if backbones and config is None:
@@ -215,7 +217,7 @@ def sweep(
             print(f"Benchmarking {checkpoint} ...", flush=True)
         from moto_vision.deploy.session import ExportSession
 
-        session = ExportSession.from_checkpoint(checkpoint, parity_batches=max_batches)
+        session = ExportSession.from_checkpoint(checkpoint, parity_batches=max_batches, allow_classes=allow_classes)
         higher_is_better = getattr(session.task, "monitor_mode", "max") == "max"
         name = backbone or str(session.facts.get("backbone") or checkpoint.stem)
         if name in names_seen:

@@ -15,6 +15,9 @@ from typing import Any
 
 import torch
 
+from moto_vision.deploy.source import batch_inputs
+from moto_vision.metrics.collection import flatten_metrics
+
 __all__ = ["ParityReport", "check_parity", "evaluate", "headline_metric"]
 
 #: Default fp32 tolerances (the issue's targets): logits / outputs, and AWB illuminant angle in degrees.
@@ -113,9 +116,7 @@ class _Scorer:
     def compute(self) -> dict[str, float]:
         values: dict[str, float] = {}
         if self.metrics is not None:
-            from moto_vision.tasks.base import _flatten
-
-            computed = _flatten(self.metrics.compute())
+            computed = flatten_metrics(self.metrics.compute())
             values.update({k: float(v) for k, v in computed.items() if v.numel() == 1})
         if self.loss_ok and self.loss_count:
             values[f"{self.split}_loss"] = self.loss_sum / self.loss_count
@@ -124,15 +125,21 @@ class _Scorer:
 
 @torch.no_grad()
 def evaluate(
-    task: Any, predict: Callable[[torch.Tensor], Any], batches: Iterable[Mapping[str, Any]], split: str = "test"
+    task: Any,
+    predict: Callable[..., Any],
+    batches: Iterable[Mapping[str, Any]],
+    split: str = "test",
+    *,
+    inputs: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Score any callable with the task's own metrics (and loss) on datamodule batches.
 
-    ``predict`` returns what the task's export graph returns (see :func:`task_outputs`).
+    ``predict`` takes the export graph's inputs (the images, and any further ``inputs`` the graph takes, see
+    :func:`~moto_vision.deploy.source.batch_inputs`) and returns what the graph returns (see :func:`task_outputs`).
     """
     scorer = _Scorer(task, split)
     for batch in batches:
-        scorer.update(predict(batch["image"]), batch)
+        scorer.update(predict(*_inputs(batch, inputs)), batch)
     return scorer.compute()
 
 
@@ -143,6 +150,7 @@ def check_parity(
     candidate: Callable[[torch.Tensor], Any],
     batches: Iterable[Mapping[str, Any]],
     *,
+    inputs: Mapping[str, torch.Tensor] | None = None,
     judge: bool = True,
     score: bool = True,
     atol: float = FP32_ATOL,
@@ -156,6 +164,7 @@ def check_parity(
         reference: the PyTorch model (same call as the task).
         candidate: the exported model's predictor.
         batches: datamodule batches (dicts with ``"image"`` and the ground truth).
+        inputs: the export graph's example inputs by name when it takes more than the image.
         judge: apply the fp32 tolerances (off for int8, whose outputs differ by design).
         score: compute the task's metrics (off when the export graph's outputs cannot be scored).
         atol: largest allowed absolute output difference.
@@ -167,7 +176,8 @@ def check_parity(
     images, max_abs, max_scaled, abs_sum, elements = 0, 0.0, 0.0, 0.0, 0
     max_angle = 0.0 if angular else None
     for batch in batches:
-        ref_out, cand_out = reference(batch["image"]), candidate(batch["image"])
+        arguments = _inputs(batch, inputs)
+        ref_out, cand_out = reference(*arguments), candidate(*arguments)
         images += batch["image"].shape[0]
         for ref, cand in zip(_flat(ref_out), _flat(cand_out)):
             if ref.shape != cand.shape:
@@ -204,6 +214,10 @@ def check_parity(
         passed=passed,
         tolerance=tolerance,
     )
+
+
+def _inputs(batch: Mapping[str, Any], inputs: Mapping[str, torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+    return batch_inputs(batch, inputs) if inputs else (batch["image"],)
 
 
 def _flat(outputs: Any) -> list[torch.Tensor]:

@@ -42,15 +42,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, example: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass of ``model`` on ``example``."""
+def count_macs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
+    """Multiply-accumulates of one forward pass of ``model`` on ``example`` (a tensor, or a tuple of inputs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
     with counter:
-        model(example)
+        model(*example) if isinstance(example, tuple) else model(example)
     model.train(was_training)
     return int(counter.get_total_flops() // 2)
 

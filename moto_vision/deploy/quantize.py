@@ -11,14 +11,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["calibration_images", "quantize_onnx_static", "quantize_pt2e"]
+__all__ = ["calibration_inputs", "quantize_onnx_static", "quantize_pt2e"]
 
 #: ONNX ops left in float by the int8 pass (ORT quantizes every registered op type by default). Their outputs are
 #: probabilities: with 8-bit outputs every score below 1/510 becomes 0, which breaks calibrated scores and any
@@ -28,22 +28,37 @@ __all__ = ["calibration_images", "quantize_onnx_static", "quantize_pt2e"]
 _ONNX_FLOAT_OPS = frozenset({"Softmax", "Sigmoid"})
 
 
-def calibration_images(batches: Iterable[dict[str, Any]], max_images: int) -> list[torch.Tensor]:
-    """Up to ``max_images`` single images ``(1, 3, H, W)`` from datamodule batches."""
-    images: list[torch.Tensor] = []
+def calibration_inputs(
+    batches: Iterable[dict[str, Any]],
+    max_images: int,
+    examples: Mapping[str, torch.Tensor] | None = None,
+) -> list[tuple[torch.Tensor, ...]]:
+    """Up to ``max_images`` calibration samples (batch 1 each) from datamodule batches, one tuple per graph call.
+
+    Args:
+        batches: datamodule batches.
+        max_images: how many samples.
+        examples: the export graph's inputs by name (the image first); a batch supplies each input under its name
+            (see :func:`~moto_vision.deploy.source.batch_inputs`). ``None``: the image only.
+    """
+    from moto_vision.deploy.source import batch_inputs
+
+    examples = examples or {"image": torch.empty(0)}
+    samples: list[tuple[torch.Tensor, ...]] = []
     for batch in batches:
-        for image in batch["image"]:
-            images.append(image[None].float().contiguous())
-            if len(images) >= max_images:
-                return images
-    return images
+        inputs = batch_inputs(batch, examples)
+        for i in range(inputs[0].shape[0]):
+            samples.append(tuple(t[i : i + 1].float().contiguous() for t in inputs))
+            if len(samples) >= max_images:
+                return samples
+    return samples
 
 
 @torch.no_grad()
 def quantize_pt2e(
     module: nn.Module,
-    example: torch.Tensor,
-    calibration: Sequence[torch.Tensor],
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    calibration: Sequence[torch.Tensor | tuple[torch.Tensor, ...]],
     quantizer: Any | None = None,
     *,
     fold_quantize: bool = True,
@@ -52,8 +67,8 @@ def quantize_pt2e(
 
     Args:
         module: the float inference module.
-        example: the export input (its shape fixes the graph's input shape).
-        calibration: images shaped like ``example``.
+        example: the export input(s) (their shapes fix the graph's input shapes).
+        calibration: samples shaped like ``example`` (a tensor or a tuple per call).
         quantizer: a torchao PT2E quantizer; ExecuTorch's ``XNNPACKQuantizer`` (per-channel symmetric) by default.
         fold_quantize: fold weight quantization into int8 constants (litert-torch wants them unfolded).
 
@@ -72,22 +87,23 @@ def quantize_pt2e(
         )
 
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = torch.export.export(module, (example,)).module()
+    example = _as_tuple(example)
+    graph = torch.export.export(module, example).module()
     prepared = prepare_pt2e(graph, quantizer)
-    for image in calibration:
-        prepared(image.to(example.dtype))
+    for sample in calibration:
+        prepared(*(t.to(e.dtype) for t, e in zip(_as_tuple(sample), example)))
     return move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=fold_quantize))
 
 
 def quantize_onnx_static(
     fp32_path: Path,
     int8_path: Path,
-    calibration: Sequence[torch.Tensor],
-    input_name: str = "image",
+    calibration: Sequence[torch.Tensor | tuple[torch.Tensor, ...]],
+    input_names: Sequence[str] = ("image",),
     *,
     per_channel: bool = True,
 ) -> list[str]:
-    """Quantize an fp32 ONNX model to int8 QDQ with ONNX Runtime, calibrated on ``calibration`` images.
+    """Quantize an fp32 ONNX model to int8 QDQ with ONNX Runtime, calibrated on ``calibration`` samples.
 
     Returns:
         Notes about the run (e.g. a skipped pre-processing step).
@@ -104,8 +120,10 @@ def quantize_onnx_static(
             self._images = iter(calibration)
 
         def get_next(self) -> dict[str, Any] | None:
-            image = next(self._images, None)
-            return None if image is None else {input_name: image.numpy()}
+            sample = next(self._images, None)
+            if sample is None:
+                return None
+            return {name: t.numpy() for name, t in zip(input_names, _as_tuple(sample))}
 
     notes: list[str] = []
     source = fp32_path
@@ -129,3 +147,7 @@ def quantize_onnx_static(
     finally:
         prepared.unlink(missing_ok=True)
     return notes
+
+
+def _as_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    return (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)

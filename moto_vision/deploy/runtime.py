@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from moto_vision.deploy.artifact import read_metadata
+from moto_vision.deploy.formats import format_for_path
 
 __all__ = ["ExecuTorchPredictor", "OnnxPredictor", "Predictor", "TFLitePredictor", "TorchPredictor", "load"]
 
@@ -52,11 +53,15 @@ class Predictor:
         self.dynamic_batch = False
 
     # -- subclasses implement
-    def run(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """Run one call of the runtime on a contiguous float32 batch; returns the flat outputs."""
+    def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """Run one call of the runtime on contiguous float32 inputs (the image first); returns the flat outputs."""
         raise NotImplementedError
 
     # -- shared
+    @property
+    def input_names(self) -> list[str]:
+        return [entry["name"] for entry in self.metadata.get("inputs") or [{"name": "image"}]]
+
     @property
     def output_names(self) -> list[str]:
         return list(self.metadata.get("outputs") or ["output"])
@@ -65,8 +70,12 @@ class Predictor:
     def output_structure(self) -> str:
         return str(self.metadata.get("output_structure") or "tensor")
 
-    def __call__(self, images: torch.Tensor) -> Any:
-        """Predict on ``images`` ``(B, 3, H, W)`` in ``[0, 1]``; returns what the task's forward returns."""
+    def __call__(self, images: torch.Tensor, *extra: torch.Tensor, **named: torch.Tensor) -> Any:
+        """Predict on ``images`` ``(B, 3, H, W)`` in ``[0, 1]``; returns what the task's forward returns.
+
+        A model exported with further inputs (``metadata["inputs"]``) takes them after the images, positionally or
+        by name, each with the same batch size.
+        """
         if images.ndim != 4:
             raise ValueError(f"{self.path.name}: expected images (B, 3, H, W), got shape {tuple(images.shape)}.")
         if tuple(images.shape[-2:]) != tuple(self.input_size):
@@ -75,11 +84,19 @@ class Predictor:
                 f"{images.shape[-2]}x{images.shape[-1]}. Resize the images (the task's datamodule does) or re-export "
                 "with `moto-vision export --image-size`."
             )
-        images = images.detach().to("cpu", torch.float32).contiguous()
+        names = self.input_names[1:]
+        unknown = sorted(set(named) - set(names))
+        if unknown or len(extra) + len(named) != len(names):
+            raise ValueError(
+                f"{self.path.name} takes the images and {names or 'no further inputs'}; got {len(extra)} more "
+                f"positional and {sorted(named)} named inputs."
+            )
+        values = [*extra, *(named[n] for n in names[len(extra) :])]
+        inputs = [t.detach().to("cpu", torch.float32).contiguous() for t in (images, *values)]
         if self.dynamic_batch or images.shape[0] == 1:
-            outputs = self.run(images)
+            outputs = self.run(*inputs)
         else:
-            per_image = [self.run(image[None].contiguous()) for image in images]
+            per_image = [self.run(*(t[i : i + 1].contiguous() for t in inputs)) for i in range(images.shape[0])]
             outputs = [torch.cat(parts) for parts in zip(*per_image)]
         return self._structure(outputs)
 
@@ -121,9 +138,9 @@ class ExecuTorchPredictor(Predictor):
         self.input_size = (int(shape[-2]), int(shape[-1]))
         self.dynamic_batch = False
 
-    def run(self, image: torch.Tensor) -> list[torch.Tensor]:
+    def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         # Outputs may live in the program's planned memory, which the next call reuses: copy them out.
-        return [output.clone() for output in self._method.execute([image])]
+        return [output.clone() for output in self._method.execute(list(inputs))]
 
 
 class OnnxPredictor(Predictor):
@@ -141,14 +158,15 @@ class OnnxPredictor(Predictor):
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        model_input = self._session.get_inputs()[0]
-        self._input_name = model_input.name
-        shape = model_input.shape
+        model_inputs = self._session.get_inputs()
+        self._input_names = [i.name for i in model_inputs]
+        shape = model_inputs[0].shape
         self.input_size = (int(shape[-2]), int(shape[-1]))
         self.dynamic_batch = not isinstance(shape[0], int)
 
-    def run(self, image: torch.Tensor) -> list[torch.Tensor]:
-        return [torch.from_numpy(out) for out in self._session.run(None, {self._input_name: image.numpy()})]
+    def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        feed = {name: t.numpy() for name, t in zip(self._input_names, inputs)}
+        return [torch.from_numpy(out) for out in self._session.run(None, feed)]
 
 
 class TFLitePredictor(Predictor):
@@ -167,19 +185,24 @@ class TFLitePredictor(Predictor):
             ) from error
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
         self._runner = self._interpreter.get_signature_runner()
+        # litert-torch names the signature's inputs args_0, args_1, ... in call order.
         details = self._runner.get_input_details()
-        self._input_name = next(iter(details))
-        self._input = details[self._input_name]
+        self._inputs = [(name, details[name]) for name in sorted(details, key=_natural)]
         self._outputs = self._runner.get_output_details()
-        shape = self._input["shape"]
+        shape = self._inputs[0][1]["shape"]
         self.input_size = (int(shape[-2]), int(shape[-1]))
         self.dynamic_batch = False
 
-    def run(self, image: torch.Tensor) -> list[torch.Tensor]:
-        outputs = self._runner(**{self._input_name: _quantize(image.numpy(), self._input)})
+    def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        feed = {name: _quantize(t.numpy(), detail) for (name, detail), t in zip(self._inputs, inputs)}
+        outputs = self._runner(**feed)
         # litert-torch names outputs output_0, output_1, ... in the order the module returned them.
-        keys = sorted(outputs, key=lambda k: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", k)])
+        keys = sorted(outputs, key=_natural)
         return [torch.from_numpy(_dequantize(outputs[key], self._outputs.get(key, {})).copy()) for key in keys]
+
+
+def _natural(key: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
 
 
 def _quantize(array: Any, detail: dict[str, Any]) -> Any:
@@ -215,9 +238,9 @@ class TorchPredictor(Predictor):
         self.input_size = (int(size[0]), int(size[1]))
         self.dynamic_batch = True
 
-    def run(self, image: torch.Tensor) -> list[torch.Tensor]:
+    def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         with torch.no_grad(), _torch_threads(self.threads):
-            outputs = self.module(image)
+            outputs = self.module(*inputs)
         return [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
 
 
@@ -234,19 +257,13 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-_PREDICTORS: dict[str, type[Predictor]] = {
-    ".pte": ExecuTorchPredictor,
-    ".onnx": OnnxPredictor,
-    ".tflite": TFLitePredictor,
-}
-
-
 def load(
     path: str | os.PathLike[str],
     *,
     threads: int | None = None,
     task_class: str | type | None = None,
     image_size: int | None = None,
+    allow_classes: Sequence[str | type] = (),
 ) -> Predictor:
     """Load an exported model (``.pte``, ``.onnx``, ``.tflite``) or a checkpoint (``.ckpt``) as a predictor.
 
@@ -255,6 +272,8 @@ def load(
         threads: CPU threads for the runtime (``None``: the runtime's default).
         task_class: for ``.ckpt`` files that do not record their task class.
         image_size: for ``.ckpt`` files of tasks without an ``image_size`` hyperparameter.
+        allow_classes: for ``.ckpt`` files: classes besides moto-vision's own tasks that the checkpoint may name
+            (a checkpoint is untrusted data; see :func:`~moto_vision.deploy.source.load_task`).
 
     Returns:
         A :class:`Predictor`; ``predictor(images)`` returns what the task's ``forward`` returns.
@@ -262,22 +281,21 @@ def load(
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No exported model at {path}.")
-    suffix = path.suffix.lower()
-    if suffix == ".ckpt":
-        return _load_checkpoint(path, threads, task_class, image_size)
-    if suffix not in _PREDICTORS:
-        raise ValueError(f"{path}: unknown model format {suffix!r}; expected one of {sorted(_PREDICTORS)} or .ckpt.")
-    return _PREDICTORS[suffix](path, read_metadata(path), threads=threads)
+    if path.suffix.lower() == ".ckpt":
+        return _load_checkpoint(path, threads, task_class, image_size, allow_classes)
+    return format_for_path(path).load(path, read_metadata(path), threads=threads)
 
 
 def _load_checkpoint(
-    path: Path, threads: int | None, task_class: str | type | None, image_size: int | None
+    path: Path,
+    threads: int | None,
+    task_class: str | type | None,
+    image_size: int | None,
+    allow_classes: Sequence[str | type],
 ) -> TorchPredictor:
-    from moto_vision.deploy.session import model_facts
-    from moto_vision.deploy.source import image_size_of, load_task, prepare_inference_module
+    from moto_vision.deploy.source import export_inputs, image_size_of, load_task, model_facts, prepare_inference_module
 
-    task, info = load_task(path, task_class)
-    size = image_size_of(task, override=image_size)
-    example = torch.zeros(1, 3, size, size)
-    module = prepare_inference_module(task, example)
-    return TorchPredictor(module, path, model_facts(task, info, module, example), threads=threads)
+    task, info = load_task(path, task_class, allow_classes=allow_classes)
+    inputs = export_inputs(task, image_size_of(task, override=image_size))
+    module = prepare_inference_module(task, inputs)
+    return TorchPredictor(module, path, model_facts(task, info, module, inputs), threads=threads)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,9 +24,9 @@ from typing import Any, Literal
 import torch
 
 from moto_vision.deploy.artifact import foreign_checkpoint, record_artifact
-from moto_vision.deploy.exporters import EXPORTERS, FORMATS, ExporterUnavailable
+from moto_vision.deploy.formats import FORMATS, ExporterUnavailable
 from moto_vision.deploy.parity import ParityReport, check_parity
-from moto_vision.deploy.quantize import calibration_images
+from moto_vision.deploy.quantize import calibration_inputs
 from moto_vision.deploy.runtime import Predictor, TorchPredictor, load
 from moto_vision.deploy.source import (
     CheckpointInfo,
@@ -34,12 +34,15 @@ from moto_vision.deploy.source import (
     build_datamodule,
     data_batches,
     datamodule_from_config,
+    export_inputs,
     image_size_of,
     load_task,
+    model_facts,
     prepare_inference_module,
 )
+from moto_vision.trust import UntrustedCheckpointError
 
-__all__ = ["ExportResult", "ExportSession", "export", "model_facts"]
+__all__ = ["ExportResult", "ExportSession", "export"]
 
 Precision = Literal["fp32", "int8"]
 Status = Literal["exported", "verified", "failed", "unavailable"]
@@ -97,41 +100,6 @@ class ExportResult:
         }
 
 
-def model_facts(
-    task: Any, info: CheckpointInfo | None, module: InferenceModule, example: torch.Tensor
-) -> dict[str, Any]:
-    """Metadata shared by every artifact of one model (task facts from ``task.export_metadata()`` plus ours)."""
-    from moto_vision import __version__
-
-    facts: dict[str, Any] = dict(task.export_metadata()) if hasattr(task, "export_metadata") else {}
-    height, width = int(example.shape[-2]), int(example.shape[-1])
-    color_domain = facts.get("color_domain", getattr(task, "color_domain", "srgb"))
-    with torch.no_grad():
-        outputs = module(example)
-    outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
-    facts.update(
-        {
-            "moto_vision_version": __version__,
-            "image_size": facts.get("image_size", height if height == width else [height, width]),
-            "input_size": [height, width],
-            "input": {
-                "name": "image",
-                "shape": [1, 3, height, width],
-                "dtype": "float32",
-                "layout": "NCHW",
-                "range": [0.0, 1.0],
-                "color_domain": color_domain,
-                "normalization": "inside the model",
-            },
-            "outputs": list(module.output_names),
-            "output_structure": module.output_structure,
-            "output_shapes": {n: list(t.shape) for n, t in zip(module.output_names, outputs)},
-            "checkpoint": {"file": info.path.name, "sha256": info.sha256} if info is not None else None,
-        }
-    )
-    return facts
-
-
 class ExportSession:
     """One model, ready to export to several formats and precisions.
 
@@ -161,11 +129,12 @@ class ExportSession:
         self.info = info
         self.datamodule = datamodule
         size = image_size_of(task, datamodule, image_size)
-        generator = torch.Generator().manual_seed(0)
-        self.example = torch.rand(1, 3, size, size, generator=generator)
-        self.module = prepare_inference_module(task, self.example)
-        self.facts = model_facts(task, info, self.module, self.example)
-        self.scoreable, self.score_note = _scoreable(task, self.module, self.example)
+        #: Example inputs of the export graph by name (batch 1), the image first.
+        self.inputs = export_inputs(task, size)
+        self.example = self.inputs["image"] if "image" in self.inputs else next(iter(self.inputs.values()))
+        self.module = prepare_inference_module(task, self.inputs)
+        self.facts = model_facts(task, info, self.module, self.inputs)
+        self.scoreable, self.score_note = _scoreable(task, self.module, self.inputs)
         self.calibration_count = calibration_images
         self.parity_count = parity_batches
         self.atol = atol
@@ -180,18 +149,31 @@ class ExportSession:
         task_class: str | type | None = None,
         data_config: str | os.PathLike[str] | None = None,
         batch_size: int | None = None,
+        allow_classes: Sequence[str | type] = (),
         **kwargs: Any,
     ) -> ExportSession:
-        """Load a task checkpoint and rebuild its datamodule from the checkpoint's record (or ``data_config``)."""
-        task, info = load_task(checkpoint, task_class)
+        """Load a task checkpoint and rebuild its datamodule from the checkpoint's record (or ``data_config``).
+
+        The checkpoint is untrusted data: the task and datamodule classes it records must be moto-vision's own or in
+        ``allow_classes`` (see :func:`~moto_vision.deploy.source.load_task`); a refused checkpoint raises
+        :class:`~moto_vision.trust.UntrustedCheckpointError` before anything it names is imported.
+        """
+        task, info = load_task(checkpoint, task_class, allow_classes=allow_classes)
         overrides = {"batch_size": batch_size} if batch_size else {}
         if data_config is not None:
             datamodule = datamodule_from_config(data_config)
         elif info.datamodule_class:
             try:
                 datamodule = build_datamodule(
-                    info.datamodule_class, info.datamodule_hparams, num_workers=0, **overrides
+                    info.datamodule_class,
+                    info.datamodule_hparams,
+                    source=str(info.path),
+                    allow_classes=allow_classes,
+                    num_workers=0,
+                    **overrides,
                 )
+            except UntrustedCheckpointError:
+                raise
             except Exception as error:  # a moved dataset, a renamed class...: say what and how to fix it
                 raise ValueError(
                     f"{info.path} was trained with {info.datamodule_class}({info.datamodule_hparams}), which cannot "
@@ -209,8 +191,8 @@ class ExportSession:
         path = self.info.path if self.info is not None else Path(f"{type(self.task).__name__}.pt")
         return TorchPredictor(self.module, path, self.facts)
 
-    def calibration(self) -> list[torch.Tensor]:
-        """Calibration images (batch 1 each) from the datamodule's validation split."""
+    def calibration(self) -> list[tuple[torch.Tensor, ...]]:
+        """Calibration samples (batch 1, one tuple of graph inputs each) from the datamodule's validation split."""
         if self._calibration is None:
             if self.datamodule is None:
                 raise ValueError(
@@ -218,7 +200,8 @@ class ExportSession:
                     "none. Pass the training recipe: `--data-config recipes/<task>.yaml`."
                 )
             with self._data_errors("val"):
-                self._calibration = calibration_images(data_batches(self.datamodule, "val"), self.calibration_count)
+                batches = data_batches(self.datamodule, "val")
+                self._calibration = calibration_inputs(batches, self.calibration_count, self.inputs)
         return self._calibration
 
     def test_batches(self) -> list[dict[str, Any]]:
@@ -230,6 +213,7 @@ class ExportSession:
             else:
                 generator = torch.Generator().manual_seed(1)
                 size = self.example.shape[-2:]
+                # Extra graph inputs (if any) repeat their example (see batch_inputs).
                 self._test_batches = [
                     {"image": torch.rand(4, 3, *size, generator=generator)} for _ in range(self.parity_count or 4)
                 ]
@@ -269,16 +253,31 @@ class ExportSession:
         verify: bool = True,
         overwrite: bool = False,
         threads: int | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ExportResult:
         """Export to ``format`` at ``precision`` in the directory ``output``, then reload and check it.
 
         Never raises for a failed export: the result says ``failed`` with the reason and no file is left behind.
         A missing optional exporter gives ``unavailable`` with the install instructions.
+
+        Args:
+            format: a name in :data:`~moto_vision.deploy.formats.FORMATS`.
+            precision: ``fp32`` or ``int8``.
+            output: directory for the artifact and its ``metadata.json``.
+            name: file name (default ``<task>_<precision>.<suffix>``).
+            verify: reload the artifact in its runtime and compare with PyTorch.
+            overwrite: replace an existing artifact of the same name.
+            threads: CPU threads of the runtime during the check (default 1).
+            options: exporter options per format (``{"onnx": {"opset_version": 18}}``; see ``FORMATS[f].options``).
+
+        Raises:
+            ValueError: an unknown format, precision or exporter option.
         """
         if format not in FORMATS:
             raise ValueError(f"Unknown format {format!r}; choose from {sorted(FORMATS)}.")
         if precision not in ("fp32", "int8"):
             raise ValueError(f"Unknown precision {precision!r}; choose fp32 or int8.")
+        chosen = FORMATS[format].resolve_options((options or {}).get(format))  # a typo is the caller's error
         start = time.perf_counter()
         result = ExportResult(format=format, precision=precision, status="failed")
         path = Path(output) / (name or self.default_name(format, precision))
@@ -294,8 +293,9 @@ class ExportSession:
                 "model into its own --output directory, or pass --overwrite to start a new metadata.json there."
             )
             return result
+        export_format = FORMATS[format]
         try:
-            FORMATS[format].check()
+            export_format.check()
         except ExporterUnavailable as error:
             result.status, result.error = "unavailable", str(error)
             return result
@@ -303,10 +303,19 @@ class ExportSession:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             calibration = self.calibration() if precision == "int8" else None
-            kwargs: dict[str, Any] = {"precision": precision, "calibration": calibration}
-            if format == "onnx":
-                kwargs["output_names"] = self.module.output_names
-            result.info = EXPORTERS[format](self.module, self.example, path, facts, **kwargs)
+            result.info = export_format.export(
+                self.module,
+                tuple(self.inputs.values()),
+                path,
+                facts,
+                precision=precision,
+                calibration=calibration,
+                input_names=self.module.input_names,
+                output_names=self.module.output_names,
+                options=chosen,
+            )
+            if chosen:
+                result.info["options"] = chosen
             if calibration is not None:
                 result.info["calibration_images"] = len(calibration)
         except Exception as error:
@@ -344,6 +353,7 @@ class ExportSession:
                 self.reference,
                 predictor,
                 self.test_batches(),
+                inputs=self.inputs,
                 judge=result.precision == "fp32",
                 score=self.can_score,
                 atol=self.atol,
@@ -364,7 +374,7 @@ class ExportSession:
 
 
 @torch.no_grad()
-def _scoreable(task: Any, module: InferenceModule, example: torch.Tensor) -> tuple[bool, str | None]:
+def _scoreable(task: Any, module: InferenceModule, inputs: Mapping[str, torch.Tensor]) -> tuple[bool, str | None]:
     """Whether outputs of the export graph can go through the task's ``update_metrics``.
 
     Yes when the graph returns what ``forward`` returns, or when the task maps them back with
@@ -373,8 +383,8 @@ def _scoreable(task: Any, module: InferenceModule, example: torch.Tensor) -> tup
     """
     if callable(getattr(task, "outputs_from_export", None)):
         return True, None
-    exported = module(example)
-    forward = task(example)
+    exported = module(*inputs.values())
+    forward = task(*inputs.values())
     ours = [exported] if isinstance(exported, torch.Tensor) else list(exported)
     theirs = (
         [forward]
@@ -410,6 +420,8 @@ def export(
     overwrite: bool = False,
     calibration_images: int = 32,
     parity_batches: int | None = None,
+    allow_classes: Sequence[str | type] = (),
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ExportResult:
     """Export a checkpoint (or an in-memory task) to one phone format.
 
@@ -427,10 +439,15 @@ def export(
         overwrite: replace an existing artifact of the same name.
         calibration_images: images for int8 calibration.
         parity_batches: test batches for parity and metrics (default: the whole test split).
+        allow_classes: classes (or import paths) besides moto-vision's own that the checkpoint may name.
+        options: exporter options per format, e.g. ``{"onnx": {"opset_version": 18}}``.
     """
     options = {"image_size": image_size, "calibration_images": calibration_images, "parity_batches": parity_batches}
     if isinstance(source, (str, os.PathLike)):
-        session = ExportSession.from_checkpoint(source, task_class=task_class, data_config=data_config, **options)
+        session = ExportSession.from_checkpoint(
+            source, task_class=task_class, data_config=data_config, allow_classes=allow_classes, **options
+        )
     else:
         session = ExportSession(source, None, datamodule, **options)
-    return session.export(format, quantize or "fp32", output, name=name, verify=verify, overwrite=overwrite)
+    precision = quantize or "fp32"
+    return session.export(format, precision, output, name=name, verify=verify, overwrite=overwrite, options=options)

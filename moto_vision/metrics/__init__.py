@@ -8,6 +8,7 @@ from moto_vision.metrics.angular import (
 )
 from moto_vision.metrics.calibration import CalibrationError, MultilabelCalibrationError, expected_calibration_error
 from moto_vision.metrics.classification import MultilabelTopKAccuracy
+from moto_vision.metrics.collection import flatten_metrics
 from moto_vision.metrics.segmentation import BoundaryFScore
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "MultilabelTopKAccuracy",
     "error_statistics",
     "expected_calibration_error",
+    "flatten_metrics",
     "recovery_angular_error",
     "reproduction_angular_error",
 ]

@@ -26,6 +26,7 @@ end-of-validation calibration, data checks, pictures and export metadata from th
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -41,13 +42,17 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from moto_vision import viz
-from moto_vision.backbones import Backbone, create_backbone, drop_unused_stages
+from moto_vision.backbones import Backbone, create_backbone
 from moto_vision.heads import TaskKit
+from moto_vision.metrics.collection import flatten_metrics
 from moto_vision.models.common import Normalize
+from moto_vision.trust import is_primitive
 
 __all__ = ["BaseTask", "KitExport", "KitTask", "TaskHead", "create_task_backbone"]
 
 Batch = dict[str, Any]
+#: The constructor arguments every task shares, declared on BaseTask.
+_SHARED_ARGUMENTS = ("lr", "weight_decay", "warmup_fraction", "freeze_backbone", "log_predictions")
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def create_task_backbone(name: str, pretrained: bool | str, kits: Sequence[TaskK
     levels = [kit.max_level() for kit in kits]
     if levels and all(level is not None for level in levels):
         deepest = max(levels)  # type: ignore[type-var]
-        return drop_unused_stages(create_backbone(name, pretrained=pretrained, out_indices=list(range(deepest + 1))))
+        return create_backbone(name, pretrained=pretrained, out_indices=list(range(deepest + 1)))
     return create_backbone(name, pretrained=pretrained)
 
 
@@ -130,9 +135,16 @@ class BaseTask(LightningModule, ABC):
         """
         super().__init__()
         self.save_hyperparameters(ignore=list(self._hparams_ignore))
+        # A task that declares its own arguments instead of passing **kwargs on keeps only those (its checkpoints
+        # hold its constructor arguments, nothing else).
+        parameters = inspect.signature(type(self).__init__).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            for key in _SHARED_ARGUMENTS:
+                if key not in parameters:
+                    self.hparams.pop(key, None)
         for key, value in self.optimizer_defaults.items():
-            if self.hparams.get(key) is None:
-                self.hparams[key] = value
+            if key in self.hparams and self.hparams[key] is None:
+                self.hparams[key] = value  # checkpoints record the value used
         _check_primitive_hparams(self.hparams, type(self).__name__)
         self._calibration_outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._train_means = nn.ModuleDict()  # epoch means of the training losses (log_value)
@@ -363,7 +375,7 @@ class BaseTask(LightningModule, ABC):
         if metrics is None or not any(m.update_called for m in metrics.values(copy_state=False)):
             return {}
         computed = metrics.compute()
-        scalars = {k: v for k, v in _flatten(computed).items() if v.numel() == 1}
+        scalars = {k: v for k, v in flatten_metrics(computed).items() if v.numel() == 1}
         # torchmetrics synchronised these over the processes: every process holds the same values, so averaging
         # them (sync_dist) changes nothing and tells Lightning they are global (no per-process warning).
         self.log_dict(scalars, prog_bar=False, sync_dist=True)
@@ -403,15 +415,19 @@ class BaseTask(LightningModule, ABC):
                 (no_decay if parameter.ndim <= 1 else decay).append(parameter)
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": float(self.hparams["weight_decay"])},
+                {"params": decay, "weight_decay": self._optimizer_value("weight_decay")},
                 {"params": no_decay, "weight_decay": 0.0},
             ],
-            lr=float(self.hparams["lr"]),
+            lr=self._optimizer_value("lr"),
         )
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        warmup = int(round(total * float(self.hparams["warmup_fraction"])))
+        warmup = int(round(total * self._optimizer_value("warmup_fraction")))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total, warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _optimizer_value(self, key: str) -> float:
+        value = self.hparams.get(key)
+        return float(self.optimizer_defaults[key] if value is None else value)
 
     # ----------------------------------------------------------------- callbacks and loading
     def configure_callbacks(self) -> list[Callback]:
@@ -441,7 +457,7 @@ class BaseTask(LightningModule, ABC):
             record["datamodule_class"] = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
             hparams = dict(getattr(datamodule, "hparams", {}) or {})
             record["datamodule_hparams"] = {
-                k: v for k, v in hparams.items() if not k.startswith("_") and _is_primitive(v)
+                k: v for k, v in hparams.items() if not k.startswith("_") and is_primitive(v)
             }
         checkpoint["moto_vision"] = record
 
@@ -584,16 +600,6 @@ def _warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.01):
     return factor
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
-    flat: dict[str, torch.Tensor] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}_"))
-        elif isinstance(value, torch.Tensor):
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _detach(outputs: Any) -> Any:
     if isinstance(outputs, torch.Tensor):
         return outputs.detach()
@@ -602,21 +608,8 @@ def _detach(outputs: Any) -> Any:
     return outputs
 
 
-_PRIMITIVES = (str, int, float, bool, type(None))
-
-
-def _is_primitive(value: Any) -> bool:
-    if isinstance(value, _PRIMITIVES):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_primitive(v) for v in value)
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _is_primitive(v) for k, v in value.items())
-    return False
-
-
 def _check_primitive_hparams(hparams: Mapping[str, Any], owner: str) -> None:
-    bad = [k for k, v in hparams.items() if not _is_primitive(v)]
+    bad = [k for k, v in hparams.items() if not is_primitive(v)]
     if bad:
         raise TypeError(
             f"{owner}: hyperparameters {bad} are not primitives (str, number, bool, list, dict); checkpoints "

@@ -245,6 +245,7 @@ class MultiTaskPerception(BaseTask):
         self.branches = nn.ModuleDict(
             {name: nn.ModuleDict(kit.build(channels, reductions)) for name, kit in self.kits.items()}
         )
+        self.register_load_state_dict_pre_hook(_upgrade_hook)
 
     def configure_losses(self) -> None:
         hp = self.hparams
@@ -395,14 +396,22 @@ class MultiTaskPerception(BaseTask):
                 rank_zero_warn(f"The data loads tasks {extra} that have no head; their samples only cost time.")
         super().setup(stage)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Move 0.1's per-head parts outside the heads (``scene_calibrator.*``) to ``branches.<head>.<part>.*``."""
-        state = checkpoint.get("state_dict", {})
-        for name, parts in self.branches.items():
-            for part in parts:
-                old = f"{name}_{part}."
-                for key in [k for k in state if k.startswith(old)]:
-                    state[f"branches.{name}.{part}.{key.removeprefix(old)}"] = state.pop(key)
+    def upgrade_keys(self, state_dict: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        """Rename 0.1's per-head parts kept outside the heads (``scene_calibrator.*``) to ``branches.<head>.<part>``.
+
+        :meth:`load_state_dict` applies it (as :class:`~moto_vision.backbones.Backbone` does for its own names), and
+        :func:`moto_vision.backbones.upgrade_state_dict` for checks before loading.
+        """
+        moved = {
+            f"{prefix}{name}_{part}.": f"{prefix}branches.{name}.{part}."
+            for name in self.branches
+            for part in self.branches[name]
+        }
+        upgraded = {}
+        for key, value in state_dict.items():
+            old = next((o for o in moved if key.startswith(o)), None)
+            upgraded[moved[old] + key.removeprefix(old) if old else key] = value
+        return upgraded
 
     # ----------------------------------------------------------------- reporting and export
     def report_test_results(self, values: Mapping[str, float]) -> None:
@@ -440,6 +449,13 @@ class MultiTaskPerception(BaseTask):
             }
         )
         return meta
+
+
+def _upgrade_hook(module: MultiTaskPerception, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    upgraded = module.upgrade_keys(state_dict, prefix)
+    if list(upgraded) != list(state_dict):
+        state_dict.clear()
+        state_dict.update(upgraded)
 
 
 def _check_heads(heads: list[str] | None) -> list[str]:

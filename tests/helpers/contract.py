@@ -17,8 +17,8 @@ from torch import nn
 
 from moto_vision.backbones import create_backbone
 from moto_vision.heads import TaskKit, get_kit, kit_names
+from moto_vision.metrics.collection import flatten_metrics as _flatten
 from moto_vision.tasks import BaseTask
-from moto_vision.tasks.base import _flatten
 
 BACKBONE = "test_efficientnet"
 

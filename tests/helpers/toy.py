@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from moto_vision.backbones import create_backbone
 from moto_vision.data import BaseDataModule
 from moto_vision.tasks import BaseTask
+from moto_vision.trust import register_class
 
 
 class ToyColours(Dataset):
@@ -83,3 +84,27 @@ class ToyClassifier(BaseTask):
 
     def render_batch(self, batch, outputs, max_images: int = 8):
         return batch["image"][0]
+
+
+class ToyCameraClassifier(ToyClassifier):
+    """The toy classifier with an optional second input (a per-image camera vector), as a camera-aware model has.
+
+    Its export graph takes ``(image, camera)``; batches may carry ``"camera"`` or not (then zeros are fed).
+    """
+
+    def configure_models(self) -> None:
+        super().configure_models()
+        self.camera = nn.Linear(9, 3)
+
+    def forward(self, x: torch.Tensor, camera: torch.Tensor | None = None) -> torch.Tensor:
+        logits = super().forward(x)
+        return logits if camera is None else logits + self.camera(camera)
+
+    def export_inputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"image": image, "camera": torch.zeros(1, 9)}
+
+
+# Checkpoints of these classes may be exported like moto-vision's own: how a project allows its own classes.
+register_class(ToyClassifier, "task")
+register_class(ToyCameraClassifier, "task")
+register_class(ToyDataModule, "datamodule")
