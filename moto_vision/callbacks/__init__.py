@@ -1,10 +1,16 @@
-"""Lightning callbacks: prediction writers (scene CSVs, segmentation PNGs) and CPU thread pinning.
+"""Lightning callbacks: prediction writers (AWB and scene CSVs, segmentation PNGs) and CPU thread pinning.
 
 Tasks log their own prediction pictures (``log_predictions``, :mod:`moto_vision.viz`).
 """
 
+from moto_vision.callbacks.awb import AWBPredictionWriter
 from moto_vision.callbacks.scene import ScenePredictionWriter
 from moto_vision.callbacks.segmentation import SegmentationPredictionWriter
 from moto_vision.callbacks.threads import CPUThreads
 
-__all__ = ["CPUThreads", "ScenePredictionWriter", "SegmentationPredictionWriter"]
+__all__ = [
+    "AWBPredictionWriter",
+    "CPUThreads",
+    "ScenePredictionWriter",
+    "SegmentationPredictionWriter",
+]

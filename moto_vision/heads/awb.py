@@ -98,14 +98,18 @@ class AWBKit(TaskKit):
             head = PoolingMLPHead(width, hidden=o.head_channels, dropout=o.dropout)
         return {"head": head}
 
+    def head_features(self, features: Sequence[Tensor]) -> Tensor:
+        """The feature map the head reads, out of the backbone's list."""
+        return features[self._level(len(features))]
+
     def forward(self, parts: Any, features: Sequence[Tensor], image: Tensor) -> Tensor:
-        return parts.head(features[self._level(len(features))], image)
+        return parts.head(self.head_features(features), image)
 
     def confidence_map(self, parts: Any, features: Sequence[Tensor], image: Tensor) -> Tensor | None:
         """FC4 confidence ``(B, 1, h, w)`` of each vote (``None`` for the MLP head)."""
         if not isinstance(parts.head, ConfidencePoolingHead):
             return None
-        _, weights = parts.head.local_estimates(features[self._level(len(features))], image)
+        _, weights = parts.head.local_estimates(self.head_features(features), image)
         return weights
 
     # ------------------------------------------------------------------------------------------ training
@@ -139,19 +143,51 @@ class AWBKit(TaskKit):
         }
 
 
-def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:
+def render_white_balance_grid(
+    image: Tensor,
+    estimate: Tensor,
+    target: Tensor,
+    max_images: int = 8,
+    camera_matrices: Tensor | None = None,
+    camera_matrix_cct: Tensor | None = None,
+) -> Tensor:
     """One ``(3, H, W)`` sRGB picture: per image, uncorrected | corrected by ``estimate`` | corrected by ``target``.
 
     All three panels of an image share one exposure (the ground-truth-corrected image's 97th percentile maps
-    to 0.9), so brightness differences are real, and are gamma-encoded for display.
+    to 0.9), so brightness differences are real, and are gamma-encoded for display. With the captures' DNG colour
+    matrices (``camera_matrices`` ``(B, 2, 3, 3)``, ``camera_matrix_cct`` ``(B, 2)``) the panels are rendered through
+    the DNG colour model (:func:`moto_vision.isp.render_dng_preview`) and "uncorrected" is the camera's daylight
+    (D65) white balance; without them camera RGB is shown as if it were linear sRGB.
     """
     from kornia.color import linear_rgb_to_rgb
     from torchvision.utils import make_grid
 
     n = min(max_images, image.shape[0])
     image, estimate, target = image[:n].float(), estimate[:n].float(), target[:n].float()
+    if camera_matrices is not None and camera_matrix_cct is not None:
+        panels = _dng_panels(image, estimate, target, camera_matrices[:n], camera_matrix_cct[:n])
+        return make_grid(panels.flatten(0, 1), nrow=3, padding=2, pad_value=1.0)
     by_gt = apply_white_balance(image, target)
     scale = torch.quantile(by_gt.flatten(1), 0.97, dim=1).clamp_min(1e-6)[:, None, None, None] / 0.9
     panels = torch.stack([image, apply_white_balance(image, estimate), by_gt], dim=1) / scale[:, None]
     panels = linear_rgb_to_rgb(panels.clamp(0, 1).flatten(0, 1))
     return make_grid(panels, nrow=3, padding=2, pad_value=1.0)
+
+
+def _dng_panels(image: Tensor, estimate: Tensor, target: Tensor, matrices: Tensor, ccts: Tensor) -> Tensor:
+    """``(B, 3, 3, H, W)`` display panels through the DNG colour model, one exposure per image."""
+    from moto_vision.isp import apply_color_matrix, auto_exposure, camera_to_srgb_matrix, render_dng_preview
+    from moto_vision.isp.dng import xy_to_neutral
+
+    known = torch.isfinite(matrices).flatten(1).all(dim=1) & torch.isfinite(ccts).all(dim=1)
+    safe_m = torch.where(known[:, None, None, None], matrices.double(), torch.eye(3, dtype=torch.float64))
+    safe_c = torch.where(known[:, None], ccts.double(), torch.full_like(ccts.double(), 6500.0))
+    d65 = torch.tensor([0.31271, 0.32902], dtype=torch.float64).expand(image.shape[0], 2)
+    daylight = torch.where(known[:, None], xy_to_neutral(d65, safe_m, safe_c), torch.ones_like(d65[:, :1]))
+    gain = auto_exposure(apply_color_matrix(image.double(), camera_to_srgb_matrix(target, safe_m, safe_c)))
+    gain = torch.where(known, gain.double(), auto_exposure(apply_white_balance(image, target)).double())
+    panels = [
+        render_dng_preview(image, neutral, matrices, ccts, exposure=gain, tone=False)
+        for neutral in (daylight.float(), estimate, target)
+    ]
+    return torch.stack(panels, dim=1)

@@ -2,6 +2,7 @@
 
 from moto_vision.models.awb import (
     AngularLoss,
+    CameraPriorHead,
     ConfidencePoolingHead,
     GrayEdge,
     GrayWorld,
@@ -9,6 +10,7 @@ from moto_vision.models.awb import (
     ShadesOfGray,
     WhitePatch,
     apply_white_balance,
+    channel_reference,
     create_baseline,
 )
 from moto_vision.models.calibration import ScoreCalibrator, fit_temperature, fit_thresholds
@@ -37,6 +39,7 @@ from moto_vision.models.segmentation import (
 __all__ = [
     "DECODERS",
     "AngularLoss",
+    "CameraPriorHead",
     "ClassificationBranch",
     "ClassificationHead",
     "ClassificationLoss",
@@ -61,6 +64,7 @@ __all__ = [
     "UncertaintyWeighting",
     "WhitePatch",
     "apply_white_balance",
+    "channel_reference",
     "class_weights_from_counts",
     "create_baseline",
     "create_segmentation_decoder",

@@ -10,6 +10,7 @@ Learned heads (on top of a backbone's feature map):
   estimate and a confidence; the image estimate is the confidence-weighted sum, so the network learns
   which regions (neutral surfaces, specular highlights) carry illuminant information.
 - :class:`PoolingMLPHead`: global average + max pooling followed by an MLP.
+- :class:`CameraPriorHead`: an optional refinement from the camera's description (its raw-space Planckian locus).
 
 Classical, parameter-free baselines with the same ``forward``, exactly as van de Weijer's reference ``general_cc.m``
 (:func:`general_colour_constancy`): :class:`GrayWorld` (Buchsbaum 1980), :class:`WhitePatch` (max-RGB, Land 1977),
@@ -30,6 +31,7 @@ __all__ = [
     "BASELINES",
     "BASELINE_TITLES",
     "AngularLoss",
+    "CameraPriorHead",
     "ConfidencePoolingHead",
     "ExposureNormalize",
     "GrayEdge",
@@ -39,6 +41,7 @@ __all__ = [
     "ShadesOfGray",
     "WhitePatch",
     "apply_white_balance",
+    "channel_reference",
     "create_baseline",
     "edge_magnitude",
     "estimation_mask",
@@ -255,6 +258,77 @@ class PoolingMLPHead(nn.Module):
         """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)`` (``image`` is not used)."""
         pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
         return _unit(F.softplus(self.mlp(pooled)) + _EPS)
+
+
+def channel_reference(x: Tensor) -> Tensor:
+    """Per-channel mean of the valid (not all-zero) pixels, scaled to unit mean over channels: ``(B, 3)``.
+
+    Dividing an image by it (a Gray World normalisation) removes any per-channel gain, i.e. the camera's raw-space
+    scale and most of the light's colour; multiplying an estimate made on the normalised image back by it makes
+    the estimate exactly equivariant to those gains (see ``AWBRegressor(gain_equivariant=True)``).
+    """
+    valid = (x.amax(dim=1, keepdim=True) > 0).to(x.dtype)
+    mean = (x * valid).sum(dim=(2, 3)) / valid.sum(dim=(2, 3)).clamp_min(1.0)
+    mean = mean.clamp_min(_EPS)
+    return mean / mean.mean(dim=1, keepdim=True)
+
+
+class CameraPriorHead(nn.Module):
+    """Refine an illuminant estimate with the camera's description: its Planckian locus in raw space.
+
+    In the spirit of C5 / CCMNet (Afifi et al. ICCV 2021; Kim et al. ICCV 2025), which describe a camera by where
+    the lights of the Planckian locus fall in its raw space (computed from its colour matrix, as DNG metadata
+    gives it). The locus points ``camera @ XYZ(T)`` for ``T`` in ``ccts`` are taken in log chromaticity relative to
+    the estimate, with image-level features, and a small MLP predicts a log-gain correction of the estimate
+    (zero-initialised: the untrained head passes the estimate through). Everything is relative, so the result
+    stays equivariant to per-channel gains applied to the image and the camera together.
+
+    Args:
+        features: channels of the pooled image features.
+        hidden: width of the MLP.
+        ccts: colour temperatures (kelvin) of the locus points.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        hidden: int = 32,
+        ccts: tuple[float, ...] = (2000.0, 2500.0, 3000.0, 3500.0, 4000.0, 5000.0, 6500.0, 8000.0, 10000.0, 15000.0),
+    ) -> None:
+        super().__init__()
+        from moto_vision.isp.color import planckian_xyz
+
+        self.register_buffer(
+            "locus_xyz", planckian_xyz(torch.tensor(ccts, dtype=torch.float64)).float(), persistent=False
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(3 * len(ccts) + features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 3),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, estimate: Tensor, camera: Tensor, pooled: Tensor, reference: Tensor | None = None) -> Tensor:
+        """Refined unit-norm estimate ``(B, 3)``.
+
+        Args:
+            estimate: ``(B, 3)`` positive estimate (in the space of ``image / reference`` when ``reference`` is set).
+            camera: ``(B, 3, 3)`` XYZ -> raw matrices of the cameras that took the images.
+            pooled: ``(B, C)`` image-level features.
+            reference: ``(B, 3)`` per-channel normalisation the estimate is relative to (``None``: none).
+        """
+        locus = torch.einsum("bij,kj->bki", camera.to(estimate.dtype), self.locus_xyz.to(estimate.dtype))
+        locus = locus.abs().clamp_min(1e-6)  # a camera's raw values of real lights are positive
+        if reference is not None:
+            locus = locus / reference[:, None, :]
+        relative = torch.log(locus) - torch.log(estimate.clamp_min(_EPS))[:, None, :]
+        relative = relative - relative.mean(dim=-1, keepdim=True)  # brightness carries nothing
+        delta = self.mlp(torch.cat([relative.flatten(1), pooled], dim=1)).clamp(-3.0, 3.0)
+        delta = delta - delta.mean(dim=-1, keepdim=True)
+        return _unit(estimate * torch.exp(delta))
 
 
 # --------------------------------------------------------------------------------------------- baselines

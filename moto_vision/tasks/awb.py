@@ -2,11 +2,15 @@
 
 The model takes linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]`` (any ``H, W >= 64``) and returns the
 illuminant as unit-norm RGB ``(B, 3)``; the image is corrected with ``x / illuminant * illuminant[:, 1:2]``.
+With ``camera_input=True`` it also accepts the camera's XYZ -> raw matrix ``(B, 3, 3)`` as a second input
+(``model(x, camera)``; batches carry it as ``"camera"``); without it, it is camera-agnostic.
 
 ``test`` always scores the classical baselines (Gray World, White Patch, Shades of Gray, Gray Edge) on the
 same batches as the model and prints one FFCC-style table with every method as a row, so a result never
 stands without its baselines. ``method: gray_world`` (etc.) turns the task itself into a baseline, to score
-it with ``test`` on any dataset without training anything.
+it with ``test`` on any dataset without training anything. On camera captures (the ``dng`` and ``raw_png``
+formats) the table has one more row, "Camera AWB": the phone's own answer (the DNG's ``AsShotNeutral``), so a
+team sees at once whether the model beats its phone.
 """
 
 from __future__ import annotations
@@ -20,15 +24,24 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
-from moto_vision.heads.awb import AWBKit
+from moto_vision.heads.awb import AWBKit, render_white_balance_grid
 from moto_vision.metrics.angular import AngularError, format_table
-from moto_vision.models.awb import BASELINE_TITLES, BASELINES, ExposureNormalize, create_baseline
+from moto_vision.models.awb import (
+    BASELINE_TITLES,
+    BASELINES,
+    CameraPriorHead,
+    ExposureNormalize,
+    channel_reference,
+    create_baseline,
+)
 from moto_vision.tasks.base import KitTask
 
 __all__ = ["AWBRegressor"]
 
 Batch = dict[str, Any]
 Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge"]
+#: Row of the phone's own AWB (``AsShotNeutral`` in the batch as ``as_shot_neutral``) in result tables.
+CAMERA_AWB_TITLE = "Camera AWB (AsShotNeutral)"
 
 
 class AWBRegressor(KitTask):
@@ -52,6 +65,16 @@ class AWBRegressor(KitTask):
         global_context: confidence head only: every location also sees the image-wide mean of the features.
         vote_grid: confidence head only: pool the features to at most this many votes per side, so the head costs
             the same and votes on the same regions at any input size (``None``: one vote per feature location).
+        gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
+            the estimate back (:func:`~moto_vision.models.awb.channel_reference`): the estimate is then exactly
+            equivariant to per-channel gains, so a camera whose raw space differs by channel scales (most of what
+            separates cameras, and what the light itself does) is no new camera to the model.
+        camera_input: add a :class:`~moto_vision.models.CameraPriorHead` that refines the estimate from the camera's
+            XYZ -> raw matrix when one is given (``model(x, camera)``); ``model(x)`` stays camera-agnostic.
+        camera_dropout: camera-aware training only: share of training images whose camera is withheld, so the
+            camera-agnostic path keeps learning too.
+        export_camera: camera-aware models: the XYZ -> raw matrix (9 numbers, row-major) baked into the exported
+            graph, which then takes only the image (one file per sensor); ``None`` exports the camera-agnostic path.
         image_size: input size the model is trained and exported at (``moto-vision fit`` takes the data's).
         method: ``"learned"`` (the network) or a classical baseline to use instead of it.
         baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
@@ -76,6 +99,10 @@ class AWBRegressor(KitTask):
         local_colour: bool = True,
         global_context: bool = True,
         vote_grid: int | None = None,
+        gain_equivariant: bool = False,
+        camera_input: bool = False,
+        camera_dropout: float = 0.3,
+        export_camera: list[float] | None = None,
         image_size: int = 64,
         method: Method = "learned",
         baselines: list[str] | None = None,
@@ -85,7 +112,10 @@ class AWBRegressor(KitTask):
         unknown = [b for b in baselines or [] if b not in BASELINES]
         if unknown:
             raise ValueError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
+        if export_camera is not None and (len(export_camera) != 9 or not camera_input):
+            raise ValueError("AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True.")
         super().__init__(**kwargs)
+        self._camera: Tensor | None = None
 
     # ----------------------------------------------------------------- model
     def configure_normalization(self) -> nn.Module:
@@ -94,26 +124,79 @@ class AWBRegressor(KitTask):
     def configure_models(self) -> None:
         super().configure_models()
         hp = self.hparams
+        width = self.backbone.channels[self.kit.feature_levels(len(self.backbone.channels))[0]]
+        self.camera_head = CameraPriorHead(width) if hp.get("camera_input", False) else None
         self.baseline = create_baseline(hp.method) if hp.method != "learned" else None
         names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
         self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
         self.baseline_metrics = nn.ModuleDict({name: AngularError() for name in names})
+        self.camera_awb_metric = AngularError()  # scored when test batches carry the capture's AsShotNeutral
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``."""
+    def forward(self, x: Tensor, camera: Tensor | None = None) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``.
+
+        Args:
+            x: the image.
+            camera: optional ``(B, 3, 3)`` XYZ -> raw matrix of the camera (used with ``camera_input=True``).
+        """
         if self.baseline is not None:
             return self.baseline(x)
-        return super().forward(x)
+        reference = channel_reference(x) if self.hparams.get("gain_equivariant", False) else None
+        if reference is not None:
+            x = x / reference[:, :, None, None]
+        features = self.backbone(self.normalize(x))
+        estimate = self.kit.forward(self, features, x)
+        camera = camera if camera is not None else self._camera
+        if self.camera_head is not None and camera is not None:
+            pooled = self.kit.head_features(features).mean(dim=(2, 3))
+            refined = self.camera_head(estimate, camera, pooled, reference)
+            if self.training and self.hparams.camera_dropout > 0:
+                keep = torch.rand(x.shape[0], 1, device=x.device) >= self.hparams.camera_dropout
+                refined = torch.where(keep, refined, estimate)
+            estimate = refined
+        if reference is not None:
+            estimate = estimate * reference
+        return estimate / estimate.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def shared_step(self, batch: Batch, split: str) -> tuple[Tensor, Any]:
+        # The camera rides along with the batch for camera-aware models (`forward(x)` stays the one-input contract).
+        self._camera = batch.get("camera") if self.camera_head is not None else None
+        try:
+            return super().shared_step(batch, split)
+        finally:
+            self._camera = None
 
     def confidence_map(self, x: Tensor) -> Tensor | None:
         """FC4 confidence ``(B, 1, h, w)`` of each feature location (``None`` for the MLP head / baselines)."""
         if self.baseline is not None:
             return None
+        if self.hparams.get("gain_equivariant", False):
+            x = x / channel_reference(x)[:, :, None, None]
         return self.kit.confidence_map(self, self.backbone(self.normalize(x)), x)
 
     def export_module(self) -> nn.Module:
-        """The deployed graph is the task's own forward (the network, or the classical method it stands for)."""
+        """The deployed graph is the task's own forward (the network, or the classical method it stands for).
+
+        A camera-aware model takes the image and the camera's matrix; with ``export_camera`` the matrix is baked in
+        and the graph takes only the image (one file per sensor).
+        """
+        if self.camera_head is not None and self.hparams.get("export_camera") is not None:
+            matrix = torch.tensor(self.hparams.export_camera, dtype=torch.float32).view(1, 3, 3)
+            return _WithCamera(self, matrix)
         return self
+
+    def export_inputs(self, image: Tensor) -> dict[str, Tensor]:
+        """Example inputs of :meth:`export_module` by name: the image, and ``camera`` ``(1, 3, 3)`` when it is an input.
+
+        The example camera is the Nikon D5100's XYZ -> raw matrix (Adobe ``ColorMatrix2``); data batches supply
+        their own under the same key.
+        """
+        if self.camera_head is None or self.hparams.get("export_camera") is not None:
+            return {"image": image}
+        from moto_vision.isp.camera_matrices import ADOBE_XYZ_TO_RAW
+
+        camera = torch.tensor(ADOBE_XYZ_TO_RAW["Nikon D5100"], dtype=image.dtype).view(1, 3, 3) / 10000.0
+        return {"image": image, "camera": camera}
 
     def outputs_from_export(self, outputs: Tensor) -> Tensor:
         return outputs
@@ -138,6 +221,11 @@ class AWBRegressor(KitTask):
         with torch.no_grad():
             for name, estimator in self.baseline_estimators.items():
                 self.baseline_metrics[name].update(estimator(batch["image"]), batch["illuminant"])
+            as_shot = batch.get("as_shot_neutral")
+            if as_shot is not None:
+                known = torch.isfinite(as_shot).all(dim=1)  # captures without the tag are left out of that row
+                if bool(known.any()):
+                    self.camera_awb_metric.update(as_shot[known], batch["illuminant"][known])
         return result
 
     def on_test_epoch_end(self) -> None:
@@ -146,6 +234,9 @@ class AWBRegressor(KitTask):
             if metric.update_called:
                 self._baseline_results[name] = {k: float(v) for k, v in metric.compute().items()}
                 metric.reset()
+        if self.camera_awb_metric.update_called:
+            self._baseline_results["camera_awb"] = {k: float(v) for k, v in self.camera_awb_metric.compute().items()}
+            self.camera_awb_metric.reset()
         super().on_test_epoch_end()
 
     def model_title(self) -> str:
@@ -160,7 +251,7 @@ class AWBRegressor(KitTask):
         rows: dict[str, dict[str, float]] = {}
         for name, stats in getattr(self, "_baseline_results", {}).items():
             if name != self.hparams.method:
-                rows[BASELINE_TITLES[name]] = stats
+                rows[CAMERA_AWB_TITLE if name == "camera_awb" else BASELINE_TITLES[name]] = stats
         rows[self.model_title()] = {k.removeprefix("test_"): v for k, v in values.items() if k != "test_loss"}
         return format_table(rows), rows
 
@@ -184,3 +275,32 @@ class AWBRegressor(KitTask):
         (run_dir / "awb_test_results.md").write_text(table + "\n")
         (run_dir / "awb_test_results.json").write_text(json.dumps(rows, indent=2) + "\n")
         print(f"Saved {run_dir / 'awb_test_results.md'} and awb_test_results.json")
+
+    # ----------------------------------------------------------------- visual logging
+    def render_batch(self, batch: Batch, outputs: Any, max_images: int = 8) -> Tensor | None:
+        """Rows of uncorrected / corrected with the prediction / corrected with the ground truth.
+
+        Camera captures with DNG colour matrices are shown through the DNG colour model.
+        """
+        if not isinstance(outputs, Tensor) or "illuminant" not in batch:
+            return None
+        return render_white_balance_grid(
+            batch["image"],
+            outputs,
+            batch["illuminant"],
+            max_images=max_images,
+            camera_matrices=batch.get("camera_matrices"),
+            camera_matrix_cct=batch.get("camera_matrix_cct"),
+        )
+
+
+class _WithCamera(nn.Module):
+    """A camera-aware model with one camera's matrix as a constant: the exported graph takes only the image."""
+
+    def __init__(self, model: AWBRegressor, camera: Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("camera", camera)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x, self.camera.expand(x.shape[0], 3, 3))

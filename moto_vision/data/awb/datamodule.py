@@ -9,7 +9,11 @@ Training batches are augmented on the device (``on_after_batch_transfer``), in t
    samples lights through random cameras);
 3. an ISP preset (``moto_vision.isp.isp_preset(..., domain="linear")``: light, exposure, vignetting, noise),
    with the labels updated by the colour transform it applied (``isp.apply_with_illuminant``);
-4. masked and clipped pixels are zeroed again, so augmentation never invents them.
+4. masked pixels and pixels that the augmentation clipped are zeroed, so augmentation never invents them
+   (pixels that were at 1 already, clipped highlights a dataset keeps, stay at 1).
+
+Synthetic batches also carry each scene's camera (``"camera"``, its XYZ -> raw matrix); relighting and the ISP's
+colour transforms change the raw space, so they update it too (``camera <- transform @ camera``).
 """
 
 from __future__ import annotations
@@ -21,15 +25,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from moto_vision.data.awb.datasets import PhotoAWBDataset, RawAWBDataset
-from moto_vision.data.awb.synthetic import SyntheticAWBDataset
+from moto_vision.data.awb.datasets import CapturePredictDataset, PhotoAWBDataset, RawAWBDataset
+from moto_vision.data.awb.synthetic import CameraVariation, SyntheticAWBDataset
 from moto_vision.data.base import BaseDataModule
 from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
 
 __all__ = ["AWB_FORMATS", "AWBDataModule"]
 
 #: Formats that ship with moto-vision; more register with ``@register_format("awb", name)``.
-AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp")
+AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp", "dng", "raw_png")
 Batch = dict[str, Any]
 
 
@@ -51,20 +55,27 @@ class AWBSpatialAugmentation(nn.Module):
         return out, mask[:, 0] > 0.5
 
 
-def relight(image: Tensor, illuminant: Tensor, probability: float) -> tuple[Tensor, Tensor]:
+def relight(
+    image: Tensor, illuminant: Tensor, probability: float, camera: Tensor | None = None
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
     """Swap lights within a batch: ``x / L_i * L_j`` with label ``L_j`` for a random permutation ``j``.
 
-    The per-image brightness is kept (the gains have unit mean), so exposure statistics are unchanged.
+    The per-image brightness is kept (the gains have unit mean), so exposure statistics are unchanged. With
+    ``camera`` (``(B, 3, 3)`` XYZ -> raw), the per-channel gains are a change of raw space, so the camera becomes
+    ``diag(gains) @ camera`` and is returned as a third value.
     """
     b = image.shape[0]
     if b < 2 or probability <= 0:
-        return image, illuminant
+        return (image, illuminant) if camera is None else (image, illuminant, camera)
     partner = torch.randperm(b, device=image.device)
     apply = torch.rand(b, device=image.device) < probability
     target = torch.where(apply[:, None], illuminant[partner], illuminant)
     gains = target / illuminant.clamp_min(1e-6)
     gains = gains / gains.mean(dim=1, keepdim=True)
-    return (image * gains[:, :, None, None]).clamp(0.0, 1.0), target
+    out = (image * gains[:, :, None, None]).clamp(0.0, 1.0)
+    if camera is None:
+        return out, target
+    return out, target, gains[:, :, None].to(camera.dtype) * camera
 
 
 def _hash_fraction(key: str, seed: int) -> float:
@@ -92,8 +103,10 @@ class AWBDataModule(BaseDataModule):
     Args:
         root: dataset folder (``None`` for ``synthetic``).
         format: ``synthetic`` (rendered Mondrian scenes, no files needed), ``photos`` (any folder of sRGB photos,
-            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), or
-            the name of your own raw format registered with ``@register_format("awb", name)`` (a string rather
+            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), camera
+            captures (``dng``: DNG files and a ground-truth CSV; ``raw_png``: what ``moto-vision data label-awb``
+            writes; both carry the phone's own AWB answer for the "Camera AWB" test row), or the name of your own raw
+            format registered with ``@register_format("awb", name)`` (a string rather
             than a fixed choice for that reason).
         image_size: height and width of the images the model sees.
         fold: cross-validation test fold (0-based) of ``gehler_shi`` / ``nus8`` / ``cube_plus``; the other folds
@@ -105,10 +118,21 @@ class AWBDataModule(BaseDataModule):
         train_size: synthetic training scenes.
         val_size: synthetic validation scenes.
         test_size: synthetic test scenes.
+        camera: ``synthetic`` only: render every scene through this one camera (training for one sensor): a pool
+            camera's name, 9 numbers (its XYZ -> raw matrix, e.g. a DNG ``ColorMatrix2``), or a path to a
+            ``.json`` / ``.yaml`` file with that matrix or a ``.csv`` of spectral sensitivities
+            (``wavelength,r,g,b``). ``None`` (default): a camera sampled per scene from the pool, camera-agnostic.
+        val_cameras: ``synthetic`` only, without ``camera``: share of the pool's cameras held out for validation
+            (leave-cameras-out: training never sees them; checkpoints are selected on them).
+        test_cameras: share of the pool's cameras held out for the test split (disjoint from the validation ones).
+        camera_seed: seed of the leave-cameras-out split of the pool.
         augmentation: ISP preset applied to training batches (``none``, ``light``, ``default``, ``heavy``).
         relight: probability of swapping an image's light with another image's of the batch.
         spatial: random flips and resized crops of training batches.
         preload: decode / render every image in ``setup`` (bad files stop the run before training).
+        predict_root: a camera raw file or a folder of them (searched recursively) for ``predict``; without it
+            ``predict`` runs on the test split. :class:`~moto_vision.callbacks.AWBPredictionWriter` writes the
+            illuminants and corrected previews.
         batch_size: images per batch.
         num_workers: data-loading workers.
         seed: seed of the synthetic scenes, splits and fixed photo draws.
@@ -127,10 +151,15 @@ class AWBDataModule(BaseDataModule):
         train_size: int = 4096,
         val_size: int = 512,
         test_size: int = 512,
+        camera: str | list[float] | None = None,
+        val_cameras: float = 0.1,
+        test_cameras: float = 0.2,
+        camera_seed: int = 0,
         augmentation: Literal["none", "light", "default", "heavy"] = "light",
         relight: float = 0.5,
         spatial: bool = True,
         preload: bool = True,
+        predict_root: str | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
@@ -154,10 +183,16 @@ class AWBDataModule(BaseDataModule):
         self.test_fraction = test_fraction
         self.splits = splits
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.camera = camera
+        self.val_cameras = val_cameras
+        self.test_cameras = test_cameras
+        self.camera_seed = camera_seed
+        self.camera_pools: dict[str, Any] = {}
         self.augmentation = augmentation
         self.relight = relight
         self.spatial = spatial
         self.preload = preload
+        self.predict_root = predict_root
         self.records: dict[str, list[SampleRecord]] = {}
 
     # ----------------------------------------------------------------- splits
@@ -211,8 +246,11 @@ class AWBDataModule(BaseDataModule):
         """Build the three datasets (once) and decode / render the splits ``stage`` needs.
 
         ``fit`` reads train and val before the first step, so a bad file stops the run before training;
-        ``test`` reads only the test split.
+        ``test`` reads only the test split; ``predict`` with ``predict_root`` reads those captures instead.
         """
+        if stage == "predict" and self.predict_root is not None:
+            self.predict_dataset = self._predict_dataset(Path(self.predict_root).expanduser())
+            return
         if self.train_dataset is None:
             self._build_datasets()
         if not self.preload:
@@ -229,10 +267,45 @@ class AWBDataModule(BaseDataModule):
             else:
                 dataset.preload(f"Reading {self.format} {split} images")
 
+    def _predict_dataset(self, root: Path) -> CapturePredictDataset:
+        from moto_vision.data.raw import RAW_SUFFIXES, RawReadError, is_raw_file, read_raw_metadata
+
+        if root.is_file():
+            paths = [root]
+        elif root.is_dir():
+            paths = sorted(p for p in root.rglob("*") if p.is_file() and is_raw_file(p))
+        else:
+            raise FileNotFoundError(f"--data.predict_root {root} is neither a raw file nor a folder.")
+        if not paths or not all(is_raw_file(p) for p in paths):
+            suffixes = ", ".join(RAW_SUFFIXES)
+            raise FileNotFoundError(f"--data.predict_root {root} holds no camera raw files ({suffixes}).")
+        broken = []
+        for path in paths:  # the headers, before the first batch: a bad file stops the run with its name
+            try:
+                read_raw_metadata(path)
+            except RawReadError as error:
+                broken.append(str(error))
+        if broken:
+            listed = "\n  ".join(broken[:10]) + ("\n  ..." if len(broken) > 10 else "")
+            raise ValueError(f"{len(broken)} of {len(paths)} captures under {root} cannot be read:\n  {listed}")
+        return CapturePredictDataset(paths, self.image_size)
+
     def _build_datasets(self) -> None:
         if self.format == "synthetic":
+            self.camera_pools = self.synthetic_cameras()
             for offset, split in enumerate(("train", "val", "test")):
-                dataset = SyntheticAWBDataset(self.sizes[split], self.image_size, seed=self.seed * 10 + offset)
+                if split == "train":
+                    # One sensor: only unit-to-unit variation (a few nm, a few % of gain); a pool: imaginary cameras.
+                    variation = CameraVariation(0.0, 1.5, 0.05, 0.05) if self.camera is not None else CameraVariation()
+                else:
+                    variation = CameraVariation.none()
+                dataset = SyntheticAWBDataset(
+                    self.sizes[split],
+                    self.image_size,
+                    seed=self.seed * 10 + offset,
+                    cameras=self.camera_pools[split],
+                    variation=variation,
+                )
                 setattr(self, f"{split}_dataset", dataset)
             return
         self.records = self.split_records(self.index())
@@ -248,6 +321,23 @@ class AWBDataModule(BaseDataModule):
             else:
                 dataset = RawAWBDataset(records, self.image_size)
             setattr(self, f"{split}_dataset", dataset)
+
+    def synthetic_cameras(self) -> dict[str, Any]:
+        """The camera pool of each split of the synthetic data (leave-cameras-out unless ``camera`` is set)."""
+        from moto_vision.isp.cameras import CameraPool, camera_from_spec
+
+        if self.camera is not None:
+            one = camera_from_spec(self.camera)
+            return {"train": one, "val": one, "test": one}
+        pool = CameraPool.default()
+        if self.val_cameras <= 0 and self.test_cameras <= 0:
+            return {"train": pool, "val": pool, "test": pool}
+        fractions = [f for f in (self.val_cameras, self.test_cameras) if f > 0]
+        parts = pool.split(fractions, seed=self.camera_seed)
+        train, held = parts[0], parts[1:]
+        val = held[0] if self.val_cameras > 0 else train
+        test = held[-1] if self.test_cameras > 0 else val
+        return {"train": train, "val": val, "test": test}
 
     # ----------------------------------------------------------------- augmentation
     def build_augmentations(self) -> dict[str, nn.Module]:
@@ -268,7 +358,7 @@ class AWBDataModule(BaseDataModule):
 
     def augment_train_batch(self, batch: Batch, augmentations: nn.ModuleDict) -> Batch:
         """Spatial, relighting and ISP augmentation of a training batch, labels updated (see module docstring)."""
-        from moto_vision.isp import apply_with_illuminant
+        from moto_vision.isp import applied_color_transform, apply_with_illuminant
 
         image, illuminant = batch["image"], batch["illuminant"]
         valid = batch.get("valid")
@@ -276,10 +366,23 @@ class AWBDataModule(BaseDataModule):
             valid = image.amax(dim=1) > 0
         if "train_spatial" in augmentations:
             image, valid = augmentations["train_spatial"].to(image.device)(image, valid)
-        image, illuminant = relight(image, illuminant, self.relight)
+        # Images may keep clipped pixels at 1 (a plain raw frame has them): they stay clipped through relighting.
+        at_one = (image >= 1.0) & valid[:, None]
+        camera = batch.get("camera")
+        if camera is None:
+            image, illuminant = relight(image, illuminant, self.relight)
+        else:
+            image, illuminant, camera = relight(image, illuminant, self.relight, camera)
         isp = augmentations["train_isp"].to(image.device)
         if not isinstance(isp, nn.Identity):
             image, illuminant = apply_with_illuminant(isp, image, illuminant)
-        valid = valid & (image < 1.0).all(dim=1)
+            if camera is not None:  # a colour transform of the raw image is a change of the camera's raw space
+                transform = applied_color_transform(isp, batch_size=image.shape[0]).to(camera)
+                camera = transform @ camera
+        if at_one.any():
+            image = torch.where(at_one, torch.ones_like(image), image)
+        valid = valid & ((image < 1.0) | at_one).all(dim=1)
         batch.update(image=image * valid[:, None], illuminant=illuminant, valid=valid)
+        if camera is not None:
+            batch["camera"] = camera
         return batch

@@ -9,7 +9,10 @@ dataset's ground truth as given and whose ``extra`` holds everything the officia
 - ``mask_polygons``: polygons in relative ``(x / W, y / H)`` coordinates (Gehler-Shi colour checkers);
 - ``mask_boxes``: ``[top, bottom, left, right]`` boxes in absolute pixels (NUS-8 ``CC_coords``);
 - ``mask_boxes_relative``: the same in fractions of the image size (Cube+ / SimpleCube++ SpyderCube corner);
-- ``fold``: cross-validation fold (0-based) and ``camera``.
+- ``fold``: cross-validation fold (0-based) and ``camera``;
+- camera captures (``dng``, ``raw_png``): ``as_shot_neutral`` (the phone's own AWB answer), ``xyz_to_camera`` and
+  ``calibration_cct`` (the DNG colour matrices, for previews and CCTs), ``camera_to_srgb``, ``iso``,
+  ``exposure_time``, ``baseline_exposure`` and any extra column of the ground-truth file.
 
 :func:`read_raw_record` applies exactly these facts, so the datamodules and ``moto-vision data`` tools read
 the same thing. Facts and layouts per format are documented in ``docs/awb.md``.
@@ -30,7 +33,10 @@ from torch import Tensor
 from moto_vision.data.records import SampleRecord, register_format
 
 __all__ = [
+    "CAPTURE_GROUND_TRUTH",
     "PHOTO_SUFFIXES",
+    "index_dng",
+    "index_raw_png",
     "index_cube_plus",
     "index_gehler_shi",
     "index_nus8",
@@ -39,6 +45,7 @@ __all__ = [
     "load_mat",
     "read_png16",
     "read_raw_record",
+    "write_capture_ground_truth",
 ]
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -371,6 +378,239 @@ def index_simple_cube_pp(root: Path, **options: Any) -> list[SampleRecord]:
     return records
 
 
+# --------------------------------------------------------------------------------------------- camera captures
+#: Ground-truth file of the ``dng`` and ``raw_png`` formats (``moto-vision data label-awb`` writes it).
+CAPTURE_GROUND_TRUTH = "ground_truth.csv"
+#: Columns with a meaning; every other column becomes ``SampleRecord.extra[<column>]`` (a number where it parses).
+_CAPTURE_COLUMNS = ("image", "r", "g", "b", "chart", "group", "split")
+_CAMERA_COLUMNS = (
+    "as_shot_r",
+    "as_shot_g",
+    "as_shot_b",
+    "xyz_to_camera_1",
+    "xyz_to_camera_2",
+    "calibration_cct_1",
+    "calibration_cct_2",
+)
+
+
+def _parse_polygons(text: str | None, where: str) -> list[list[tuple[float, float]]]:
+    """``"x y x y x y x y; x y ..."`` (relative coordinates, one polygon per ``;``) -> polygons."""
+    polygons = []
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        try:
+            values = [float(v) for v in part.replace(",", " ").split()]
+        except ValueError:
+            raise ValueError(f"{where}: chart polygon {part.strip()!r} is not numbers 'x y x y ...'.") from None
+        if len(values) < 6 or len(values) % 2:
+            raise ValueError(f"{where}: chart polygon needs at least 3 'x y' points, got {len(values)} numbers.")
+        if not all(-0.5 <= v <= 1.5 for v in values):
+            raise ValueError(
+                f"{where}: chart polygon {part.strip()!r} is not in relative coordinates (x / width, y / height)."
+            )
+        polygons.append(list(zip(values[0::2], values[1::2])))
+    return polygons
+
+
+def _format_polygons(polygons: Sequence[Sequence[Sequence[float]]]) -> str:
+    return "; ".join(" ".join(f"{v:.5f}" for point in polygon for v in point) for polygon in polygons)
+
+
+def _cell(value: str | None) -> Any:
+    if value is None or not value.strip():
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value.strip()
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+def _numbers(text: str, count: int, where: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise ValueError(f"{where}: expected {count} numbers, got {text!r}.")
+    return values
+
+
+def _camera_columns(row: dict[str, str], where: str) -> dict[str, Any]:
+    """The capture facts ``label-awb`` stores for a ``raw_png`` image (its DNG is not there to read them)."""
+    extra: dict[str, Any] = {}
+    if all(row.get(c, "").strip() for c in ("as_shot_r", "as_shot_g", "as_shot_b")):
+        extra["as_shot_neutral"] = [float(row[c]) for c in ("as_shot_r", "as_shot_g", "as_shot_b")]
+    if row.get("xyz_to_camera_1", "").strip():
+        matrices = [_numbers(row[f"xyz_to_camera_{i}"], 9, f"{where} xyz_to_camera_{i}") for i in (1, 2)]
+        ccts = [float(row.get(f"calibration_cct_{i}") or 6500.0) for i in (1, 2)]
+        extra.update(xyz_to_camera=matrices, calibration_cct=ccts)
+    return extra
+
+
+def _dng_facts(path: Path) -> dict[str, Any]:
+    """Capture facts of a DNG for its record; a file that cannot be read keeps the reason for the reader to raise."""
+    from moto_vision.data.raw import RawReadError, read_raw_metadata
+
+    try:
+        metadata = read_raw_metadata(path)
+    except RawReadError as error:
+        return {"read_error": str(error)}
+    extra: dict[str, Any] = {
+        "camera": metadata.camera,
+        "iso": metadata.iso,
+        "exposure_time": metadata.exposure_time,
+        "baseline_exposure": metadata.baseline_exposure,
+    }
+    neutral = metadata.neutral()
+    if neutral is not None:
+        extra["as_shot_neutral"] = list(neutral)
+    matrices = metadata.xyz_to_camera()
+    if matrices is not None:
+        extra["xyz_to_camera"] = matrices[0].reshape(2, 9).tolist()
+        extra["calibration_cct"] = matrices[1].tolist()
+    return {k: v for k, v in extra.items() if v is not None}
+
+
+def _add_camera_to_srgb(records: list[SampleRecord]) -> None:
+    """``extra["camera_to_srgb"]`` at each record's ground truth, so reports give the light's CCT (DNG colour model)."""
+    lit = [r for r in records if "xyz_to_camera" in r.extra and r.illuminant is not None]
+    if not lit:
+        return
+    from moto_vision.isp.dng import camera_to_srgb_matrix
+
+    matrices = torch.tensor([r.extra["xyz_to_camera"] for r in lit], dtype=torch.float64).view(-1, 2, 3, 3)
+    ccts = torch.tensor([r.extra["calibration_cct"] for r in lit], dtype=torch.float64)
+    neutral = torch.tensor([r.illuminant for r in lit], dtype=torch.float64)
+    for record, matrix in zip(lit, camera_to_srgb_matrix(neutral, matrices, ccts, adapt=False)):
+        record.extra["camera_to_srgb"] = [round(v, 8) for v in matrix.flatten().tolist()]
+
+
+def _index_captures(root: Path, fmt: str, suffixes: Sequence[str], name: str) -> list[SampleRecord]:
+    root = _require_root(root, name)
+    gt_path = root / CAPTURE_GROUND_TRUTH
+    if not gt_path.is_file():
+        raise FileNotFoundError(
+            f"{name}: {gt_path} is missing; it lists image,r,g,b per capture (write one with "
+            "`moto-vision data label-awb CAPTURES --out DIR`, which also finds the colour checker)."
+        )
+    records = []
+    with gt_path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        if not {"image", "r", "g", "b"} <= set(fields):
+            raise ValueError(f"{gt_path}: expected at least the columns image,r,g,b; got {fields}.")
+        for line, row in enumerate(reader, start=2):
+            where = f"{gt_path} line {line} ({row.get('image')})"
+            image = root / (row.get("image") or "").strip()
+            if image.suffix.lower() not in suffixes:
+                raise ValueError(f"{where}: the {fmt} format reads {', '.join(suffixes)} files, not {image.suffix!r}.")
+            if not image.is_file():
+                raise FileNotFoundError(f"{where}: image {image} is missing.")
+            try:
+                rgb = [float(row[c]) for c in ("r", "g", "b")]
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: ground truth {[row.get(c) for c in 'rgb']} is not numeric.") from None
+            extra: dict[str, Any] = {"format": fmt}
+            for column, value in row.items():
+                if column not in _CAPTURE_COLUMNS and column not in _CAMERA_COLUMNS and column is not None:
+                    parsed = _cell(value)
+                    if parsed is not None:
+                        extra[column] = parsed
+            extra["mask_polygons"] = _parse_polygons(row.get("chart"), where)
+            if fmt == "dng":
+                extra.update(_dng_facts(image))
+            else:
+                extra.update(_camera_columns(row, where), black_level=0, saturation=RAW_PNG_INVALID)
+            split = (row.get("split") or "").strip() or None
+            records.append(
+                SampleRecord(
+                    image=image,
+                    split=split,
+                    illuminant=_check_illuminant(rgb, where),
+                    group=(row.get("group") or "").strip() or image.relative_to(root).with_suffix("").as_posix(),
+                    extra=extra,
+                )
+            )
+    if not records:
+        raise ValueError(f"{gt_path}: no ground-truth rows.")
+    _add_camera_to_srgb(records)
+    return records
+
+
+@register_format("awb", "dng")
+def index_dng(root: Path, **options: Any) -> list[SampleRecord]:
+    """Index a folder of DNG captures with their ground truth (camera raw straight off the phone).
+
+    Layout::
+
+        root/
+          ground_truth.csv     image,r,g,b[,chart][,group][,split][,any other column]
+          **/*.dng             the captures ``image`` names (paths relative to root)
+
+    ``r,g,b`` is the light's colour in the camera's raw space; ``chart`` the colour-checker polygon(s) to mask,
+    ``x y x y ...`` in relative coordinates of the oriented image (several separated by ``;``). Each DNG is decoded
+    by :func:`moto_vision.data.raw.read_raw` (black level per channel, white level, saturation, orientation, 2x2
+    binning); its ``AsShotNeutral`` (the phone's own AWB) and colour matrices come with every sample, so ``test``
+    scores the camera's AWB next to the model. Other columns (``light``, ``scene``, ...) land in ``extra`` for
+    ``data report`` specs.
+    """
+    return _index_captures(root, "dng", (".dng",), "DNG captures")
+
+
+#: Value of an invalid (saturated) pixel in a ``raw_png`` image; valid values stay below it.
+RAW_PNG_INVALID = 65535
+
+
+@register_format("awb", "raw_png")
+def index_raw_png(root: Path, **options: Any) -> list[SampleRecord]:
+    """Index moto-vision's own AWB layout: linear camera-RGB 16-bit PNGs with ground truth (``data label-awb``).
+
+    Layout: ``ground_truth.csv`` as for ``dng`` and 16-bit RGB PNGs holding linear camera RGB with the black level
+    subtracted and white at 65534; saturated pixels are 65535 in every channel. The capture facts a PNG cannot carry
+    come as columns: ``camera``, ``as_shot_r/g/b`` (the phone's AWB), ``xyz_to_camera_1/2`` (9 numbers each, the DNG
+    colour matrices with their ``calibration_cct_1/2``), ``iso``, ``exposure_time``, ``baseline_exposure``,
+    ``cct``, ``duv``.
+    """
+    return _index_captures(root, "raw_png", (".png",), "raw_png dataset")
+
+
+def write_capture_ground_truth(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write a ``ground_truth.csv`` of the ``dng`` / ``raw_png`` formats.
+
+    Each row needs ``image`` (relative path) and ``illuminant`` (3 numbers); optional ``charts`` (polygons of
+    relative points), ``as_shot_neutral``, ``xyz_to_camera`` (2 x 9), ``calibration_cct`` (2) and any scalar
+    columns, which are written as they are.
+    """
+    columns: list[str] = ["image", "r", "g", "b", "chart"]
+    lines = []
+    for row in rows:
+        line: dict[str, Any] = {"image": row["image"]}
+        line.update(zip(("r", "g", "b"), (f"{float(v):.8g}" for v in row["illuminant"])))
+        line["chart"] = _format_polygons(row.get("charts") or [])
+        if row.get("as_shot_neutral") is not None:
+            line.update(zip(("as_shot_r", "as_shot_g", "as_shot_b"), (f"{v:.6g}" for v in row["as_shot_neutral"])))
+        if row.get("xyz_to_camera") is not None:
+            for i, (matrix, cct) in enumerate(zip(row["xyz_to_camera"], row["calibration_cct"]), start=1):
+                line[f"xyz_to_camera_{i}"] = " ".join(f"{v:.6g}" for v in matrix)
+                line[f"calibration_cct_{i}"] = f"{cct:g}"
+        for key, value in row.items():
+            if key not in ("image", "illuminant", "charts", "as_shot_neutral", "xyz_to_camera", "calibration_cct"):
+                line[key] = "" if value is None else value
+        for key in line:
+            if key not in columns:
+                columns.append(key)
+        lines.append(line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(lines)
+    return path
+
+
 # --------------------------------------------------------------------------------------------- photos
 @register_format("awb", "photos")
 def index_photos(root: Path, **options: Any) -> list[SampleRecord]:
@@ -400,14 +640,10 @@ def read_png16(path: Path) -> Tensor:
     return data.float()
 
 
-def _valid_mask(record: SampleRecord, raw: Tensor) -> tuple[Tensor, float]:
-    """Pixels that are neither masked nor saturated, and the saturation level used."""
+def _mask_regions(record: SampleRecord, valid: Tensor) -> Tensor:
+    """``valid`` with the record's masked regions (charts, SpyderCubes) set to ``False``."""
     extra = record.extra
-    _, height, width = raw.shape
-    saturation = extra.get("saturation")
-    if saturation is None:
-        saturation = float(raw.max()) - float(extra.get("saturation_margin", 0))
-    valid = (raw < saturation).all(dim=0)
+    height, width = valid.shape
     for top, bottom, left, right in extra.get("mask_boxes", []):
         valid[max(0, int(top)) : max(0, int(bottom)), max(0, int(left)) : max(0, int(right))] = False
     for top, bottom, left, right in extra.get("mask_boxes_relative", []):
@@ -421,19 +657,36 @@ def _valid_mask(record: SampleRecord, raw: Tensor) -> tuple[Tensor, float]:
         for polygon in polygons:
             draw.polygon([(x * width, y * height) for x, y in polygon], fill=1, outline=1)
         valid &= ~torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).view(height, width).bool()
-    return valid, float(saturation)
+    return valid
+
+
+def _valid_mask(record: SampleRecord, raw: Tensor) -> tuple[Tensor, float]:
+    """Pixels that are neither masked nor saturated, and the saturation level used."""
+    saturation = record.extra.get("saturation")
+    if saturation is None:
+        saturation = float(raw.max()) - float(record.extra.get("saturation_margin", 0))
+    return _mask_regions(record, (raw < saturation).all(dim=0)), float(saturation)
 
 
 def read_raw_record(record: SampleRecord) -> tuple[Tensor, Tensor]:
     """Decode a raw benchmark image with its dataset's official preprocessing.
 
     Subtracts the black level, scales the saturation level to 1, and marks saturated and masked pixels
-    (colour checkers, SpyderCubes) invalid.
+    (colour checkers, SpyderCubes) invalid. Camera raw files (DNG) are decoded by
+    :func:`moto_vision.data.raw.read_raw` from their own black and white levels.
 
     Returns:
         ``(image, valid)``: float ``(3, H, W)`` linear camera RGB in ``[0, 1]`` with invalid pixels set to 0,
         and the bool ``(H, W)`` mask of valid pixels.
     """
+    from moto_vision.data.raw import is_raw_file, read_raw
+
+    if "read_error" in record.extra:
+        raise ValueError(record.extra["read_error"])
+    if is_raw_file(record.image):
+        capture = read_raw(record.image)
+        valid = _mask_regions(record, capture.valid)
+        return capture.image.clamp(0, 1) * valid, valid
     raw = read_png16(record.image)
     valid, saturation = _valid_mask(record, raw)
     black = float(record.extra.get("black_level", 0))

@@ -1,27 +1,34 @@
-"""Synthetic colour-constancy scenes: textured Mondrians under Planckian light, seen by one camera.
+"""Synthetic colour-constancy scenes: spectral Mondrians under real light spectra, each seen by a sampled camera.
 
-Land's Mondrian stimuli, made hard enough that Gray World fails as it does on real photos:
+Land's Mondrian stimuli, rendered spectrally (``moto_vision.isp.spectral``) and made hard enough that Gray World
+fails as it does on real photos:
 
-- **Surfaces.** A background and 3-10 overlapping rectangles. Each scene has a dominant *theme* colour
-  (foliage, sky, wood, a painted wall...) that the background and a quarter of the surfaces lean to, so the
-  scene average is usually not grey. A quarter of the surfaces are near-neutral (white walls, paper,
-  concrete, asphalt), of any lightness.
-  Reflectances are the surfaces' white-balanced linear sRGB colours, kept inside ``[0.01, 0.95]``.
-- **Texture and shading.** Smooth multiplicative texture per surface, fine chroma jitter, and a global
-  shading gradient (light fall-off), all achromatic except the jitter.
-- **Specular highlights.** In 70% of the scenes, a few Gaussian glints whose colour is the illuminant's
-  (dichromatic model), some strong enough to clip.
-- **Light.** A Planckian illuminant with Duv tint (``isp.sample_illuminant``: 2500-10000 K, Duv -0.006..0.012);
-  in a share of the scenes a second light of another colour covers a minority of the frame. The ground truth
-  is the main light.
-- **Camera.** One fixed camera (an XYZ -> raw matrix mixed from real cameras' DNG matrices, as the ISP does):
-  raw = white-balanced camera RGB of the reflectance times the light's camera RGB (von Kries in camera
-  space, the model ``isp.unprocess`` uses), an exposure that puts the brightest diffuse surfaces at 25-85% of
-  the range, Poisson-Gaussian sensor noise (``isp.random_noise_levels``), and clipping at 1. Clipped pixels are
-  zeroed and marked invalid, as the raw benchmark readers do with saturated pixels.
+- **Camera.** Every scene has its own camera (``moto_vision.isp.cameras``): sensitivities of a camera of the pool
+  (fitted to real cameras' Adobe DNG matrices, or measured), for training mixed with a second pool camera
+  (an imaginary camera between two real ones), shifted and rippled a little per channel and scaled by random
+  channel gains. Validation and test scenes use pool cameras exactly as they are.
+- **Surfaces.** A background and 3-10 overlapping rectangles, each with a reflectance *spectrum*: 40% are measured
+  spectra (ColorChecker, CIE / NIST test samples, the AMPAS 190 patches) at a random lightness, the others a linear
+  sRGB colour upsampled to a spectrum with the Mallett & Yuksel (2019) basis. Each scene has a dominant *theme*
+  (foliage, sky, wood, a painted wall...) that the background and a quarter of the surfaces lean to, so the scene
+  average is usually not grey; a quarter of the surfaces are near-neutral (white walls, paper, concrete, asphalt).
+- **Texture and shading.** Smooth multiplicative texture per surface, fine chroma jitter, a global shading
+  gradient (light fall-off).
+- **Specular highlights.** In 70% of the scenes, a few Gaussian glints of the light's own colour (dichromatic
+  model), some strong enough to clip.
+- **Light.** A spectrum: CIE daylight (4000-15000 K), a black body (2000-7000 K) or one of 94 tabulated lamps (CIE
+  FL / HP / LED series and measured fluorescent, LED, discharge and incandescent lamps), sometimes tinted by a smooth
+  spectral filter (light through foliage or off a coloured wall: off the Planckian locus) or mixed with a second
+  spectrum. In a share of the scenes a second light of another spectrum covers a minority of the frame. The ground
+  truth is the main light's colour in the scene's camera, the camera's response to a perfect white under it.
+- **Sensor.** An exposure that puts the brightest diffuse surfaces at 25-85% of the range, Poisson-Gaussian noise
+  (``isp.random_noise_levels``) and clipping at 1. Clipped pixels are zeroed and marked invalid in half the scenes
+  (as the raw benchmark readers do) and kept at 1 in the others (as a plain max-normalised raw image has them); a
+  share of the scenes has a zeroed rectangle, like a masked colour chart.
 
 Scene ``i`` of a dataset with seed ``s`` is always the same image (per-sample generators), whether it is
-rendered alone or in a batch; batches render vectorised through ``__getitems__``.
+rendered alone or in a batch; batches render vectorised through ``__getitems__``. Each sample also carries its
+camera's least-squares XYZ -> raw matrix (``"camera"``), the description a camera-aware model is given.
 """
 
 from __future__ import annotations
@@ -34,19 +41,37 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from moto_vision.isp import (
-    camera_rgb_matrix,
-    planckian_xyz,
-    random_noise_levels,
-    random_xyz_to_camera,
-    sample_illuminant,
-)
+from moto_vision.isp import random_noise_levels
+from moto_vision.isp.cameras import CameraPool
+from moto_vision.isp.spectral import WAVELENGTHS, daylight_spd, fit_xyz_to_raw, planck_spd, spectral_data
 
-__all__ = ["MondrianConfig", "SyntheticAWBDataset", "render_mondrians", "synthetic_camera"]
+__all__ = ["CameraVariation", "MondrianConfig", "SyntheticAWBDataset", "render_mondrians"]
 
-_GREY = torch.tensor([1.0, 1.0, 1.0]) / math.sqrt(3.0)
 # An orthonormal basis of the chroma plane (perpendicular to grey).
 _CHROMA_BASIS = torch.tensor([[1.0, -1.0, 0.0], [1.0, 1.0, -2.0]]) / torch.tensor([[math.sqrt(2.0)], [math.sqrt(6.0)]])
+_L = len(WAVELENGTHS)
+
+
+class CameraVariation:
+    """How training cameras vary around the pool (see :meth:`moto_vision.isp.cameras.CameraPool.sample`).
+
+    Args:
+        mix: probability of an imaginary camera between two pool cameras.
+        shift_nm: standard deviation of the per-channel wavelength shift.
+        ripple: amplitude of the smooth random factor on each curve (log scale).
+        gains: half-range of the per-channel log gain.
+    """
+
+    def __init__(self, mix: float = 0.7, shift_nm: float = 4.0, ripple: float = 0.15, gains: float = 0.35) -> None:
+        self.mix, self.shift_nm, self.ripple, self.gains = mix, shift_nm, ripple, gains
+
+    @classmethod
+    def none(cls) -> CameraVariation:
+        """Pool cameras exactly as they are (validation, test)."""
+        return cls(0.0, 0.0, 0.0, 0.0)
+
+    def as_kwargs(self) -> dict[str, float]:
+        return {"mix": self.mix, "shift_nm": self.shift_nm, "ripple": self.ripple, "gains": self.gains}
 
 
 class MondrianConfig:
@@ -57,14 +82,24 @@ class MondrianConfig:
         neutral_share: probability that a surface is near-neutral.
         neutral_lightness: (min, max) mean reflectance of the near-neutral surfaces (white walls and paper are
             bright, asphalt and concrete are not).
+        neutral_tint: amplitude (log scale) of the smooth spectral variation of near-neutral surfaces (real greys
+            are not perfectly flat).
         theme_strength: (min, max) chroma of the scene's dominant colour on the background.
         theme_share: probability that a foreground surface leans to the theme colour.
+        jitter: amplitude of the fine per-channel texture (chroma noise within a surface).
+        measured_share: probability that a surface is a measured reflectance spectrum (else an upsampled colour).
         specular_share: probability that a scene has specular highlights.
         two_light_share: probability of a second light on part of the scene.
-        cct_range: colour temperatures of the lights (kelvin).
-        tint_range: Duv range of the lights.
+        light_kinds: probabilities of daylight, black-body and tabulated-lamp main lights.
+        daylight_cct: CCT range of daylight (kelvin).
+        planck_cct: temperature range of black-body lights (kelvin).
+        tint_share: probability that a light passes a smooth spectral filter (off the Planckian locus).
+        tint_strength: amplitude of that filter (log scale).
+        mixed_share: probability that a light is a mixture of two spectra.
         exposure_range: (min, max) level of the brightest diffuse surfaces.
         shot_range: range of the shot-noise factor (``isp.random_noise_levels``).
+        keep_clipped_share: probability that clipped pixels stay at 1 (else zeroed and marked invalid).
+        masked_share: probability of a zeroed rectangle (a masked chart).
     """
 
     def __init__(
@@ -72,32 +107,44 @@ class MondrianConfig:
         surfaces: tuple[int, int] = (3, 10),
         neutral_share: float = 0.25,
         neutral_lightness: tuple[float, float] = (0.1, 0.8),
+        neutral_tint: float = 0.03,
         theme_strength: tuple[float, float] = (0.15, 0.75),
         theme_share: float = 0.25,
+        jitter: float = 0.03,
+        measured_share: float = 0.4,
         specular_share: float = 0.7,
         two_light_share: float = 0.2,
-        cct_range: tuple[float, float] = (2500.0, 10000.0),
-        tint_range: tuple[float, float] = (-0.006, 0.012),
+        light_kinds: tuple[float, float, float] = (0.4, 0.3, 0.3),
+        daylight_cct: tuple[float, float] = (4000.0, 15000.0),
+        planck_cct: tuple[float, float] = (2000.0, 7000.0),
+        tint_share: float = 0.3,
+        tint_strength: float = 0.25,
+        mixed_share: float = 0.15,
         exposure_range: tuple[float, float] = (0.25, 0.85),
         shot_range: tuple[float, float] = (1e-4, 6e-3),
+        keep_clipped_share: float = 0.5,
+        masked_share: float = 0.3,
     ) -> None:
         self.surfaces = surfaces
         self.neutral_share = neutral_share
         self.neutral_lightness = neutral_lightness
+        self.neutral_tint = neutral_tint
         self.theme_strength = theme_strength
         self.theme_share = theme_share
+        self.jitter = jitter
+        self.measured_share = measured_share
         self.specular_share = specular_share
         self.two_light_share = two_light_share
-        self.cct_range = cct_range
-        self.tint_range = tint_range
+        self.light_kinds = light_kinds
+        self.daylight_cct = daylight_cct
+        self.planck_cct = planck_cct
+        self.tint_share = tint_share
+        self.tint_strength = tint_strength
+        self.mixed_share = mixed_share
         self.exposure_range = exposure_range
         self.shot_range = shot_range
-
-
-def synthetic_camera(seed: int = 0) -> tuple[Tensor, Tensor]:
-    """The synthetic dataset's camera: ``(xyz_to_raw, srgb_to_white_balanced_camera)``, both ``(3, 3)`` float64."""
-    xyz2cam = random_xyz_to_camera(1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)[0]
-    return xyz2cam, camera_rgb_matrix(xyz2cam)
+        self.keep_clipped_share = keep_clipped_share
+        self.masked_share = masked_share
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float, *shape: int) -> Tensor:
@@ -109,7 +156,7 @@ def _chroma_direction(g: torch.Generator, n: int) -> Tensor:
     return torch.stack([angle.cos(), angle.sin()], dim=-1) @ _CHROMA_BASIS  # (n, 3), unit, perpendicular to grey
 
 
-def _reflectance(lightness: Tensor, chroma: Tensor, direction: Tensor) -> Tensor:
+def _reflectance_rgb(lightness: Tensor, chroma: Tensor, direction: Tensor) -> Tensor:
     """Linear RGB reflectance of a given mean level, chroma and hue direction, kept in ``[0.01, 0.95]``."""
     rgb = lightness[:, None] * (1.0 + chroma[:, None] * direction * math.sqrt(3.0))
     return rgb.clamp(0.01, 0.95)
@@ -121,7 +168,71 @@ def _smooth_field(g: torch.Generator, size: int, cells: int) -> Tensor:
     return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0, 0]
 
 
-def _scene_parameters(g: torch.Generator, size: int, config: MondrianConfig, max_surfaces: int) -> dict[str, Tensor]:
+def _smooth_spectral_factor(g: torch.Generator, n: int, strength: float) -> Tensor:
+    """``(n, L)`` positive smooth factors ``exp(strength * random low-frequency curve)``."""
+    t = torch.linspace(0.0, math.pi, _L, dtype=torch.float64)
+    basis = torch.stack([torch.cos(k * t) for k in range(1, 4)])  # (3, L)
+    return torch.exp(strength * torch.randn(n, 3, generator=g, dtype=torch.float64) @ basis)
+
+
+def _light_spectra(g: torch.Generator, n: int, config: MondrianConfig) -> Tensor:
+    """``(n, L)`` light spectra (peak 1): daylight, black body or a tabulated lamp, maybe tinted or mixed."""
+    data = spectral_data()
+    lamps = data["lights"]
+    spectra = []
+    for _ in range(n):
+        parts = []
+        for _ in range(2 if float(torch.rand(1, generator=g)) < config.mixed_share else 1):
+            kind = int(torch.multinomial(torch.tensor(config.light_kinds), 1, generator=g))
+            u = float(torch.rand(1, generator=g))
+            if kind == 0:  # uniform in mired, as perceived colour differences are
+                lo, hi = 1e6 / config.daylight_cct[1], 1e6 / config.daylight_cct[0]
+                parts.append(daylight_spd(1e6 / (lo + (hi - lo) * u)))
+            elif kind == 1:
+                lo, hi = 1e6 / config.planck_cct[1], 1e6 / config.planck_cct[0]
+                parts.append(planck_spd(1e6 / (lo + (hi - lo) * u)))
+            else:
+                parts.append(lamps[int(u * len(lamps))])
+        spd = parts[0]
+        if len(parts) == 2:  # e.g. daylight through a window on a tungsten-lit room
+            share = 0.5 * float(torch.rand(1, generator=g))
+            spd = (1 - share) * parts[0] + share * parts[1]
+        if float(torch.rand(1, generator=g)) < config.tint_share:
+            spd = spd * _smooth_spectral_factor(g, 1, config.tint_strength)[0]
+        spectra.append(spd / spd.max())
+    return torch.stack(spectra)
+
+
+def _surface_spectra(
+    g: torch.Generator, n: int, rgb: Tensor, neutral: Tensor, theme_index: Tensor, config: MondrianConfig
+) -> Tensor:
+    """``(n, L)`` reflectance spectra in ``[0, 1]``: measured spectra or upsampled ``rgb``, neutral ones kept flat."""
+    data = spectral_data()
+    measured = data["reflectances"]
+    upsampled = rgb.double() @ data["mallett_basis"].T  # (n, L): the Mallett basis sums to 1 at every wavelength
+    pick = measured[torch.randint(len(measured), (n,), generator=g)]
+    # A measured spectrum at the drawn lightness: scale it so its mean matches, never above 1.
+    level = rgb.double().mean(dim=1, keepdim=True)
+    pick = (pick * level / pick.mean(dim=1, keepdim=True).clamp_min(1e-3)).clamp(0.0, 1.0)
+    use_measured = (torch.rand(n, generator=g) < config.measured_share) & ~neutral
+    spectra = torch.where(use_measured[:, None], pick, upsampled)
+    # Theme: surfaces that lean to the theme mix their spectrum with the background's.
+    leans = theme_index[:, None].double()
+    spectra = (1 - 0.5 * leans) * spectra + 0.5 * leans * spectra[0:1]
+    # Real greys are not perfectly flat: a few percent of smooth spectral variation.
+    flat = level * _smooth_spectral_factor(g, n, config.neutral_tint)
+    spectra = torch.where(neutral[:, None], flat, spectra)
+    return spectra.clamp(0.0, 1.0)
+
+
+def _scene_parameters(
+    g: torch.Generator,
+    size: int,
+    config: MondrianConfig,
+    max_surfaces: int,
+    cameras: CameraPool,
+    variation: CameraVariation,
+) -> dict[str, Tensor]:
     """Sample everything random about one scene (CPU, per-scene generator)."""
     k = int(torch.randint(config.surfaces[0], config.surfaces[1] + 1, (1,), generator=g))
     n = max_surfaces + 1  # slot 0 is the background; unused slots get empty rectangles
@@ -137,7 +248,9 @@ def _scene_parameters(g: torch.Generator, size: int, config: MondrianConfig, max
     chroma = torch.where(neutral, _uniform(g, 0.0, 0.03, n), chroma)
     lightness = torch.exp(_uniform(g, math.log(0.06), math.log(0.8), n))
     lightness = torch.where(neutral, _uniform(g, *config.neutral_lightness, n), lightness)
-    reflectance = _reflectance(lightness, chroma, direction)
+    rgb = _reflectance_rgb(lightness, chroma, direction)
+    leans[0] = False
+    reflectance = _surface_spectra(g, n, rgb, neutral, leans & ~neutral, config)
 
     # Rectangles in pixel coordinates: [top, bottom, left, right]; the background covers everything.
     h = _uniform(g, 0.15, 0.6, n) * size
@@ -150,7 +263,7 @@ def _scene_parameters(g: torch.Generator, size: int, config: MondrianConfig, max
 
     texture_amp = _uniform(g, 0.0, 0.35, n)
     texture = _smooth_field(g, size, 6) + 0.5 * _smooth_field(g, size, 16)
-    jitter = 0.03 * _smooth_field(g, size, 24).expand(3, size, size) * torch.randn(3, 1, 1, generator=g)
+    jitter = config.jitter * _smooth_field(g, size, 24).expand(3, size, size) * torch.randn(3, 1, 1, generator=g)
 
     # Shading: a linear fall-off across the frame.
     angle = float(_uniform(g, 0.0, 2 * math.pi, 1)[0])
@@ -169,7 +282,7 @@ def _scene_parameters(g: torch.Generator, size: int, config: MondrianConfig, max
             yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
             specular += amp * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
 
-    cct, tint = sample_illuminant(2, cct_range=config.cct_range, tint_range=config.tint_range, generator=g)
+    spd = _light_spectra(g, 2, config)
     two_lights = float(torch.rand(1, generator=g)) < config.two_light_share
     # The second light covers a soft half-plane that stays a minority of the frame.
     angle2 = float(_uniform(g, 0.0, 2 * math.pi, 1)[0])
@@ -177,7 +290,13 @@ def _scene_parameters(g: torch.Generator, size: int, config: MondrianConfig, max
     proj = math.cos(angle2) * xs + math.sin(angle2) * ys
     weight2 = torch.sigmoid((proj - offset) / 0.05) * float(_uniform(g, 0.3, 0.8, 1)[0]) if two_lights else None
 
+    sensitivity, _ = cameras.sample(1, g, **variation.as_kwargs())
     shot, read = random_noise_levels(1, shot_range=config.shot_range, generator=g)
+    mask = torch.ones(size, size, dtype=torch.bool)
+    if float(torch.rand(1, generator=g)) < config.masked_share:
+        mh, mw = (_uniform(g, 0.15, 0.4, 2) * size).tolist()
+        my, mx = (_uniform(g, 0.0, 1.0, 2) * torch.tensor([size - mh, size - mw])).tolist()
+        mask[int(my) : int(my + mh), int(mx) : int(mx + mw)] = False
     return {
         "reflectance": reflectance,
         "boxes": boxes,
@@ -185,13 +304,15 @@ def _scene_parameters(g: torch.Generator, size: int, config: MondrianConfig, max
         "jitter": jitter,
         "shading": shading,
         "specular": specular,
-        "cct": cct,
-        "tint": tint,
+        "spd": spd,
         "weight2": weight2 if weight2 is not None else torch.zeros(size, size),
+        "sensitivity": sensitivity[0],
         "exposure": _uniform(g, *config.exposure_range, 1),
         "shot": shot,
         "read": read,
         "noise": torch.randn(3, size, size, generator=g),
+        "keep_clipped": torch.rand(1, generator=g) < config.keep_clipped_share,
+        "mask": mask,
     }
 
 
@@ -199,7 +320,8 @@ def render_mondrians(
     generators: list[torch.Generator],
     size: int,
     config: MondrianConfig | None = None,
-    camera_seed: int = 0,
+    cameras: CameraPool | None = None,
+    variation: CameraVariation | None = None,
 ) -> dict[str, Tensor]:
     """Render one scene per generator.
 
@@ -207,15 +329,19 @@ def render_mondrians(
         generators: one seeded CPU generator per scene (the scene is a function of its generator only).
         size: image height and width in pixels.
         config: scene statistics.
-        camera_seed: which fixed camera renders the scenes (see :func:`synthetic_camera`).
+        cameras: the cameras scenes are drawn through (default: :meth:`CameraPool.default`).
+        variation: how cameras vary around the pool (default: :class:`CameraVariation` ``()``, the training
+            variation; ``CameraVariation.none()`` for pool cameras as they are).
 
     Returns:
         ``{"image": (B, 3, size, size) linear raw in [0, 1], "illuminant": (B, 3) unit-norm camera RGB of the main
-        light, "valid": (B, size, size) bool}``.
+        light, "valid": (B, size, size) bool, "camera": (B, 3, 3) the camera's least-squares XYZ -> raw matrix}``.
     """
     config = config or MondrianConfig()
+    cameras = cameras or CameraPool.default()
+    variation = variation or CameraVariation()
     max_surfaces = config.surfaces[1]
-    scenes = [_scene_parameters(g, size, config, max_surfaces) for g in generators]
+    scenes = [_scene_parameters(g, size, config, max_surfaces, cameras, variation) for g in generators]
     batch = {key: torch.stack([s[key] for s in scenes]) for key in scenes[0]}
     b = len(scenes)
 
@@ -228,29 +354,44 @@ def render_mondrians(
     order = torch.arange(cover.shape[1]).view(1, -1, 1, 1)
     label = torch.where(cover, order, torch.zeros_like(order)).amax(dim=1)  # (B, H, W)
 
-    reflectance = torch.gather(batch["reflectance"], 1, label.flatten(1)[..., None].expand(-1, -1, 3))
-    reflectance = reflectance.transpose(1, 2).reshape(b, 3, size, size)
-    texture = torch.gather(batch["texture"], 1, label[:, None]).squeeze(1)  # (B, H, W)
-    albedo = (reflectance * torch.exp(texture)[:, None] * (1.0 + batch["jitter"])).clamp(0.0, 1.0)
+    # Spectral image formation, per surface (cheap): raw colour of each surface under each light through the
+    # scene's camera, each light's white scaled to unit norm so that the two lights are equally bright.
+    sens, spd, refl = batch["sensitivity"], batch["spd"], batch["reflectance"]  # (B, L, 3), (B, 2, L), (B, n, L)
+    white = torch.einsum("bkl,blc->bkc", spd, sens)  # (B, 2, 3): the lights in camera space
+    white_norm = white.norm(dim=-1, keepdim=True)
+    lights = (white / white_norm).float()
+    colours = (torch.einsum("bnl,bkl,blc->bknc", refl, spd, sens) / white_norm[:, :, None]).float()  # (B, 2, n, 3)
+    # Texture darkens or brightens a surface; a reflectance cannot exceed 1.
+    peak = refl.amax(dim=-1).float().clamp_min(1e-3)  # (B, n)
+    factor = torch.minimum(torch.exp(batch["texture"]), 1.0 / peak[:, :, None, None])  # (B, n, H, W)
+    factor = torch.gather(factor, 1, label[:, None]).squeeze(1)  # (B, H, W)
 
-    xyz2cam, rgb2cam = synthetic_camera(camera_seed)
-    white_balanced = torch.einsum("ij,bjhw->bihw", rgb2cam.float(), albedo)
-    lights = torch.einsum("ij,bkj->bki", xyz2cam, planckian_xyz(batch["cct"].double(), batch["tint"].double()))
-    lights = F.normalize(lights.clamp_min(1e-4), dim=-1).float()  # (B, 2, 3): main and second light
+    def paint(light: int) -> Tensor:
+        per_pixel = torch.gather(colours[:, light], 1, label.flatten(1)[..., None].expand(-1, -1, 3))
+        return per_pixel.transpose(1, 2).reshape(b, 3, size, size)
+
     weight2 = batch["weight2"][:, None]
+    albedo_light = (1 - weight2) * paint(0) + weight2 * paint(1)
     light_map = (1 - weight2) * lights[:, 0, :, None, None] + weight2 * lights[:, 1, :, None, None]
-    light_map = light_map * torch.rsqrt(light_map.square().sum(dim=1, keepdim=True))
+    norm = light_map.norm(dim=1, keepdim=True)
+    diffuse = albedo_light / norm * factor[:, None] * (1.0 + batch["jitter"]) * batch["shading"][:, None]
+    light_map = light_map / norm
 
-    diffuse = white_balanced * batch["shading"][:, None] * light_map
     level = torch.quantile(diffuse.amax(dim=1).flatten(1), 0.98, dim=1).clamp_min(1e-6)
     scale = (batch["exposure"][:, 0] / level)[:, None, None, None]
     # Glints reflect the light itself (interface reflection), on top of the diffuse level of the scene.
     raw = scale * (diffuse + batch["specular"][:, None] * light_map * level[:, None, None, None])
     variance = batch["read"].view(b, 1, 1, 1) + batch["shot"].view(b, 1, 1, 1) * raw.clamp_min(0)
     raw = raw + variance.sqrt() * batch["noise"]
-    valid = (raw < 1.0).all(dim=1)
+    clipped = (raw >= 1.0).any(dim=1)
+    valid = batch["mask"] & (batch["keep_clipped"].view(b, 1, 1) | ~clipped)
     image = raw.clamp(0.0, 1.0) * valid[:, None]
-    return {"image": image, "illuminant": lights[:, 0], "valid": valid}
+    return {
+        "image": image,
+        "illuminant": lights[:, 0],
+        "valid": valid,
+        "camera": fit_xyz_to_raw(sens).float(),
+    }
 
 
 class SyntheticAWBDataset(Dataset):
@@ -261,7 +402,9 @@ class SyntheticAWBDataset(Dataset):
         image_size: height and width of the images.
         seed: scene ``i`` is rendered from ``seed`` and ``i`` only.
         config: scene statistics.
-        camera_seed: which fixed camera renders the scenes.
+        cameras: the cameras to render through (default: every pool camera).
+        variation: camera variation around the pool (default: the training variation; pass
+            ``CameraVariation.none()`` for evaluation on the pool cameras themselves).
     """
 
     def __init__(
@@ -270,17 +413,31 @@ class SyntheticAWBDataset(Dataset):
         image_size: int = 64,
         seed: int = 0,
         config: MondrianConfig | None = None,
-        camera_seed: int = 0,
+        cameras: CameraPool | None = None,
+        variation: CameraVariation | None = None,
     ) -> None:
         self.length = length
         self.image_size = image_size
         self.seed = seed
         self.config = config or MondrianConfig()
-        self.camera_seed = camera_seed
+        self.cameras = cameras or CameraPool.default()
+        self.variation = variation or CameraVariation()
         self._store: dict[str, Tensor] | None = None
 
     def __len__(self) -> int:
         return self.length
+
+    def _render(self, indices: list[int]) -> dict[str, Tensor]:
+        # One thread: reductions then sum in one fixed order, so a scene is bit-identical whatever the machine's
+        # thread count (two runs of a recipe with one seed must see the same data; the ops are tiny anyway).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return render_mondrians(
+                [self._generator(i) for i in indices], self.image_size, self.config, self.cameras, self.variation
+            )
+        finally:
+            torch.set_num_threads(threads)
 
     def preload(self, chunk: int = 256, description: str = "Rendering synthetic scenes") -> None:
         """Render every scene once and keep them in memory (images as float16, ~24 KB each at 64 px).
@@ -290,18 +447,14 @@ class SyntheticAWBDataset(Dataset):
         """
         if self._store is not None:
             return
-        parts: dict[str, list[Tensor]] = {"image": [], "illuminant": [], "valid": []}
+        parts: dict[str, list[Tensor]] = {"image": [], "illuminant": [], "valid": [], "camera": []}
         from tqdm import tqdm
 
         starts = range(0, self.length, chunk)
         for start in tqdm(starts, desc=description, unit="chunk", leave=False, disable=len(starts) < 4):
-            indices = list(range(start, min(self.length, start + chunk)))
-            out = render_mondrians(
-                [self._generator(i) for i in indices], self.image_size, self.config, camera_seed=self.camera_seed
-            )
-            parts["image"].append(out["image"].half())
-            parts["illuminant"].append(out["illuminant"])
-            parts["valid"].append(out["valid"])
+            out = self._render(list(range(start, min(self.length, start + chunk))))
+            for key in parts:
+                parts[key].append(out[key].half() if key == "image" else out[key])
         self._store = {key: torch.cat(values) for key, values in parts.items()}
 
     def _generator(self, index: int) -> torch.Generator:
@@ -314,12 +467,10 @@ class SyntheticAWBDataset(Dataset):
                 raise IndexError(f"scene {index} is outside 0..{self.length - 1}")
         if self._store is not None:
             rows = torch.as_tensor(indices)
-            image = self._store["image"][rows].float()
-            illuminant, valid = self._store["illuminant"][rows], self._store["valid"][rows]
-            return [{"image": image[j], "illuminant": illuminant[j], "valid": valid[j]} for j in range(len(indices))]
-        out = render_mondrians(
-            [self._generator(i) for i in indices], self.image_size, self.config, camera_seed=self.camera_seed
-        )
+            out = {key: value[rows] for key, value in self._store.items()}
+            out["image"] = out["image"].float()
+        else:
+            out = self._render(list(indices))
         return [{key: value[j] for key, value in out.items()} for j in range(len(indices))]
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -414,7 +414,10 @@ def scan_dataset(
     jobs = (_job(i, record, rules) for i, record in enumerate(records))
     histogram = np.zeros(HIST_BINS)
     stats = []
-    for s in run_scan(jobs, len(records), workers=min(workers, max(1, len(records))), progress=progress):
+    from moto_vision.data.raw import is_raw_file
+
+    raw = any(is_raw_file(r.image) for r in records)
+    for s in run_scan(jobs, len(records), workers=min(workers, max(1, len(records))), progress=progress, spawn=raw):
         if s.histogram is not None:  # summed here so that per-sample memory stays a few numbers
             histogram += s.histogram
             s.histogram = None

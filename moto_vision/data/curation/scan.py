@@ -8,7 +8,8 @@ No pixels leave the worker, so memory stays bounded however large the dataset is
 Exposure is measured on a working copy of at most a few hundred pixels on the long side (JPEGs are decoded
 at reduced scale by libjpeg, which is what makes 10,000 photos take minutes, not hours). Linear raw images are
 normalised with their black level and saturation, and gamma-encoded (sRGB curve) before measuring, so that
-"dark" and "clipped" mean the same on every task.
+"dark" and "clipped" mean the same on every task. Camera raw files (DNG) are decoded by
+:func:`moto_vision.data.raw.read_raw` (their own black and white levels, orientation applied) instead of Pillow.
 """
 
 from __future__ import annotations
@@ -149,8 +150,36 @@ def _measure(rgb: np.ndarray, linear: bool, stats: SampleStats) -> None:
     stats.phash = phash(np.asarray(thumb))
 
 
+def _scan_raw(job: ScanJob, stats: SampleStats) -> None:
+    """A camera raw file: read with LibRaw, measured like a linear image (its saturation marks clipped pixels)."""
+    from moto_vision.data.raw import RawReadError, read_raw
+
+    try:
+        capture = read_raw(job.image)
+    except RawReadError as error:
+        code = error.code if error.code in ("missing_file", "truncated") else "unreadable"
+        stats.add("error", code, job.image, error.detail)
+        return
+    except ImportError as error:
+        stats.add("error", "unreadable", job.image, str(error))
+        return
+    stats.sha256 = hashlib.sha256(Path(job.image).read_bytes()).hexdigest()
+    stats.width, stats.height = capture.metadata.width, capture.metadata.height
+    stats.mode, stats.bit_depth = f"raw {capture.metadata.cfa_pattern or 'RGB'}", None
+    if min(stats.width or 0, stats.height or 0) < job.min_size:
+        stats.add("warning", "too_small", job.image, f"{stats.width}x{stats.height} px, below {job.min_size} px")
+    rgb = capture.image.clamp(0, 1).permute(1, 2, 0).numpy()
+    rgb = np.where(capture.valid.numpy()[..., None], rgb, 1.0)  # saturated pixels count as clipped
+    _measure(_reduce(rgb, WORK_SIZE), True, stats)
+
+
 def _scan_image(job: ScanJob, stats: SampleStats) -> None:
     path = job.image
+    from moto_vision.data.raw import is_raw_file
+
+    if is_raw_file(path):
+        _scan_raw(job, stats)
+        return
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -364,8 +393,14 @@ def scan_sample(job: ScanJob) -> SampleStats:
     return stats
 
 
-def run_scan(jobs: Iterable[ScanJob], total: int, workers: int = 1, progress: bool = True) -> Iterator[SampleStats]:
-    """Scan samples in ``workers`` processes, yielding stats in job order, with a progress bar on stderr."""
+def run_scan(
+    jobs: Iterable[ScanJob], total: int, workers: int = 1, progress: bool = True, spawn: bool = False
+) -> Iterator[SampleStats]:
+    """Scan samples in ``workers`` processes, yielding stats in job order, with a progress bar on stderr.
+
+    ``spawn`` starts fresh worker processes instead of forking (LibRaw, which decodes camera raw files, uses OpenMP,
+    which is not safe in a forked child).
+    """
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="scanning", unit="img", disable=not progress, dynamic_ncols=True, mininterval=0.5)
@@ -378,7 +413,7 @@ def run_scan(jobs: Iterable[ScanJob], total: int, workers: int = 1, progress: bo
         import multiprocessing
 
         # fork: workers inherit the imported modules instead of re-importing torch (seconds each).
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() and not spawn else "spawn"
         with multiprocessing.get_context(method).Pool(workers) as pool:
             for stats in pool.imap(scan_sample, jobs, chunksize=8):
                 yield stats
