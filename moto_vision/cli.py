@@ -61,6 +61,17 @@ COMMANDS: dict[str, Command] = {
 
 _SDK_ENTRYPOINT = "lightning_sdk.cli.entrypoint"
 
+#: Model arguments that follow the data in Trainer verbs (LightningCLI ``link_arguments``, applied when the datamodule
+#: is built): ``(datamodule attribute, model argument)``. A link applies when both sides have the name, so each task
+#: gets the ones it has: every model its ``image_size``, a portrait model its ``num_classes``, a scene model its
+#: ``multi_label``, the multi-task model its ``heads`` from the data's ``tasks``.
+DATA_TO_MODEL: tuple[tuple[str, str], ...] = (
+    ("image_size", "image_size"),
+    ("num_classes", "num_classes"),
+    ("multi_label", "multi_label"),
+    ("tasks", "heads"),
+)
+
 
 def _overview(program: str) -> str:
     width = max(len(v) for v in [*TRAINER_VERBS, *COMMANDS])
@@ -244,12 +255,14 @@ def _build_cli_class() -> type:
 
     _import_components()
 
+    from lightning.pytorch.loggers import WandbLogger
+
     class RunConfigCallback(SaveConfigCallback):
         """Save the run's config into the run directory and into every W&B run config."""
 
         def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
             for logger in trainer.loggers:
-                if type(logger).__name__ == "WandbLogger":
+                if isinstance(logger, WandbLogger):
                     config = self.parser.dump(self.config, skip_none=False, format="json")
                     import json
 
@@ -287,6 +300,8 @@ def _build_cli_class() -> type:
                 help="fit: also write the training state to last-step.ckpt every N training steps, so a killed run "
                 "loses at most N steps; resume it with --ckpt_path last (moto_vision.callbacks.StepCheckpoint).",
             )
+            for source, target in DATA_TO_MODEL:
+                parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
 
         def _parse_ckpt_path(self) -> None:
             # `best` / `last` become the file first, so the checks below and Lightning's reading of the
@@ -307,6 +322,7 @@ def _build_cli_class() -> type:
                 return
             self._data_config = config.get("data")
             _require_logger_packages(config.trainer)
+            _check_linked_arguments(config)
             root = config.trainer.get("default_root_dir") or os.getcwd()
             _route_logger_dirs(config.trainer, root)
             if self.subcommand != "fit" and config.get("checkpoint_every_n_steps") is not None:
@@ -328,6 +344,35 @@ def _build_cli_class() -> type:
 
 def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
+
+
+def _check_linked_arguments(config: Any) -> None:
+    """Refuse a model argument that the data sets (:data:`DATA_TO_MODEL`) when it was given a different value.
+
+    The link would silently replace it; only values equal to the data's, or the model's default, are accepted.
+    """
+    import inspect
+
+    model, data = config.get("model"), config.get("data")
+    model_args, data_args = getattr(model, "init_args", None), getattr(data, "init_args", None)
+    if model_args is None or data_args is None or not isinstance(getattr(model, "class_path", None), str):
+        return
+    module_name, _, class_name = model.class_path.rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
+    except (ImportError, AttributeError, ValueError):
+        return
+    for source, target in DATA_TO_MODEL:
+        if target not in parameters or target not in model_args or source not in data_args:
+            continue
+        given, default, data_value = model_args[target], parameters[target].default, data_args[source]
+        if given != default and given != data_value:
+            print(
+                f"error: --model.init_args.{target} {given!r} differs from the data's {source} {data_value!r}; the "
+                f"model takes it from the data. Set --data.init_args.{source} only.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
 
 
 def _cli_class() -> type:

@@ -9,7 +9,7 @@ from moto_vision.data import SceneDataModule
 from moto_vision.data.records import get_indexer
 from moto_vision.data.scene.formats import SceneDataError, SceneImages
 from moto_vision.data.scene.synthetic import SyntheticScenes
-from moto_vision.data.scene.taxonomy import CAMERA_SCENES, SYNTHETIC_SCENES, camera_scene_names, resolve_class_names
+from moto_vision.heads.scene_taxonomy import CAMERA_SCENES, SYNTHETIC_SCENES, camera_scene_names, resolve_class_names
 from tests.helpers.scene_fixtures import make_image_folder, make_manifest, make_places365, write_image
 
 

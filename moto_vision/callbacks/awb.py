@@ -80,9 +80,9 @@ class AWBPredictionWriter(BasePredictionWriter):
                 self._preview(Path(paths[i]), estimate[i])
 
     def _preview(self, path: Path, illuminant: torch.Tensor) -> None:
-        from moto_vision.callbacks.visual import save_png
         from moto_vision.data.raw import read_raw
         from moto_vision.isp import render_dng_preview
+        from moto_vision.viz import save_png
 
         capture = read_raw(path)
         image = capture.image.clamp_min(0)[None]

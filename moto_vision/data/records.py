@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from moto_vision.heads.base import TaskName
 
 __all__ = [
     "SPLITS",
@@ -33,7 +35,6 @@ __all__ = [
     "write_split_manifest",
 ]
 
-TaskName = Literal["awb", "portrait", "scene"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 

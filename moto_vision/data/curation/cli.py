@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from moto_vision.heads.base import TASKS
+
 __all__ = ["build_parser", "data_main"]
 
 DESCRIPTION = """\
@@ -102,7 +104,7 @@ def _classes(value: str | None) -> list[str] | None:
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, help="dataset root folder")
-    parser.add_argument("--task", required=True, choices=["awb", "portrait", "scene"], help="the task reading it")
+    parser.add_argument("--task", required=True, choices=list(TASKS), help="the task reading it")
     parser.add_argument("--format", required=True, dest="fmt", help="dataset format (see `moto-vision data formats`)")
     parser.add_argument(
         "-O",

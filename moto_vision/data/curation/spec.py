@@ -59,6 +59,7 @@ import yaml
 
 from moto_vision.data.curation.attributes import CATEGORICAL, NUMERIC
 from moto_vision.data.records import SPLITS
+from moto_vision.heads.base import TASKS
 
 __all__ = ["CollectionSpec", "Requirement", "SpecError", "Verdict", "evaluate_spec", "load_spec", "parse_spec"]
 
@@ -285,8 +286,8 @@ def parse_spec(data: Any, source: str = "<spec>") -> CollectionSpec:
     if data.get("version", 1) != 1:
         problems.append(f"version: only version 1 exists, got {data.get('version')!r}")
     task = data.get("task")
-    if task is not None and task not in ("awb", "portrait", "scene"):
-        problems.append(f"task: expected awb, portrait or scene, got {task!r}")
+    if task is not None and task not in TASKS:
+        problems.append(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
     spec.task, spec.name = task, data.get("name")
     classes = data.get("classes")
     if classes is not None:

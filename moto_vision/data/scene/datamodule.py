@@ -31,8 +31,8 @@ from moto_vision.data.options import refuse_ignored_options, require_format_for_
 from moto_vision.data.records import SampleRecord, apply_split_manifest, get_indexer
 from moto_vision.data.scene.formats import SceneDataError, SceneImages, class_names_of, list_images
 from moto_vision.data.scene.synthetic import SyntheticScenes
-from moto_vision.data.scene.taxonomy import SYNTHETIC_SCENES, resolve_class_names
 from moto_vision.data.validation import check_records
+from moto_vision.heads.scene_taxonomy import SYNTHETIC_SCENES, resolve_class_names
 
 __all__ = ["SceneDataModule", "assign_splits"]
 
