@@ -13,7 +13,7 @@ round by round so that machine load hits all of them alike; eager PyTorch is tim
 ``quality`` trains the multi-task recipe's model and data and the three single-task models (their recipes' model
 settings, with the multi-task recipe's backbone, image size, per-task data and batch size) for ``--steps`` steps
 each, then scores each on its test split. Every single-task model carries the same head as the multi-task model
-(the AWB one with the multi-task recipe's ``awb_vote_grid``).
+(the AWB one with the multi-task recipe's ``head_options.awb.vote_grid``).
 
     python benchmarks/multitask.py cost    [--size 256] [--rounds 15] [--runs 10] [--threads 1]
     python benchmarks/multitask.py quality [--steps 1024]
@@ -51,6 +51,11 @@ def _model_args(name: str, **overrides: Any) -> dict[str, Any]:
     return {**_recipe(name)["model"]["init_args"], **overrides}
 
 
+def _awb_vote_grid(multitask_args: dict[str, Any]) -> int | None:
+    """The multi-task AWB head's vote grid (its recipe section ``head_options.awb``)."""
+    return ((multitask_args.get("head_options") or {}).get("awb") or {}).get("vote_grid")
+
+
 # --------------------------------------------------------------------------------------------- cost
 class _Tuple(nn.Module):
     """Dict outputs as a tuple (ONNX outputs are positional)."""
@@ -69,7 +74,7 @@ def cost_models(backbone: str, size: int) -> dict[str, nn.Module]:
     from moto_vision.tasks import AWBRegressor, MultiTaskPerception, PortraitSegmenter, SceneClassifier
 
     # Like for like: each single-task model carries exactly the multi-task model's head for its task.
-    grid = _model_args("multitask").get("awb_vote_grid")
+    grid = _awb_vote_grid(_model_args("multitask"))
     tasks = {
         "multitask (awb + portrait + scene)": MultiTaskPerception(
             **_model_args("multitask", backbone=backbone, image_size=size, log_predictions=False)
@@ -206,8 +211,9 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
 
     recipe = _recipe("multitask")
     model_args = {**recipe["model"]["init_args"], **json.loads(args.model_args)}
-    backbone, size = model_args["backbone"], model_args["image_size"]
     data_args = {**recipe["data"]["init_args"], **json.loads(args.data_args)}
+    # The model takes the data's image size (as `moto-vision fit` links them).
+    backbone, size = model_args["backbone"], model_args.setdefault("image_size", data_args["image_size"])
     out = Path(args.out)
     results: dict[str, Any] = {
         "steps": args.steps,
@@ -227,7 +233,7 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
         return results
 
     singles = {
-        "awb": (AWBRegressor, {"baselines": [], "vote_grid": model_args.get("awb_vote_grid")}),
+        "awb": (AWBRegressor, {"baselines": [], "vote_grid": _awb_vote_grid(model_args)}),
         "portrait": (PortraitSegmenter, {}),
         "scene": (SceneClassifier, {}),
     }

@@ -163,14 +163,18 @@ def _upgrade_hook(module: Backbone, state_dict: dict[str, Any], prefix: str, *ar
 
 
 def upgrade_state_dict(module: nn.Module, state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """``state_dict`` with the weights of every :class:`Backbone` in ``module`` renamed to today's layout.
+    """``state_dict`` with the weights of ``module`` renamed to today's layout.
+
+    Every :class:`Backbone` in it, and every other module with an ``upgrade_keys`` method, renames its own.
 
     ``module.load_state_dict`` does this by itself; use this to compare a checkpoint's names with the module's.
     """
     upgraded = dict(state_dict)
     for name, child in module.named_modules():
-        if isinstance(child, Backbone):
-            upgraded = child.upgrade_keys(upgraded, f"{name}." if name else "")
+        # Backbones, and any module with names of its own to upgrade (MultiTaskPerception's 0.1 layout).
+        upgrade = getattr(child, "upgrade_keys", None)
+        if callable(upgrade):
+            upgraded = upgrade(upgraded, f"{name}." if name else "")
     return upgraded
 
 

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from moto_vision import __version__
 
@@ -61,6 +61,17 @@ COMMANDS: dict[str, Command] = {
 
 _SDK_ENTRYPOINT = "lightning_sdk.cli.entrypoint"
 
+#: Model arguments that follow the data in Trainer verbs (LightningCLI ``link_arguments``, applied when the datamodule
+#: is built): ``(datamodule attribute, model argument)``. A link applies when both sides have the name, so each task
+#: gets the ones it has: every model its ``image_size``, a portrait model its ``num_classes``, a scene model its
+#: ``multi_label``, the multi-task model its ``heads`` from the data's ``tasks``.
+DATA_TO_MODEL: tuple[tuple[str, str], ...] = (
+    ("image_size", "image_size"),
+    ("num_classes", "num_classes"),
+    ("multi_label", "multi_label"),
+    ("tasks", "heads"),
+)
+
 
 def _overview(program: str) -> str:
     width = max(len(v) for v in [*TRAINER_VERBS, *COMMANDS])
@@ -79,11 +90,14 @@ def _overview(program: str) -> str:
         "Options:",
         f"  {'-h, --help':<{width}}  show this message",
         f"  {'--version':<{width}}  print the moto-vision version",
+        f"  {'--debug':<{width}}  with a Trainer verb: show the traceback of a data error (normally one message)",
         "",
         "Examples:",
         f"  {program} fit --config recipes/awb.yaml",
         f"  {program} test --config recipes/awb.yaml --ckpt_path best",
         f"  {program} fit --config recipes/awb.yaml --print_config",
+        f"  {program} fit --config recipes/awb.yaml --checkpoint_every_n_steps 200   # then, after a kill:",
+        f"  {program} fit --config recipes/awb.yaml --ckpt_path last",
     ]
     return "\n".join(lines)
 
@@ -164,14 +178,48 @@ def _sdk_available() -> bool:
 
 # --------------------------------------------------------------------------------------- LightningCLI
 def _run_lightning_cli(args: list[str]) -> int:
+    from moto_vision.data.errors import DataError, DataOptionError, MissingExtraError
+
+    debug = "--debug" in args
+    trainer_args = [arg for arg in args if arg != "--debug"]
     # LightningCLI reads sys.argv itself when args is None; passing both copies triggers its warning.
-    cli_args = None if args == sys.argv[1:] else args
+    cli_args = None if trainer_args == sys.argv[1:] else trainer_args
     try:
         MotoCLI(args=cli_args)
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception as raised:
+        # Bad data or a missing optional package is the user's to fix, not a bug: one message, no traceback.
+        error = _cause_of_type(raised, (DataError, MissingExtraError))
+        if error is None or debug:
+            raise
+        print(f"error: {_plain_message(error)}", file=sys.stderr)
+        hint = getattr(error, "data_check_hint", None)
+        if hint:
+            print(hint, file=sys.stderr)
+        print("(add --debug for the traceback)", file=sys.stderr)
+        return 2 if isinstance(error, (DataOptionError, MissingExtraError)) else 1
     return 0
+
+
+def _cause_of_type(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
+    """``error`` or the first exception of ``types`` it was raised from (jsonargparse wraps errors of ``__init__``)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, types):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _plain_message(error: BaseException) -> str:
+    """The error's own message; a DataLoader worker's re-raised error carries the worker's traceback before it."""
+    text = str(error)
+    marker = f"{type(error).__module__}.{type(error).__qualname__}: "
+    return text.rsplit(marker, 1)[1] if "Original Traceback" in text and marker in text else text
 
 
 def _import_components() -> None:
@@ -202,14 +250,19 @@ class MotoCLI(metaclass=_LazyCLIMeta):
 def _build_cli_class() -> type:
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+    from moto_vision.callbacks import StepCheckpoint
+    from moto_vision.data.errors import DataError, DataOptionError
+
     _import_components()
+
+    from lightning.pytorch.loggers import WandbLogger
 
     class RunConfigCallback(SaveConfigCallback):
         """Save the run's config into the run directory and into every W&B run config."""
 
         def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
             for logger in trainer.loggers:
-                if type(logger).__name__ == "WandbLogger":
+                if isinstance(logger, WandbLogger):
                     config = self.parser.dump(self.config, skip_none=False, format="json")
                     import json
 
@@ -217,19 +270,47 @@ def _build_cli_class() -> type:
 
     class _MotoCLI(LightningCLI):
         def __init__(self, args: list[str] | None, *, run: bool = True, parser_kwargs: dict | None = None) -> None:
-            super().__init__(
-                model_class=None,
-                datamodule_class=None,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                save_config_callback=RunConfigCallback,
-                save_config_kwargs={"overwrite": True},
-                parser_kwargs={**({"parser_mode": "omegaconf"} if _has_omegaconf() else {}), **(parser_kwargs or {})},
-                args=args,
-                run=run,
+            self._data_config: Any = None
+            try:
+                super().__init__(
+                    model_class=None,
+                    datamodule_class=None,
+                    subclass_mode_model=True,
+                    subclass_mode_data=True,
+                    save_config_callback=RunConfigCallback,
+                    save_config_kwargs={"overwrite": True},
+                    parser_kwargs={
+                        **({"parser_mode": "omegaconf"} if _has_omegaconf() else {}),
+                        **(parser_kwargs or {}),
+                    },
+                    args=args,
+                    run=run,
+                )
+            except Exception as raised:
+                error = _cause_of_type(raised, (DataError,))
+                if error is not None and "moto-vision data check" not in str(error):
+                    error.data_check_hint = _data_check_hint(self._data_config)  # type: ignore[attr-defined]
+                raise
+
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.add_argument(
+                "--checkpoint_every_n_steps",
+                type=Optional[int],
+                default=None,
+                help="fit: also write the training state to last-step.ckpt every N training steps, so a killed run "
+                "loses at most N steps; resume it with --ckpt_path last (moto_vision.callbacks.StepCheckpoint).",
             )
+            for source, target in DATA_TO_MODEL:
+                parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
 
         def _parse_ckpt_path(self) -> None:
+            # `best` / `last` become the file first, so the checks below and Lightning's reading of the
+            # checkpoint's hyperparameters see the checkpoint that will be loaded.
+            subcommand = self.config.get("subcommand")
+            section = self.config.get(subcommand) if subcommand else None
+            if section is not None and subcommand in TRAINER_VERBS:
+                root = section.trainer.get("default_root_dir") or os.getcwd()
+                section["ckpt_path"] = _resolve_checkpoint(section.get("ckpt_path"), root, subcommand)
             # Lightning reads the checkpoint's hyperparameters into the model config, importing the class the
             # checkpoint names (`_class_path`): refuse one that is neither trusted nor the recipe's own model.
             _check_checkpoint_model(self.config)
@@ -239,12 +320,59 @@ def _build_cli_class() -> type:
             config = self.config.get(self.subcommand) if self.subcommand else self.config
             if config is None:
                 return
+            self._data_config = config.get("data")
+            _require_logger_packages(config.trainer)
+            _check_linked_arguments(config)
             root = config.trainer.get("default_root_dir") or os.getcwd()
             _route_logger_dirs(config.trainer, root)
-            if self.subcommand in {"validate", "test", "predict"}:
-                config["ckpt_path"] = _resolve_checkpoint(config.get("ckpt_path"), root)
+            if self.subcommand != "fit" and config.get("checkpoint_every_n_steps") is not None:
+                raise DataOptionError(
+                    f"--checkpoint_every_n_steps only applies to fit, not {self.subcommand}; remove it."
+                )
+
+        def before_fit(self) -> None:
+            every = self.config[self.subcommand].get("checkpoint_every_n_steps")
+            if every is not None:
+                self.trainer.callbacks.append(StepCheckpoint(every))
+
+        def after_fit(self) -> None:
+            if self.trainer.is_global_zero:
+                print(_fit_summary(self.trainer), file=sys.stderr)
 
     return _MotoCLI
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def _check_linked_arguments(config: Any) -> None:
+    """Refuse a model argument that the data sets (:data:`DATA_TO_MODEL`) when it was given a different value.
+
+    The link would silently replace it; only values equal to the data's, or the model's default, are accepted.
+    """
+    import inspect
+
+    model, data = config.get("model"), config.get("data")
+    model_args, data_args = getattr(model, "init_args", None), getattr(data, "init_args", None)
+    if model_args is None or data_args is None or not isinstance(getattr(model, "class_path", None), str):
+        return
+    module_name, _, class_name = model.class_path.rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
+    except (ImportError, AttributeError, ValueError):
+        return
+    for source, target in DATA_TO_MODEL:
+        if target not in parameters or target not in model_args or source not in data_args:
+            continue
+        given, default, data_value = model_args[target], parameters[target].default, data_args[source]
+        if given != default and given != data_value:
+            print(
+                f"error: --model.init_args.{target} {given!r} differs from the data's {source} {data_value!r}; the "
+                f"model takes it from the data. Set --data.init_args.{source} only.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
 
 
 def _cli_class() -> type:
@@ -342,7 +470,7 @@ def recipe_datamodule(config: str | os.PathLike[str]) -> Any:
 
 
 def _has_omegaconf() -> bool:
-    return importlib.util.find_spec("omegaconf") is not None
+    return _has_module("omegaconf")
 
 
 def _route_logger_dirs(trainer_config: Any, root: str) -> None:
@@ -359,12 +487,20 @@ def _route_logger_dirs(trainer_config: Any, root: str) -> None:
                 init_args[key] = root if key == "save_dir" else None
 
 
-def _resolve_checkpoint(ckpt_path: Any, root: str) -> Any:
-    """Let ``--ckpt_path best|last`` mean the newest such checkpoint under ``default_root_dir``."""
+def _resolve_checkpoint(ckpt_path: Any, root: str, verb: str = "test") -> Any:
+    """Let ``--ckpt_path best|last`` mean the newest such checkpoint under ``default_root_dir``.
+
+    Lightning itself looks for ``last.ckpt`` only in the new run's own ``version_N`` folder, which never holds one:
+    ``fit --ckpt_path last`` then silently trained from scratch. Here it resumes the newest ``last*.ckpt`` of any
+    earlier run under the same root (its logs go on in a new ``version_N+1``, the step count where it stopped).
+    """
     if ckpt_path not in {"best", "last"}:
         return ckpt_path
     candidates = sorted(Path(root).rglob(f"{ckpt_path}*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not candidates:
+        if verb == "fit" and ckpt_path == "last":
+            print(f"--ckpt_path last: no last*.ckpt under {Path(root).resolve()}; starting a new run.", file=sys.stderr)
+            return None
         print(
             f"error: --ckpt_path {ckpt_path}: no {ckpt_path}*.ckpt under {Path(root).resolve()}. Train first with "
             "`fit` using the same --config (and --trainer.default_root_dir), or pass the checkpoint file.",
@@ -372,8 +508,61 @@ def _resolve_checkpoint(ckpt_path: Any, root: str) -> Any:
         )
         raise SystemExit(2)
     chosen = str(candidates[-1])
-    print(f"Using checkpoint {chosen}", file=sys.stderr)
+    print(f"{'Resuming from' if verb == 'fit' else 'Using'} checkpoint {chosen}", file=sys.stderr)
     return chosen
+
+
+def _require_logger_packages(trainer_config: Any) -> None:
+    """A clear message, naming the extra, for a logger whose package is missing (W&B is optional)."""
+    loggers = trainer_config.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        class_path = str(getattr(logger, "class_path", "") or "")
+        if class_path.endswith("WandbLogger") and not _has_module("wandb"):
+            from moto_vision.data.errors import MissingExtraError
+
+            raise MissingExtraError("Logging to Weights & Biases (WandbLogger)", "wandb", "wandb")
+
+
+def _data_check_hint(data_config: Any) -> str | None:
+    """``moto-vision data check ...`` for the configured dataset, when it is one on disk."""
+    init = getattr(data_config, "init_args", None) if data_config is not None else None
+    class_path = str(getattr(data_config, "class_path", "") or "")
+    root, fmt = (getattr(init, "root", None), getattr(init, "format", None)) if init is not None else (None, None)
+    task = {"AWBDataModule": "awb", "PortraitDataModule": "portrait", "SceneDataModule": "scene"}.get(
+        class_path.rsplit(".", 1)[-1]
+    )
+    if not (root and fmt and task) or fmt == "synthetic":
+        return None
+    return f"List every problem of this dataset with: moto-vision data check {root} --task {task} --format {fmt}"
+
+
+def _fit_summary(trainer: Any) -> str:
+    """The last lines of ``fit``: where the best checkpoint is and its score, and the last checkpoint."""
+    lines = []
+    for callback in trainer.checkpoint_callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if not monitor:
+            continue
+        if callback.best_model_path:
+            score = callback.best_model_score
+            value = f"{float(score):.6g}" if score is not None else "n/a"
+            lines.append(f"Best checkpoint: {callback.best_model_path} ({monitor} = {value}, {callback.mode})")
+        else:
+            lines.append(
+                f"No best checkpoint: {monitor} was never logged (validation runs after each epoch, or every "
+                "--trainer.val_check_interval steps)."
+            )
+    from moto_vision.callbacks import StepCheckpoint
+
+    written = [getattr(c, "last_model_path", "") for c in trainer.checkpoint_callbacks]
+    written += [str(c.path) for c in trainer.callbacks if isinstance(c, StepCheckpoint) and c.path is not None]
+    last = sorted({p for p in written if p and Path(p).is_file()}, key=lambda p: Path(p).stat().st_mtime)
+    if last:
+        lines.append(f"Last checkpoint: {last[-1]} (resume with --ckpt_path last)")
+    if not lines:
+        lines.append("No checkpoint was written (checkpointing is off).")
+    lines.append(f"Trained {trainer.global_step} steps.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

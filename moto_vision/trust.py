@@ -20,6 +20,7 @@ chose to import). Nothing here imports Lightning or any moto-vision task, so any
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import importlib
 import inspect
 import os
@@ -308,7 +309,8 @@ def is_data_type(annotation: Any) -> bool:
     """Whether a parameter annotation admits only data: primitives, Literal, containers and unions of them."""
     if annotation in _PRIMITIVES or annotation in (Any, object, pathlib.Path, os.PathLike):
         return True
-    if typing.is_typeddict(annotation):
+    if typing.is_typeddict(annotation) or (isinstance(annotation, type) and dataclasses.is_dataclass(annotation)):
+        # Sections of options (the multi-task model's head_options): data when every field is.
         return all(is_data_type(t) for t in typing.get_type_hints(annotation).values())
     origin = typing.get_origin(annotation)
     if origin is Literal or origin is os.PathLike:

@@ -136,6 +136,9 @@ def test_ddp_fit_syncs_metrics_across_ranks(tmp_path):
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    # Every logged value is global (torchmetrics syncs the metrics, Lightning averages the losses): no warning says
+    # otherwise.
+    assert "sync_dist" not in result.stderr, result.stderr[-3000:]
     rows = list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
     counts = [float(r["val_count"]) for r in rows if r.get("val_count")]
     # Each rank sees half of the 30 validation images; a synced metric counts all of them.
@@ -190,3 +193,29 @@ def test_ckpt_best_without_a_run_says_what_to_do(tmp_path, capsys):
     assert main(args) != 0
     captured = capsys.readouterr()
     assert "Train first" in captured.err + captured.out
+
+
+def test_shared_and_nested_arguments_are_listed_in_each_tasks_help(capsys):
+    assert main(["fit", "--model.help", "AWBRegressor"]) == 0
+    awb = capsys.readouterr().out
+    for name in ("lr", "weight_decay", "warmup_fraction", "freeze_backbone", "log_predictions", "feature_level"):
+        assert f"--model.{name}" in awb, name
+    assert main(["fit", "--model.help", "MultiTaskPerception"]) == 0
+    multitask = capsys.readouterr().out
+    assert "--model.head_options.awb.vote_grid" in multitask and "--model.head_options.scene.class_names" in multitask
+    assert "--model.lr" in multitask
+
+
+def test_the_model_takes_the_datas_arguments_and_refuses_a_different_one(tmp_path, capsys):
+    common = [
+        "--model", "tests.helpers.toy_dense.ToyDenseMultiHead",
+        "--data", "tests.helpers.toy_dense.ToySquaresDataModule",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
+        "--trainer.accelerator", "cpu", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    assert main(["fit", *common, "--data.image_size", "24"]) == 0
+    assert "image_size: 24" in next(tmp_path.rglob("hparams.yaml")).read_text()
+    capsys.readouterr()
+    assert main(["fit", *common, "--data.image_size", "24", "--model.image_size", "40"]) == 2
+    assert "takes it from the data" in capsys.readouterr().err

@@ -31,6 +31,8 @@ MAKERS = {
     ("awb", "cube_plus"): lambda root: _fixtures("awb").make_cube_plus(root),
     ("awb", "simple_cube_pp"): lambda root: _fixtures("awb").make_simple_cube_pp(root),
     ("awb", "photos"): lambda root: _fixtures("awb").make_photos(root),
+    ("awb", "dng"): lambda root: importlib.import_module("tests.helpers.dng_captures").make_dng(root),
+    ("awb", "raw_png"): lambda root: importlib.import_module("tests.helpers.dng_captures").make_raw_png(root),
     ("portrait", "mask_folder"): lambda root: _fixtures("portrait").make_mask_folder(root, splits=True),
     ("portrait", "matting"): lambda root: _fixtures("portrait").make_p3m(root),
     ("portrait", "celebamask_hq"): lambda root: _fixtures("portrait").make_celebamask_hq(root),

@@ -272,7 +272,7 @@ def test_lens_shading_map_folds_gains():
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler")
 def test_fused_camera_pipeline_matches_eager(monkeypatch):
-    # Users get the torch.compile'd chains (isp.fusion) by default; the tests run eagerly (conftest).
+    # Long runs get the torch.compile'd chains (isp.fusion, "auto"); the tests run eagerly (conftest).
     x = _images(5, 48, 40)
 
     def run(compile_flag: str) -> torch.Tensor:
@@ -305,3 +305,21 @@ def test_batch_noise_is_standard_normal_per_image_and_reproducible():
     # Small batches draw every image's noise afresh.
     small = _normal_like(image[:NOISE_FIELD_IMAGES], torch.tensor([7]))
     assert small.is_contiguous() and small.shape == (NOISE_FIELD_IMAGES, 3, 32, 32)
+
+
+def test_auto_fusion_compiles_only_when_the_run_ahead_pays(monkeypatch):
+    monkeypatch.setenv(fusion.COMPILE_ENV, "auto")
+    monkeypatch.setattr(fusion, "_FAILED", [])
+    compiles: list[str] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: compiles.append(fn.__name__) or fn)
+    chain = fusion.fused(lambda x: x * 2 + 1)
+    x = torch.ones(2, 3, 8, 8)
+    fusion.expect_calls(None)  # no hint (a user's own loop): eager
+    chain(x)
+    fusion.expect_calls(8)  # an 8-step run: compiling would cost more than it saves
+    chain(x)
+    assert compiles == []
+    fusion.expect_calls(int(fusion.PAYBACK_ELEMENTS // x.numel()) + 1)  # a run long enough to pay it back
+    torch.testing.assert_close(chain(x), x * 2 + 1)
+    assert len(compiles) == 1
+    fusion.expect_calls(None)

@@ -167,6 +167,24 @@ def test_any_subset_of_heads(heads: list[str]) -> None:
         assert features[1].shape[-1] == 64 and votes.shape == (1, 1, 16, 16)
 
 
+def test_head_options_are_sections_and_the_flat_names_of_0_1_still_work() -> None:
+    torch.manual_seed(0)
+    nested = _model(head_options={"awb": {"vote_grid": 8}, "portrait": {"decoder_channels": 16}})
+    with pytest.warns(FutureWarning, match="awb_vote_grid"):
+        torch.manual_seed(0)
+        flat = _model(awb_vote_grid=8, portrait_decoder_channels=16)
+    assert dict(flat.hparams.head_options) == dict(nested.hparams.head_options)
+    assert "awb_vote_grid" not in flat.hparams and nested.hparams.head_options["awb"]["vote_grid"] == 8
+    for (name, ours), theirs in zip(nested.state_dict().items(), flat.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, msg=name)
+    # The scene classes are stored resolved; unknown options and heads are refused by name.
+    assert nested.hparams.head_options["scene"]["class_names"][0] == "portrait"
+    with pytest.raises(ValueError, match="no option"):
+        _model(head_options={"awb": {"vote_gird": 8}})
+    with pytest.raises(ValueError, match="not registered"):
+        _model(head_options={"sky": {}})
+
+
 def test_eval_cameras_are_fixed_per_sample_and_training_cameras_vary() -> None:
     image = torch.rand(2, 3, 16, 16)
     fixed = UnprocessToCamera(fixed=True, seed=3)
@@ -324,4 +342,4 @@ def test_recipe_runs_through_the_command_line(tmp_path: Path, capsys: pytest.Cap
     capsys.readouterr()
     assert main(["test", *common, "--ckpt_path", "best"]) == 0
     out = capsys.readouterr().out
-    assert "AWB head" in out and "Portrait head" in out and "Scene detection" in out
+    assert "AWB head" in out and "portrait head" in out and "Scene detection" in out

@@ -68,9 +68,13 @@ def test_mask_folder_pairs_splits_and_masks(tmp_path):
     splits = {r.split for r in get_indexer("portrait", "mask_folder")(split_root)}
     assert splits == {"train", "val"}
 
+    # An image without a mask is that sample's problem: indexed (so `data check` reports it with the others) and
+    # refused by the datamodule before training, with the expected mask path and the command that lists them all.
     (root / "images" / "orphan.jpg").write_bytes((root / "images" / "img_000.jpg").read_bytes())
-    with pytest.raises(PortraitDataError, match="orphan"):
-        get_indexer("portrait", "mask_folder")(root)
+    orphan = next(r for r in get_indexer("portrait", "mask_folder")(root) if r.image.stem == "orphan")
+    assert orphan.mask is None and orphan.problems[0][0] == "missing_mask"
+    with pytest.raises(PortraitDataError, match=r"(?s)images/orphan.jpg: no mask .*masks/orphan.*data check"):
+        PortraitDataModule(root=str(root), format="mask_folder", image_size=32).setup("fit")
 
 
 def test_mask_encodings_palette_ids_and_errors(tmp_path):

@@ -9,7 +9,7 @@ from moto_vision.data import SceneDataModule
 from moto_vision.data.records import get_indexer
 from moto_vision.data.scene.formats import SceneDataError, SceneImages
 from moto_vision.data.scene.synthetic import SyntheticScenes
-from moto_vision.data.scene.taxonomy import CAMERA_SCENES, SYNTHETIC_SCENES, camera_scene_names, resolve_class_names
+from moto_vision.heads.scene_taxonomy import CAMERA_SCENES, SYNTHETIC_SCENES, camera_scene_names, resolve_class_names
 from tests.helpers.scene_fixtures import make_image_folder, make_manifest, make_places365, write_image
 
 
@@ -106,9 +106,11 @@ def test_manifest_multi_label(tmp_path, kind):
 
 def test_manifest_errors_name_file_and_line(tmp_path):
     make_manifest(tmp_path, [("a.jpg", ["night"], None)])
+    # A listed image that does not exist is kept by the indexer and refused by the datamodule, with its line.
     (tmp_path / "manifest.csv").write_text("path,labels\nimages/a.jpg,night\nimages/missing.jpg,snow\n")
-    with pytest.raises(SceneDataError, match=r"manifest.csv:3: image .*missing.jpg does not exist"):
-        get_indexer("scene", "manifest")(tmp_path)
+    assert len(get_indexer("scene", "manifest")(tmp_path)) == 2
+    with pytest.raises(SceneDataError, match=r"missing.jpg: the file does not exist.*listed at .*manifest.csv:3"):
+        SceneDataModule(root=str(tmp_path), format="manifest").setup("fit")
     (tmp_path / "manifest.csv").write_text("file_name,tag\nimages/a.jpg,night\n")
     with pytest.raises(SceneDataError, match=r"manifest.csv: the header .* needs a path column"):
         get_indexer("scene", "manifest")(tmp_path)
@@ -126,8 +128,10 @@ def test_places365_official_lists(tmp_path):
     assert {r.labels[0] for r in records} == {"airfield", "bedroom", "snowfield", "apartment_building/outdoor"}
     # A class index beyond the category list is reported with its file and line.
     (root / "places365_val.txt").write_text("Places365_val_00000001.jpg 0\nPlaces365_val_00000002.jpg 9\n")
-    with pytest.raises(SceneDataError, match=r"places365_val.txt:2: class index 9"):
-        get_indexer("scene", "places365")(root)
+    bad = [r for r in get_indexer("scene", "places365")(root) if r.problems]
+    assert len(bad) == 1 and "class index 9" in bad[0].problems[0][1]
+    with pytest.raises(SceneDataError, match=r"class index 9 is outside .*listed at .*places365_val.txt:2"):
+        SceneDataModule(root=str(root), format="places365").setup("fit")
 
 
 # --------------------------------------------------------------------------------------- datamodule
@@ -156,7 +160,7 @@ def test_datamodule_manifest_multilabel_batches_and_errors(tmp_path):
     with pytest.raises(SceneDataError, match=r"manifest.csv:2: .* has 2 labels"):
         SceneDataModule(root=str(tmp_path), format="manifest", image_size=8).setup("fit")
     # Unknown label against given classes: named with its line.
-    with pytest.raises(SceneDataError, match=r"manifest.csv:3: .*unknown label\(s\) \['snow'\]"):
+    with pytest.raises(SceneDataError, match=r"labels \['snow'\] are not among the 2 classes.*manifest.csv:3"):
         SceneDataModule(root=str(tmp_path), format="manifest", multi_label=True, classes=["night", "portrait"]).setup(
             "fit"
         )

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from moto_vision.callbacks.visual import save_png
 from moto_vision.data import AWBDataModule
+from moto_vision.heads.awb import render_white_balance_grid
 from moto_vision.metrics import recovery_angular_error
 from moto_vision.models import GrayWorld
 from moto_vision.tasks import AWBRegressor
-from moto_vision.tasks.awb import render_white_balance_grid
+from moto_vision.viz import save_png
 
 
 def main(argv: list[str] | None = None) -> None:

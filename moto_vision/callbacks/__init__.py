@@ -1,8 +1,18 @@
-"""Lightning callbacks: visual logging, prediction writers (scene CSVs, segmentation PNGs), CPU thread pinning."""
+"""Lightning callbacks: prediction writers (AWB and scene CSVs, segmentation PNGs), thread pinning, step checkpoints.
 
+Tasks log their own prediction pictures (``log_predictions``, :mod:`moto_vision.viz`).
+"""
+
+from moto_vision.callbacks.awb import AWBPredictionWriter
+from moto_vision.callbacks.checkpoint import StepCheckpoint
 from moto_vision.callbacks.scene import ScenePredictionWriter
 from moto_vision.callbacks.segmentation import SegmentationPredictionWriter
 from moto_vision.callbacks.threads import CPUThreads
-from moto_vision.callbacks.visual import PredictionGridLogger
 
-__all__ = ["CPUThreads", "PredictionGridLogger", "ScenePredictionWriter", "SegmentationPredictionWriter"]
+__all__ = [
+    "AWBPredictionWriter",
+    "CPUThreads",
+    "ScenePredictionWriter",
+    "SegmentationPredictionWriter",
+    "StepCheckpoint",
+]

@@ -1,4 +1,4 @@
-"""Segmentation outputs as files: mask and overlay PNGs written during ``predict``, and the colours they use."""
+"""Segmentation outputs as files: mask and overlay PNGs written during ``predict`` (colours: :mod:`moto_vision.viz`)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,9 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-__all__ = ["SegmentationPredictionWriter", "class_palette", "overlay_labels"]
+from moto_vision.viz import class_palette, overlay_labels
 
-
-def class_palette(num_classes: int) -> torch.Tensor:
-    """A fixed ``(max(num_classes, 2), 3)`` colour table in ``[0, 1]``: black background, distinct hues after it."""
-    palette = torch.zeros(max(num_classes, 2), 3)
-    for i in range(1, palette.shape[0]):
-        h6 = ((i * 0.61803398875) % 1.0) * 6  # golden-ratio hue steps keep neighbouring ids apart
-        x = 1 - abs(h6 % 2 - 1)
-        rgb = [(1, x, 0), (x, 1, 0), (0, 1, x), (0, x, 1), (x, 0, 1), (1, 0, x)][int(h6) % 6]
-        palette[i] = torch.tensor(rgb) * (0.95 if i % 2 else 0.7)
-    return palette
-
-
-def overlay_labels(image: torch.Tensor, labels: torch.Tensor, num_classes: int, alpha: float = 0.5) -> torch.Tensor:
-    """Blend class colours over ``image`` ``(3, H, W)``; background and ignored pixels stay as they are."""
-    palette = class_palette(num_classes).to(image.device)
-    valid = (labels > 0) & (labels < palette.shape[0])
-    colours = palette[labels.clamp(0, palette.shape[0] - 1)].permute(2, 0, 1)
-    return torch.where(valid.unsqueeze(0), (1 - alpha) * image + alpha * colours, image)
+__all__ = ["SegmentationPredictionWriter"]
 
 
 class SegmentationPredictionWriter(BasePredictionWriter):

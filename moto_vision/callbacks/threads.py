@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.accelerators import CPUAccelerator
 
 __all__ = ["CPUThreads"]
 
@@ -26,7 +27,7 @@ class CPUThreads(Callback):
         self._previous: int | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.num_threads is not None and trainer.accelerator.__class__.__name__ == "CPUAccelerator":
+        if self.num_threads is not None and isinstance(trainer.accelerator, CPUAccelerator):
             self._previous = torch.get_num_threads()
             torch.set_num_threads(self.num_threads)
 

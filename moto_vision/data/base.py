@@ -34,6 +34,17 @@ def split_of(trainer: Any) -> Split:
     return "predict"
 
 
+def _remaining_steps(trainer: Any) -> int | None:
+    """Training steps left in this run (``None`` when Lightning cannot tell, e.g. an unbounded run)."""
+    try:
+        total = trainer.estimated_stepping_batches
+    except Exception:  # noqa: BLE001 - no estimate available: let the ISP decide without one
+        return None
+    if total is None or total == float("inf"):
+        return None
+    return max(0, int(total) - int(trainer.global_step))
+
+
 class BaseDataModule(LightningDataModule):
     """Data loaders for the four splits and per-split batch augmentation.
 
@@ -80,6 +91,15 @@ class BaseDataModule(LightningDataModule):
         Tasks whose targets change with the image (masks, illuminants) override this.
         """
         batch["image"] = augmentation(batch["image"])
+        return batch
+
+    def on_before_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        trainer = self.trainer if self._trainer_attached() else None
+        if trainer is not None and trainer.training:
+            # The ISP compiles its fused chains only when the steps still ahead pay the compile back (isp.fusion).
+            from moto_vision.isp.fusion import expect_calls
+
+            expect_calls(_remaining_steps(trainer))
         return batch
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:

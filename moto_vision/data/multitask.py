@@ -29,43 +29,36 @@ YAML::
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from moto_vision.data.awb import AWBDataModule
 from moto_vision.data.base import BaseDataModule, split_of
-from moto_vision.data.portrait import PortraitDataModule
-from moto_vision.data.scene import SceneDataModule
+from moto_vision.heads import TASKS, TaskName, get_kit, kit_names
 
 __all__ = [
-    "TARGET_KEYS",
     "TASKS",
     "MultiTaskDataModule",
     "TaskName",
     "UnprocessToCamera",
+    "datamodule_class",
     "labelled_rows",
     "merge_task_batches",
 ]
 
-TaskName = Literal["awb", "portrait", "scene"]
-TASKS: tuple[str, ...] = get_args(TaskName)
-#: Ground-truth key of each task in a batch.
-TARGET_KEYS: dict[str, str] = {"awb": "illuminant", "portrait": "mask", "scene": "label"}
-#: The colour domain each task's own datamodule yields.
-SOURCE_DOMAINS: dict[str, str] = {"awb": "linear", "portrait": "srgb", "scene": "srgb"}
-DATAMODULES: dict[str, type[BaseDataModule]] = {
-    "awb": AWBDataModule,
-    "portrait": PortraitDataModule,
-    "scene": SceneDataModule,
-}
-IGNORE_INDEX = 255
 Batch = dict[str, Any]
+
+
+def datamodule_class(task: str) -> type[BaseDataModule]:
+    """The datamodule class of a registered task (its kit's ``datamodule`` import path)."""
+    module, _, name = get_kit(task).datamodule.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def labelled_rows(batch: Mapping[str, Any], task: str) -> Tensor | None:
@@ -78,7 +71,7 @@ def labelled_rows(batch: Mapping[str, Any], task: str) -> Tensor | None:
     if key in batch:
         rows = batch[key]
         return rows if bool(rows.any()) else None
-    if TARGET_KEYS[task] in batch:
+    if get_kit(task).target_key in batch:
         image = batch["image"]
         return torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
     return None
@@ -106,24 +99,20 @@ def merge_task_batches(parts: Mapping[str, Mapping[str, Any]], tasks: Sequence[s
             "MultiTaskDataModule passes its image_size to every task: do not set image_size per task."
         )
     image = torch.cat(images)
-    n, (h, w), device = image.shape[0], image.shape[-2:], image.device
+    n, device = image.shape[0], image.device
     merged: Batch = {"image": image}
     offsets, start = {}, 0
     for name, part in parts.items():
         offsets[name] = (start, start + part["image"].shape[0])
         start = offsets[name][1]
     for task in tasks:
-        key = TARGET_KEYS[task]
+        kit = get_kit(task)
+        key = kit.target_key
         has = torch.zeros(n, dtype=torch.bool, device=device)
         carriers = [name for name, part in parts.items() if key in part]
         if carriers:
             example = parts[carriers[0]][key]
-            if key == "mask":
-                target = torch.full((n, h, w), IGNORE_INDEX, dtype=example.dtype, device=device)
-            elif key == "label" and example.ndim == 1:
-                target = torch.full((n,), -1, dtype=example.dtype, device=device)
-            else:
-                target = torch.zeros((n, *example.shape[1:]), dtype=example.dtype, device=device)
+            target = torch.full((n, *example.shape[1:]), kit.fill_value, dtype=example.dtype, device=device)
             for name in carriers:
                 lo, hi = offsets[name]
                 target[lo:hi] = parts[name][key]
@@ -222,20 +211,20 @@ class MultiTaskDataModule(BaseDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         chosen = list(TASKS) if tasks is None else list(dict.fromkeys(tasks))
-        unknown = [t for t in chosen if t not in TASKS]
-        if unknown or not chosen:
-            raise ValueError(f"MultiTaskDataModule: tasks must be a non-empty subset of {list(TASKS)}, got {tasks}.")
-        self.tasks = chosen
+        registered = kit_names()
+        if not chosen or any(t not in registered for t in chosen):
+            raise ValueError(f"MultiTaskDataModule: tasks must be a non-empty subset of {registered}, got {tasks}.")
+        self.tasks = [t for t in registered if t in chosen]
         self.image_size = image_size
         self.train_mode = train_mode
         self.unprocessed_awb_labels = unprocessed_awb_labels
         arguments = {"awb": awb, "portrait": portrait, "scene": scene}
         self.datamodules: dict[str, BaseDataModule] = {
-            task: self._build(task, arguments[task] or {}) for task in self.tasks
+            task: self._build(task, arguments.get(task) or {}) for task in self.tasks
         }
 
     def _build(self, task: str, arguments: Mapping[str, Any]) -> BaseDataModule:
-        cls = DATAMODULES[task]
+        cls = datamodule_class(task)
         accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
         unknown = sorted(set(arguments) - set(accepted))
         if unknown:
@@ -251,28 +240,6 @@ class MultiTaskDataModule(BaseDataModule):
         options.update(arguments)
         options["image_size"] = self.image_size
         return cls(**options)
-
-    # ----------------------------------------------------------------- facts the model checks
-    @property
-    def scene_class_names(self) -> list[str] | None:
-        """The scene classes, in label order (``None`` without scene data or before ``setup`` for real formats)."""
-        scene = self.datamodules.get("scene")
-        return None if scene is None else getattr(scene, "class_names", None)
-
-    @property
-    def scene_multi_label(self) -> bool | None:
-        scene = self.datamodules.get("scene")
-        return None if scene is None else bool(scene.multi_label)
-
-    @property
-    def portrait_class_names(self) -> list[str] | None:
-        portrait = self.datamodules.get("portrait")
-        return None if portrait is None else list(portrait.class_names)
-
-    @property
-    def portrait_num_classes(self) -> int | None:
-        portrait = self.datamodules.get("portrait")
-        return None if portrait is None else int(portrait.num_classes)
 
     # ----------------------------------------------------------------- datasets and loaders
     def setup(self, stage: str | None = None) -> None:
@@ -318,14 +285,14 @@ class MultiTaskDataModule(BaseDataModule):
     # ----------------------------------------------------------------- batches on the device
     def build_augmentations(self) -> dict[str, nn.Module]:
         """Per split: the sRGB -> camera conversion of each sRGB task (random for training, fixed otherwise)."""
-        srgb = [task for task in self.tasks if SOURCE_DOMAINS[task] == "srgb"]
+        srgb = [task for task in self.tasks if get_kit(task).domain == "srgb"]
         modules: dict[str, nn.Module] = {}
         for split in ("train", "val", "test"):
             offset = {"train": 0, "val": 1, "test": 2}[split]
             modules[split] = nn.ModuleDict(
                 {
                     task: UnprocessToCamera(
-                        fixed=split != "train", seed=(self.seed * 7 + offset) * 3 + TASKS.index(task)
+                        fixed=split != "train", seed=(self.seed * 7 + offset) * 3 + kit_names().index(task)
                     )
                     for task in srgb
                 }

@@ -3,8 +3,10 @@
 Every real dataset format is read in two steps:
 
 1. an *indexer* parses the folder layout and ground-truth files (without decoding images) into a list of
-   :class:`SampleRecord`;
-2. a ``Dataset`` decodes records into tensors.
+   :class:`SampleRecord`; it raises only when the dataset as a whole cannot be read, and keeps the record of a
+   sample with a problem (a missing mask, a listed file that does not exist, a NaN illuminant) as found;
+2. a ``Dataset`` decodes records into tensors; the datamodules first check every record
+   (:mod:`moto_vision.data.validation`).
 
 The datamodules and ``moto-vision data check|report|split`` use the same indexers (registered with
 :func:`register_format`), so the tools check exactly what training will read.
@@ -18,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from moto_vision.heads.base import TaskName
 
 __all__ = [
     "SPLITS",
@@ -31,7 +35,6 @@ __all__ = [
     "write_split_manifest",
 ]
 
-TaskName = Literal["awb", "portrait", "scene"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -47,6 +50,10 @@ class SampleRecord:
         illuminant: ground-truth illuminant RGB (AWB), as given by the dataset (not yet normalised).
         group: capture group (session, subject, scene id) that must never straddle two splits.
         extra: format-specific facts (black level, saturation, masked regions, camera, fold, ...).
+        problems: ``(check code, message)`` pairs of what the indexer found wrong with this sample (a label outside
+            the categories, ...). Indexers keep a bad sample's record rather than raise, so that ``data check``
+            reports every problem in one run and training refuses them all at once
+            (:mod:`moto_vision.data.validation`).
     """
 
     image: Path
@@ -56,6 +63,7 @@ class SampleRecord:
     illuminant: tuple[float, float, float] | None = None
     group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 Indexer = Callable[..., list[SampleRecord]]

@@ -2,10 +2,11 @@
 
 Pure functions (batched ``(B, 3, H, W)``, differentiable, any device and float dtype) model each stage of a
 phone camera: :mod:`~moto_vision.isp.color` (transfer curves, illuminants, white balance, colour matrices),
-:mod:`~moto_vision.isp.sensor` (exposure, noise, optics, mosaic, JPEG) and :mod:`~moto_vision.isp.pipeline`
-(``unprocess`` / ``process``). :mod:`~moto_vision.isp.augmentation` wraps them as kornia augmentations
-(``RandomIlluminant``, ``CameraPipeline``, ...) and :func:`isp_preset` builds the named presets the recipes use.
-No Lightning import: usable in any PyTorch project.
+:mod:`~moto_vision.isp.sensor` (exposure, noise, optics, mosaic, JPEG), :mod:`~moto_vision.isp.pipeline`
+(``unprocess`` / ``process``) and :mod:`~moto_vision.isp.dng` (a capture's DNG colour matrices -> display sRGB).
+:mod:`~moto_vision.isp.augmentation` wraps them as kornia augmentations (``RandomIlluminant``, ``CameraPipeline``,
+...) and :func:`isp_preset` builds the named presets the recipes use. No Lightning import: usable in any PyTorch
+project.
 """
 
 from moto_vision.isp.augmentation import (
@@ -42,6 +43,17 @@ from moto_vision.isp.color import (
     update_illuminant,
     xy_to_cct_duv,
 )
+from moto_vision.isp.dng import (
+    LIGHT_SOURCE_CCT,
+    auto_exposure,
+    bradford_adaptation,
+    camera_to_srgb_matrix,
+    camera_to_xyz_matrix,
+    interpolate_xyz_to_camera,
+    neutral_to_xy,
+    render_dng_preview,
+    xy_to_neutral,
+)
 from moto_vision.isp.pipeline import CameraParams, process, sample_camera_params, sample_illuminant, unprocess
 from moto_vision.isp.presets import PRESETS, PresetName, isp_preset
 from moto_vision.isp.sensor import (
@@ -59,12 +71,15 @@ from moto_vision.isp.sensor import (
 )
 
 __all__ = [
-    "BayerPattern",
     "CAMERA_XYZ_TO_RAW",
+    "LIGHT_SOURCE_CCT",
+    "PRESETS",
+    "SRGB_TO_XYZ",
+    "XYZ_TO_SRGB",
+    "BayerPattern",
     "CameraParams",
     "CameraPipeline",
     "Domain",
-    "PRESETS",
     "PresetName",
     "RandomChromaticAberration",
     "RandomColorMatrix",
@@ -72,8 +87,6 @@ __all__ = [
     "RandomIlluminant",
     "RandomLensShading",
     "RandomSensorNoise",
-    "SRGB_TO_XYZ",
-    "XYZ_TO_SRGB",
     "add_sensor_noise",
     "adjust_exposure",
     "applied_color_transform",
@@ -81,13 +94,18 @@ __all__ = [
     "apply_gains",
     "apply_lens_shading",
     "apply_with_illuminant",
+    "auto_exposure",
+    "bradford_adaptation",
     "camera_rgb_matrix",
+    "camera_to_srgb_matrix",
+    "camera_to_xyz_matrix",
     "cct_duv_to_xy",
     "chromatic_aberration",
     "clip_highlights",
     "demosaic",
     "illuminant_to_cct",
     "illuminant_to_gains",
+    "interpolate_xyz_to_camera",
     "inverse_3x3",
     "inverse_tone_curve",
     "isp_preset",
@@ -95,12 +113,14 @@ __all__ = [
     "lens_shading_map",
     "linear_to_srgb",
     "mosaic",
+    "neutral_to_xy",
     "planckian_illuminant",
     "planckian_xyz",
     "process",
     "random_camera_matrix",
     "random_noise_levels",
     "random_xyz_to_camera",
+    "render_dng_preview",
     "sample_camera_params",
     "sample_illuminant",
     "srgb_to_linear",
@@ -108,4 +128,5 @@ __all__ = [
     "unprocess",
     "update_illuminant",
     "xy_to_cct_duv",
+    "xy_to_neutral",
 ]

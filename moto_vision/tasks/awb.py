@@ -8,7 +8,9 @@ With ``camera_input=True`` it also accepts the camera's XYZ -> raw matrix ``(B, 
 ``test`` always scores the classical baselines (Gray World, White Patch, Shades of Gray, Gray Edge) on the
 same batches as the model and prints one FFCC-style table with every method as a row, so a result never
 stands without its baselines. ``method: gray_world`` (etc.) turns the task itself into a baseline, to score
-it with ``test`` on any dataset without training anything.
+it with ``test`` on any dataset without training anything. On camera captures (the ``dng`` and ``raw_png``
+formats) the table has one more row, "Camera AWB": the phone's own answer (the DNG's ``AsShotNeutral``), so a
+team sees at once whether the model beats its phone.
 """
 
 from __future__ import annotations
@@ -21,32 +23,32 @@ from typing import Any, ClassVar, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
 
-from moto_vision.backbones import create_backbone, drop_unused_stages
+from moto_vision.heads.awb import AWBKit, render_white_balance_grid
 from moto_vision.metrics.angular import AngularError, format_table
 from moto_vision.models.awb import (
     BASELINE_TITLES,
     BASELINES,
-    AngularLoss,
     CameraPriorHead,
-    ConfidencePoolingHead,
     ExposureNormalize,
-    PoolingMLPHead,
-    apply_white_balance,
     channel_reference,
     create_baseline,
 )
-from moto_vision.tasks.base import BaseTask
+from moto_vision.tasks.base import KitTask
 
-__all__ = ["AWBRegressor", "render_white_balance_grid"]
+__all__ = ["AWBRegressor"]
 
 Batch = dict[str, Any]
 Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge"]
+#: Row of the phone's own AWB (``AsShotNeutral`` in the batch as ``as_shot_neutral``) in result tables.
+CAMERA_AWB_TITLE = "Camera AWB (AsShotNeutral)"
 
 
-class AWBRegressor(BaseTask):
+class AWBRegressor(KitTask):
     """Illuminant estimation from linear camera RGB.
+
+    The head, loss, metrics and pictures are those of :class:`~moto_vision.heads.AWBKit`; its options
+    (:class:`~moto_vision.heads.AWBOptions`) are arguments here under the same names.
 
     Args:
         backbone: timm model name of the feature extractor.
@@ -77,22 +79,17 @@ class AWBRegressor(BaseTask):
             camera-agnostic path keeps learning too.
         export_camera: camera-aware models: the XYZ -> raw matrix (9 numbers, row-major) baked into the exported
             graph, which then takes only the image (one file per sensor); ``None`` exports the camera-agnostic path.
-        image_size: input size the model is trained and exported at (recipes keep it equal to the data size).
+        image_size: input size the model is trained and exported at (``moto-vision fit`` takes the data's).
         method: ``"learned"`` (the network) or a classical baseline to use instead of it.
         baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
-        freeze_backbone: keep backbone weights fixed.
-        lr: peak learning rate (AdamW).
-        weight_decay: AdamW weight decay (not applied to norms and biases).
-        warmup_fraction: fraction of the steps spent in linear warm-up before the cosine decay.
-        log_predictions: log the uncorrected / predicted / ground-truth grid every validation epoch.
+        **kwargs: the arguments every task shares (``lr``, ``weight_decay``, ``warmup_fraction``,
+            ``freeze_backbone``, ``log_predictions``; see :class:`~moto_vision.tasks.BaseTask`).
     """
 
-    monitor: ClassVar[str] = "val_recovery_mean"
-    monitor_mode: ClassVar[Literal["min", "max"]] = "min"
-    color_domain: ClassVar[Literal["srgb", "linear"]] = "linear"
+    kit_type = AWBKit
     task_name: ClassVar[str] = "awb"
-    target_key: ClassVar[str] = "illuminant"
+    optimizer_defaults: ClassVar[dict[str, float]] = {"lr": 5e-3, "weight_decay": 1e-4, "warmup_fraction": 0.03}
 
     def __init__(
         self,
@@ -116,52 +113,30 @@ class AWBRegressor(BaseTask):
         method: Method = "learned",
         baselines: list[str] | None = None,
         reproduction_weight: float = 0.0,
-        freeze_backbone: bool = False,
-        lr: float = 5e-3,
-        weight_decay: float = 1e-4,
-        warmup_fraction: float = 0.03,
-        log_predictions: bool = True,
+        **kwargs: Any,
     ) -> None:
         unknown = [b for b in baselines or [] if b not in BASELINES]
         if unknown:
             raise ValueError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
         if export_camera is not None and (len(export_camera) != 9 or not camera_input):
             raise ValueError("AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True.")
-        super().__init__()
+        super().__init__(**kwargs)
         self._camera: Tensor | None = None
 
     # ----------------------------------------------------------------- model
+    def configure_normalization(self) -> nn.Module:
+        return ExposureNormalize(log=self.hparams.log_input, reference=self.hparams.get("input_reference", "mean"))
+
     def configure_models(self) -> None:
+        super().configure_models()
         hp = self.hparams
-        out_indices = None if hp.feature_level is None else [hp.feature_level]
-        self.backbone = drop_unused_stages(
-            create_backbone(hp.backbone, pretrained=hp.pretrained, out_indices=out_indices)
-        )
-        self.normalize = ExposureNormalize(log=hp.log_input, reference=hp.get("input_reference", "mean"))
-        channels = self.backbone.channels[-1]
-        if hp.head == "confidence":
-            self.head = ConfidencePoolingHead(
-                channels,
-                hidden=hp.head_channels,
-                dropout=hp.dropout,
-                local_colour=hp.local_colour,
-                global_context=hp.global_context,
-                grid=hp.get("vote_grid"),
-                classical_votes=hp.get("classical_votes", False),
-            )
-        else:
-            self.head = PoolingMLPHead(channels, hidden=hp.head_channels, dropout=hp.dropout)
-        self.camera_head = CameraPriorHead(channels) if hp.get("camera_input", False) else None
+        width = self.backbone.channels[self.kit.feature_levels(len(self.backbone.channels))[0]]
+        self.camera_head = CameraPriorHead(width) if hp.get("camera_input", False) else None
         self.baseline = create_baseline(hp.method) if hp.method != "learned" else None
         names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
         self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
         self.baseline_metrics = nn.ModuleDict({name: AngularError() for name in names})
-
-    def configure_losses(self) -> None:
-        self.criterion = AngularLoss(reproduction_weight=self.hparams.reproduction_weight)
-
-    def configure_metrics(self) -> MetricCollection:
-        return MetricCollection({"angular": AngularError()})
+        self.camera_awb_metric = AngularError()  # scored when test batches carry the capture's AsShotNeutral
 
     def forward(self, x: Tensor, camera: Tensor | None = None) -> Tensor:
         """Unit-norm illuminant ``(B, 3)`` of linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]``.
@@ -175,11 +150,12 @@ class AWBRegressor(BaseTask):
         reference = channel_reference(x) if self.hparams.get("gain_equivariant", False) else None
         if reference is not None:
             x = x / reference[:, :, None, None]
-        features = self.backbone(self.normalize(x))[-1]
-        estimate = self.head(features, x)
+        features = self.backbone(self.normalize(x))
+        estimate = self.kit.forward(self, features, x)
         camera = camera if camera is not None else self._camera
         if self.camera_head is not None and camera is not None:
-            refined = self.camera_head(estimate, camera, features.mean(dim=(2, 3)), reference)
+            pooled = self.kit.head_features(features).mean(dim=(2, 3))
+            refined = self.camera_head(estimate, camera, pooled, reference)
             if self.training and self.hparams.camera_dropout > 0:
                 keep = torch.rand(x.shape[0], 1, device=x.device) >= self.hparams.camera_dropout
                 refined = torch.where(keep, refined, estimate)
@@ -198,17 +174,17 @@ class AWBRegressor(BaseTask):
 
     def confidence_map(self, x: Tensor) -> Tensor | None:
         """FC4 confidence ``(B, 1, h, w)`` of each feature location (``None`` for the MLP head / baselines)."""
-        if self.baseline is not None or not isinstance(self.head, ConfidencePoolingHead):
+        if self.baseline is not None:
             return None
         if self.hparams.get("gain_equivariant", False):
             x = x / channel_reference(x)[:, :, None, None]
-        _, weights = self.head.local_estimates(self.backbone(self.normalize(x))[-1], x)
-        return weights
+        return self.kit.confidence_map(self, self.backbone(self.normalize(x)), x)
 
     def export_module(self) -> nn.Module:
-        """The graph to export: the image alone, or for a camera-aware model the image and the camera's matrix.
+        """The deployed graph is the task's own forward (the network, or the classical method it stands for).
 
-        With ``export_camera`` the matrix is baked in and the graph takes only the image (one file per sensor).
+        A camera-aware model takes the image and the camera's matrix; with ``export_camera`` the matrix is baked in
+        and the graph takes only the image (one file per sensor).
         """
         if self.camera_head is not None and self.hparams.get("export_camera") is not None:
             matrix = torch.tensor(self.hparams.export_camera, dtype=torch.float32).view(1, 3, 3)
@@ -228,18 +204,16 @@ class AWBRegressor(BaseTask):
         camera = torch.tensor(ADOBE_XYZ_TO_RAW["Nikon D5100"], dtype=image.dtype).view(1, 3, 3) / 10000.0
         return {"image": image, "camera": camera}
 
-    # ----------------------------------------------------------------- loss and metrics
+    def outputs_from_export(self, outputs: Tensor) -> Tensor:
+        return outputs
+
+    # ----------------------------------------------------------------- loss and baselines
     def compute_loss(self, outputs: Tensor, batch: Batch) -> dict[str, Tensor]:
-        terms = self.criterion(outputs, batch["illuminant"])
-        # Loss terms are logged as <split>_<name>; keep them apart from the metric names (<split>_recovery_mean).
-        terms = {"loss": terms["loss"], **{f"{k}_loss": v for k, v in terms.items() if k == "reproduction"}}
+        terms = super().compute_loss(outputs, batch)
         if self.baseline is not None:
             # A baseline has no parameters; keep the graph valid for Lightning without training anything.
             terms = {k: v.detach() for k, v in terms.items()}
         return terms
-
-    def update_metrics(self, metrics: MetricCollection, outputs: Tensor, batch: Batch) -> None:
-        metrics.update(outputs, batch["illuminant"])
 
     def on_fit_start(self) -> None:
         if self.baseline is not None:
@@ -253,6 +227,11 @@ class AWBRegressor(BaseTask):
         with torch.no_grad():
             for name, estimator in self.baseline_estimators.items():
                 self.baseline_metrics[name].update(estimator(batch["image"]), batch["illuminant"])
+            as_shot = batch.get("as_shot_neutral")
+            if as_shot is not None:
+                known = torch.isfinite(as_shot).all(dim=1)  # captures without the tag are left out of that row
+                if bool(known.any()):
+                    self.camera_awb_metric.update(as_shot[known], batch["illuminant"][known])
         return result
 
     def on_test_epoch_end(self) -> None:
@@ -261,6 +240,9 @@ class AWBRegressor(BaseTask):
             if metric.update_called:
                 self._baseline_results[name] = {k: float(v) for k, v in metric.compute().items()}
                 metric.reset()
+        if self.camera_awb_metric.update_called:
+            self._baseline_results["camera_awb"] = {k: float(v) for k, v in self.camera_awb_metric.compute().items()}
+            self.camera_awb_metric.reset()
         super().on_test_epoch_end()
 
     def model_title(self) -> str:
@@ -275,7 +257,7 @@ class AWBRegressor(BaseTask):
         rows: dict[str, dict[str, float]] = {}
         for name, stats in getattr(self, "_baseline_results", {}).items():
             if name != self.hparams.method:
-                rows[BASELINE_TITLES[name]] = stats
+                rows[CAMERA_AWB_TITLE if name == "camera_awb" else BASELINE_TITLES[name]] = stats
         rows[self.model_title()] = {k.removeprefix("test_"): v for k, v in values.items() if k != "test_loss"}
         return format_table(rows), rows
 
@@ -302,10 +284,20 @@ class AWBRegressor(BaseTask):
 
     # ----------------------------------------------------------------- visual logging
     def render_batch(self, batch: Batch, outputs: Any, max_images: int = 8) -> Tensor | None:
-        """Rows of uncorrected / corrected with the prediction / corrected with the ground truth."""
-        if not isinstance(outputs, Tensor):
+        """Rows of uncorrected / corrected with the prediction / corrected with the ground truth.
+
+        Camera captures with DNG colour matrices are shown through the DNG colour model.
+        """
+        if not isinstance(outputs, Tensor) or "illuminant" not in batch:
             return None
-        return render_white_balance_grid(batch["image"], outputs, batch["illuminant"], max_images=max_images)
+        return render_white_balance_grid(
+            batch["image"],
+            outputs,
+            batch["illuminant"],
+            max_images=max_images,
+            camera_matrices=batch.get("camera_matrices"),
+            camera_matrix_cct=batch.get("camera_matrix_cct"),
+        )
 
 
 class _WithCamera(nn.Module):
@@ -318,21 +310,3 @@ class _WithCamera(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x, self.camera.expand(x.shape[0], 3, 3))
-
-
-def render_white_balance_grid(image: Tensor, estimate: Tensor, target: Tensor, max_images: int = 8) -> Tensor:
-    """One ``(3, H, W)`` sRGB picture: per image, uncorrected | corrected by ``estimate`` | corrected by ``target``.
-
-    All three panels of an image share one exposure (the ground-truth-corrected image's 97th percentile maps
-    to 0.9), so brightness differences are real, and are gamma-encoded for display.
-    """
-    from kornia.color import linear_rgb_to_rgb
-    from torchvision.utils import make_grid
-
-    n = min(max_images, image.shape[0])
-    image, estimate, target = image[:n].float(), estimate[:n].float(), target[:n].float()
-    by_gt = apply_white_balance(image, target)
-    scale = torch.quantile(by_gt.flatten(1), 0.97, dim=1).clamp_min(1e-6)[:, None, None, None] / 0.9
-    panels = torch.stack([image, apply_white_balance(image, estimate), by_gt], dim=1) / scale[:, None]
-    panels = linear_rgb_to_rgb(panels.clamp(0, 1).flatten(0, 1))
-    return make_grid(panels, nrow=3, padding=2, pad_value=1.0)

@@ -6,10 +6,13 @@ it in a few dozen steps, so tests can check that training, checkpoints and DDP r
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Callback
 from torch import nn
 from torch.utils.data import Dataset
 from torchmetrics import MetricCollection, SumMetric
@@ -108,3 +111,14 @@ class ToyCameraClassifier(ToyClassifier):
 register_class(ToyClassifier, "task")
 register_class(ToyCameraClassifier, "task")
 register_class(ToyDataModule, "datamodule")
+
+
+class KillAtStep(Callback):
+    """SIGKILL this process once training reaches ``step`` (no cleanup, no final checkpoint: a real crash)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -25,15 +25,32 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from moto_vision.data.awb.datasets import PhotoAWBDataset, RawAWBDataset
+from moto_vision.data.awb.datasets import CapturePredictDataset, PhotoAWBDataset, RawAWBDataset
 from moto_vision.data.awb.synthetic import CameraVariation, SyntheticAWBDataset
 from moto_vision.data.base import BaseDataModule
+from moto_vision.data.errors import DataOptionError
+from moto_vision.data.options import refuse_ignored_options, require_format_for_root, with_defaults
 from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
+from moto_vision.data.validation import check_records
 
 __all__ = ["AWB_FORMATS", "AWBDataModule"]
 
 #: Formats that ship with moto-vision; more register with ``@register_format("awb", name)``.
-AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp")
+AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp", "dng", "raw_png")
+#: Built-in formats with cross-validation folds, and those whose test split is their own.
+_FOLD_FORMATS = ("gehler_shi", "nus8", "cube_plus")
+_OFFICIAL_SPLIT_FORMATS = (*_FOLD_FORMATS, "simple_cube_pp")
+#: What the format-specific arguments (``None`` = not given) become where the format reads them.
+DEFAULTS: dict[str, float | int] = {
+    "val_fraction": 0.1,
+    "test_fraction": 0.2,
+    "train_size": 4096,
+    "val_size": 512,
+    "test_size": 512,
+    "val_cameras": 0.1,
+    "test_cameras": 0.2,
+    "camera_seed": 0,
+}
 Batch = dict[str, Any]
 
 
@@ -103,31 +120,41 @@ class AWBDataModule(BaseDataModule):
     Args:
         root: dataset folder (``None`` for ``synthetic``).
         format: ``synthetic`` (rendered Mondrian scenes, no files needed), ``photos`` (any folder of sRGB photos,
-            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), or
-            the name of your own raw format registered with ``@register_format("awb", name)`` (a string rather
+            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), camera
+            captures (``dng``: DNG files and a ground-truth CSV; ``raw_png``: what ``moto-vision data label-awb``
+            writes; both carry the phone's own AWB answer for the "Camera AWB" test row), or the name of your own raw
+            format registered with ``@register_format("awb", name)`` (a string rather
             than a fixed choice for that reason).
         image_size: height and width of the images the model sees.
         fold: cross-validation test fold (0-based) of ``gehler_shi`` / ``nus8`` / ``cube_plus``; the other folds
-            train. ``None`` trains on every image (test = validation split).
-        num_folds: folds of ``nus8`` / ``cube_plus`` (Gehler-Shi uses its standard 3-fold file).
-        val_fraction: share of the training images held out for validation (checkpoint selection).
-        test_fraction: share of images held out for testing where the format has no split (``photos``).
+            train. ``None`` trains on every image (test = validation split). Refused, when not 0, by the built-in
+            formats without folds.
+        num_folds: folds of ``nus8`` / ``cube_plus`` (Gehler-Shi uses its standard 3-fold file); refused, when not 3,
+            by the other built-in formats.
+        val_fraction: files only: share of the training images held out for validation (checkpoint selection;
+            default 0.1).
+        test_fraction: files only: share of images held out for testing where the format has neither an official
+            split nor folds (``photos``, your own formats; default 0.2).
         splits: a split-manifest folder (``train.txt`` / ``val.txt`` / ``test.txt``) overriding folds and fractions.
-        train_size: synthetic training scenes.
-        val_size: synthetic validation scenes.
-        test_size: synthetic test scenes.
+        train_size: ``synthetic`` only: training scenes (default 4096).
+        val_size: ``synthetic`` only: validation scenes (default 512).
+        test_size: ``synthetic`` only: test scenes (default 512).
         camera: ``synthetic`` only: render every scene through this one camera (training for one sensor): a pool
             camera's name, 9 numbers (its XYZ -> raw matrix, e.g. a DNG ``ColorMatrix2``), or a path to a
             ``.json`` / ``.yaml`` file with that matrix or a ``.csv`` of spectral sensitivities
             (``wavelength,r,g,b``). ``None`` (default): a camera sampled per scene from the pool, camera-agnostic.
         val_cameras: ``synthetic`` only, without ``camera``: share of the pool's cameras held out for validation
             (leave-cameras-out: training never sees them; checkpoints are selected on them).
-        test_cameras: share of the pool's cameras held out for the test split (disjoint from the validation ones).
-        camera_seed: seed of the leave-cameras-out split of the pool.
+        test_cameras: ``synthetic`` only: share of the pool's cameras held out for the test split (disjoint from the
+            validation ones).
+        camera_seed: ``synthetic`` only: seed of the leave-cameras-out split of the pool.
         augmentation: ISP preset applied to training batches (``none``, ``light``, ``default``, ``heavy``).
         relight: probability of swapping an image's light with another image's of the batch.
         spatial: random flips and resized crops of training batches.
         preload: decode / render every image in ``setup`` (bad files stop the run before training).
+        predict_root: a camera raw file or a folder of them (searched recursively) for ``predict``; without it
+            ``predict`` runs on the test split. :class:`~moto_vision.callbacks.AWBPredictionWriter` writes the
+            illuminants and corrected previews.
         batch_size: images per batch.
         num_workers: data-loading workers.
         seed: seed of the synthetic scenes, splits and fixed photo draws.
@@ -140,12 +167,12 @@ class AWBDataModule(BaseDataModule):
         image_size: int = 64,
         fold: int | None = 0,
         num_folds: int = 3,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
+        val_fraction: float | None = None,
+        test_fraction: float | None = None,
         splits: str | None = None,
-        train_size: int = 4096,
-        val_size: int = 512,
-        test_size: int = 512,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
         camera: str | list[float] | None = None,
         val_cameras: float = 0.1,
         test_cameras: float = 0.2,
@@ -154,20 +181,50 @@ class AWBDataModule(BaseDataModule):
         relight: float = 0.5,
         spatial: bool = True,
         preload: bool = True,
+        predict_root: str | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         if format != "synthetic" and format not in format_names("awb"):
-            raise ValueError(
+            raise DataOptionError(
                 f"AWBDataModule: unknown format {format!r}; choose synthetic or one of {format_names('awb')} "
                 "(or register your own with @register_format('awb', name) before building the datamodule)."
             )
+        files, synthetic = format != "synthetic", format == "synthetic"
+        # A split manifest replaces folds and fractions. fold and num_folds keep their defaults (None already means
+        # "every image"): a value other than the default is refused by the built-in formats without folds.
+        split_by_us, builtin = files and splits is None, format in AWB_FORMATS
+        refuse_ignored_options(
+            type(self).__name__,
+            format if splits is None else f"{format} with --data.splits",
+            {
+                "splits": (splits, files),
+                "val_fraction": (val_fraction, split_by_us),
+                "test_fraction": (test_fraction, split_by_us and format not in _OFFICIAL_SPLIT_FORMATS),
+                "fold": (None if fold == 0 else str(fold), split_by_us and (format in _FOLD_FORMATS or not builtin)),
+                "num_folds": (
+                    None if num_folds == 3 else num_folds,
+                    split_by_us and (format in ("nus8", "cube_plus") or not builtin),
+                ),
+                "train_size": (train_size, synthetic),
+                "val_size": (val_size, synthetic),
+                "test_size": (test_size, synthetic),
+                "camera": (camera, synthetic),
+                "val_cameras": (val_cameras, synthetic and camera is None),
+                "test_cameras": (test_cameras, synthetic and camera is None),
+                "camera_seed": (camera_seed, synthetic and camera is None),
+            },
+            DEFAULTS,
+        )
+        require_format_for_root(type(self).__name__, "awb", root, format)
         if format != "synthetic" and root is None:
-            raise ValueError(f"AWBDataModule: format {format!r} reads files; pass --data.root /path/to/dataset.")
+            raise DataOptionError(f"AWBDataModule: format {format!r} reads files; pass --data.root /path/to/dataset.")
         if fold is not None and not 0 <= fold < num_folds:
-            raise ValueError(f"AWBDataModule: fold {fold} is outside 0..{num_folds - 1}.")
+            raise DataOptionError(f"AWBDataModule: fold {fold} is outside 0..{num_folds - 1}.")
+        fractions = with_defaults({"val_fraction": val_fraction, "test_fraction": test_fraction}, DEFAULTS)
+        val_fraction, test_fraction = fractions["val_fraction"], fractions["test_fraction"]
         self.root = None if root is None else Path(root).expanduser()
         self.format = format
         self.image_size = image_size
@@ -176,7 +233,8 @@ class AWBDataModule(BaseDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.splits = splits
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        sizes = with_defaults({"train_size": train_size, "val_size": val_size, "test_size": test_size}, DEFAULTS)
+        self.sizes = {split: int(sizes[f"{split}_size"]) for split in ("train", "val", "test")}
         self.camera = camera
         self.val_cameras = val_cameras
         self.test_cameras = test_cameras
@@ -186,6 +244,7 @@ class AWBDataModule(BaseDataModule):
         self.relight = relight
         self.spatial = spatial
         self.preload = preload
+        self.predict_root = predict_root
         self.records: dict[str, list[SampleRecord]] = {}
 
     # ----------------------------------------------------------------- splits
@@ -239,8 +298,11 @@ class AWBDataModule(BaseDataModule):
         """Build the three datasets (once) and decode / render the splits ``stage`` needs.
 
         ``fit`` reads train and val before the first step, so a bad file stops the run before training;
-        ``test`` reads only the test split.
+        ``test`` reads only the test split; ``predict`` with ``predict_root`` reads those captures instead.
         """
+        if stage == "predict" and self.predict_root is not None:
+            self.predict_dataset = self._predict_dataset(Path(self.predict_root).expanduser())
+            return
         if self.train_dataset is None:
             self._build_datasets()
         if not self.preload:
@@ -256,6 +318,29 @@ class AWBDataModule(BaseDataModule):
                 dataset.preload(description=f"Rendering {len(dataset)} synthetic {split} scenes")
             else:
                 dataset.preload(f"Reading {self.format} {split} images")
+
+    def _predict_dataset(self, root: Path) -> CapturePredictDataset:
+        from moto_vision.data.raw import RAW_SUFFIXES, RawReadError, is_raw_file, read_raw_metadata
+
+        if root.is_file():
+            paths = [root]
+        elif root.is_dir():
+            paths = sorted(p for p in root.rglob("*") if p.is_file() and is_raw_file(p))
+        else:
+            raise FileNotFoundError(f"--data.predict_root {root} is neither a raw file nor a folder.")
+        if not paths or not all(is_raw_file(p) for p in paths):
+            suffixes = ", ".join(RAW_SUFFIXES)
+            raise FileNotFoundError(f"--data.predict_root {root} holds no camera raw files ({suffixes}).")
+        broken = []
+        for path in paths:  # the headers, before the first batch: a bad file stops the run with its name
+            try:
+                read_raw_metadata(path)
+            except RawReadError as error:
+                broken.append(str(error))
+        if broken:
+            listed = "\n  ".join(broken[:10]) + ("\n  ..." if len(broken) > 10 else "")
+            raise ValueError(f"{len(broken)} of {len(paths)} captures under {root} cannot be read:\n  {listed}")
+        return CapturePredictDataset(paths, self.image_size)
 
     def _build_datasets(self) -> None:
         if self.format == "synthetic":
@@ -275,7 +360,17 @@ class AWBDataModule(BaseDataModule):
                 )
                 setattr(self, f"{split}_dataset", dataset)
             return
-        self.records = self.split_records(self.index())
+        records = self.index()
+        # Every ground truth and image header before the first step, all problems in one message.
+        check_records(
+            records,
+            task="awb",
+            fmt=self.format,
+            root=self.root,
+            owner=type(self).__name__,
+            needs_target=self.format != "photos",
+        )
+        self.records = self.split_records(records)
         for offset, split in enumerate(("train", "val", "test")):
             records = self.records[split]
             if split == "test" and records is self.records["val"]:

@@ -6,7 +6,10 @@
   (``isp.unprocess``, Brooks et al. 2019); validation and test draws are fixed per image.
 
 Samples: ``image`` float ``(3, S, S)`` linear camera RGB in ``[0, 1]`` with invalid pixels zeroed,
-``illuminant`` unit-norm ``(3,)``, ``valid`` bool ``(S, S)``.
+``illuminant`` unit-norm ``(3,)``, ``valid`` bool ``(S, S)``. Camera captures (``dng``, ``raw_png``) add
+:data:`CAPTURE_KEYS`: ``as_shot_neutral`` (unit-norm ``(3,)``, the phone's own AWB answer), ``camera_matrices``
+(``(2, 3, 3)`` XYZ -> camera, the DNG colour matrices) and ``camera_matrix_cct`` (``(2,)`` their calibration CCTs);
+NaN where a capture lacks the tag.
 """
 
 from __future__ import annotations
@@ -21,9 +24,20 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from moto_vision.data.awb.formats import read_raw_record
+from moto_vision.data.images import read_image
 from moto_vision.data.records import SampleRecord
 
-__all__ = ["PhotoAWBDataset", "RawAWBDataset", "resize_with_mask"]
+__all__ = [
+    "CAPTURE_KEYS",
+    "CapturePredictDataset",
+    "PhotoAWBDataset",
+    "RawAWBDataset",
+    "capture_facts",
+    "resize_with_mask",
+]
+
+#: Sample keys of camera captures (see the module docstring).
+CAPTURE_KEYS = ("as_shot_neutral", "camera_matrices", "camera_matrix_cct")
 
 
 def resize_with_mask(image: Tensor, valid: Tensor, size: int) -> tuple[Tensor, Tensor]:
@@ -44,6 +58,22 @@ def resize_with_mask(image: Tensor, valid: Tensor, size: int) -> tuple[Tensor, T
 def _unit(rgb: Sequence[float]) -> Tensor:
     t = torch.tensor(rgb, dtype=torch.float32)
     return t / t.norm()
+
+
+def capture_facts(record: SampleRecord) -> dict[str, Tensor]:
+    """The :data:`CAPTURE_KEYS` tensors of a capture record (NaN where the capture lacks the fact)."""
+    extra = record.extra
+    neutral = extra.get("as_shot_neutral")
+    matrices = extra.get("xyz_to_camera")
+    ccts = extra.get("calibration_cct")
+    nan = float("nan")
+    return {
+        "as_shot_neutral": _unit(neutral) if neutral is not None else torch.full((3,), nan),
+        "camera_matrices": torch.tensor(matrices, dtype=torch.float32).view(2, 3, 3)
+        if matrices is not None
+        else torch.full((2, 3, 3), nan),
+        "camera_matrix_cct": torch.tensor(ccts, dtype=torch.float32) if ccts is not None else torch.full((2,), nan),
+    }
 
 
 def _progress(iterable: Sequence[Any], description: str) -> Any:
@@ -73,6 +103,8 @@ class RawAWBDataset(Dataset):
         self.image_size = image_size
         self.cache = cache
         self._cache: dict[int, dict[str, Tensor]] = {}
+        # Every sample of a batch must have the same keys: captures add theirs when any record is a capture.
+        self.captures = any("as_shot_neutral" in r.extra or "xyz_to_camera" in r.extra for r in self.records)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -87,7 +119,10 @@ class RawAWBDataset(Dataset):
                 "black / saturation levels of this format."
             )
         image, valid = resize_with_mask(image, valid, self.image_size)
-        return {"image": image, "illuminant": _unit(record.illuminant), "valid": valid}  # type: ignore[arg-type]
+        sample = {"image": image, "illuminant": _unit(record.illuminant), "valid": valid}  # type: ignore[arg-type]
+        if self.captures:
+            sample.update(capture_facts(record))
+        return sample
 
     def preload(self, description: str = "Reading raw images") -> None:
         """Decode every image now (with a progress bar), so a bad file stops the run before training."""
@@ -104,20 +139,21 @@ class RawAWBDataset(Dataset):
 
 
 def _read_photo(path: Any, size: int) -> Tensor:
-    """Decode an sRGB photo, resize its short side to ``size`` and centre-crop to a square (float ``(3, S, S)``)."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode an sRGB photo, resize its short side to ``size`` and centre-crop to a square (float ``(3, S, S)``).
 
-    try:
-        with Image.open(path) as handle:
-            photo = handle.convert("RGB")
-            scale = size / min(photo.size)
-            width, height = max(size, round(photo.width * scale)), max(size, round(photo.height * scale))
-            photo = photo.resize((width, height), Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"{path}: cannot read this image ({error}).") from error
-    left, top = (width - size) // 2, (height - size) // 2
-    array = torch.frombuffer(bytearray(photo.crop((left, top, left + size, top + size)).tobytes()), dtype=torch.uint8)
-    return array.view(size, size, 3).permute(2, 0, 1).float() / 255.0
+    Decoding is :func:`moto_vision.data.images.read_image` (every Pillow mode, 16-bit, alpha, EXIF orientation,
+    HEIC); JPEGs are decoded at the smallest scale that keeps ``size`` pixels.
+    """
+    photo = read_image(path, reduce_to=size)
+    height, width = photo.shape[-2:]
+    scale = size / min(height, width)
+    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+    if (new_h, new_w) != (height, width):
+        # Area-like (antialiased) when shrinking, bicubic when enlarging, as the photos' earlier PIL resize.
+        mode = "bilinear" if scale < 1 else "bicubic"
+        photo = F.interpolate(photo[None], size=(new_h, new_w), mode=mode, antialias=scale < 1, align_corners=False)[0]
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return photo[:, top : top + size, left : left + size].clamp(0.0, 1.0).contiguous()
 
 
 class PhotoAWBDataset(Dataset):
@@ -162,3 +198,37 @@ class PhotoAWBDataset(Dataset):
         raw = raw[0]
         valid = (raw < 1.0).all(dim=0)
         return {"image": raw * valid, "illuminant": params["illuminant"][0], "valid": valid}
+
+
+class CapturePredictDataset(Dataset):
+    """Camera raw captures without ground truth, for ``predict``: the model's input plus what a writer needs.
+
+    Samples: ``image`` ``(3, S, S)`` and ``valid`` as for :class:`RawAWBDataset`, the :data:`CAPTURE_KEYS`
+    tensors, and ``path`` (the file, as a string).
+
+    Args:
+        paths: raw files (see :data:`moto_vision.data.raw.RAW_SUFFIXES`).
+        image_size: output height and width.
+    """
+
+    def __init__(self, paths: Sequence[Any], image_size: int = 64) -> None:
+        self.paths = [str(p) for p in paths]
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from moto_vision.data.raw import read_raw
+
+        capture = read_raw(self.paths[index])
+        image, valid = resize_with_mask(capture.image.clamp(0, 1) * capture.valid, capture.valid, self.image_size)
+        metadata = capture.metadata
+        matrices = metadata.xyz_to_camera()
+        extra: dict[str, Any] = {}
+        if metadata.neutral() is not None:
+            extra["as_shot_neutral"] = list(metadata.neutral() or ())
+        if matrices is not None:
+            extra.update(xyz_to_camera=matrices[0].reshape(2, 9).tolist(), calibration_cct=matrices[1].tolist())
+        facts = capture_facts(SampleRecord(image=capture.metadata.path, extra=extra))  # type: ignore[arg-type]
+        return {"image": image, "valid": valid, **facts, "path": self.paths[index]}

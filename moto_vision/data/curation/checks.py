@@ -9,7 +9,6 @@ near-duplicate images, the same image in two splits, one capture group in two sp
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
@@ -24,7 +23,8 @@ import numpy as np
 from moto_vision.data.curation.phash import near_duplicate_pairs
 from moto_vision.data.curation.rules import FormatRules, rules_for
 from moto_vision.data.curation.scan import HIST_BINS, SampleStats, ScanJob, run_scan
-from moto_vision.data.records import SPLITS, SampleRecord, apply_split_manifest, get_indexer
+from moto_vision.data.records import SampleRecord, apply_split_manifest, get_indexer
+from moto_vision.data.validation import record_problems
 
 __all__ = ["CHECKS", "DatasetScan", "GroupRule", "Issue", "resolve_groups", "scan_dataset"]
 
@@ -186,38 +186,10 @@ def resolve_groups(records: Sequence[SampleRecord], root: Path, rule: GroupRule)
 
 # ------------------------------------------------------------------------------------------ record checks
 def _check_record(record: SampleRecord, rel: str, task: str, rules: FormatRules, issues: list[Issue]) -> None:
-    """Ground-truth checks that need no pixels."""
-    if record.split is not None and record.split not in SPLITS:
-        issues.append(Issue("error", "bad_split", rel, f"split {record.split!r} is not one of {list(SPLITS)}"))
-    if task == "awb" and rules.needs_target:
-        illuminant = record.illuminant
-        if illuminant is None:
-            issues.append(Issue("error", "missing_illuminant", rel, "no ground-truth illuminant for this image"))
-        else:
-            values = [float(v) for v in illuminant]
-            if len(values) != 3 or not all(math.isfinite(v) for v in values):
-                issues.append(
-                    Issue("error", "illuminant_nonfinite", rel, f"illuminant {values} is not 3 finite numbers")
-                )
-            elif min(values) <= 0:
-                issues.append(
-                    Issue("error", "illuminant_nonpositive", rel, f"illuminant {values} has a component <= 0")
-                )
-    if task == "portrait" and rules.needs_target and not record.mask:
-        issues.append(Issue("error", "missing_mask", rel, "no mask for this image"))
-    if task == "scene" and rules.needs_target:
-        if not record.labels:
-            issues.append(Issue("error", "missing_label", rel, "no label for this image"))
-        else:
-            classes = record.extra.get("classes") or rules.classes
-            if classes is not None:
-                unknown = [label for label in record.labels if label not in set(classes)]
-                if unknown:
-                    issues.append(
-                        Issue(
-                            "error", "unknown_label", rel, f"labels {unknown} are not among the {len(classes)} classes"
-                        )
-                    )
+    """Ground-truth checks that need no pixels (the same ones training runs before its first step)."""
+    classes = record.extra.get("classes") or rules.classes
+    for problem in record_problems(record, task, needs_target=rules.needs_target, classes=classes):
+        issues.append(Issue("error", problem.code, rel, problem.message))
 
 
 #: ``SampleRecord.extra["mask_kind"]`` of the portrait indexers -> how the checks read the mask. ``auto`` (a person
@@ -414,7 +386,10 @@ def scan_dataset(
     jobs = (_job(i, record, rules) for i, record in enumerate(records))
     histogram = np.zeros(HIST_BINS)
     stats = []
-    for s in run_scan(jobs, len(records), workers=min(workers, max(1, len(records))), progress=progress):
+    from moto_vision.data.raw import is_raw_file
+
+    raw = any(is_raw_file(r.image) for r in records)
+    for s in run_scan(jobs, len(records), workers=min(workers, max(1, len(records))), progress=progress, spawn=raw):
         if s.histogram is not None:  # summed here so that per-sample memory stays a few numbers
             histogram += s.histogram
             s.histogram = None

@@ -1,4 +1,4 @@
-"""``moto-vision data check|report|split|formats``: the data-curation command line."""
+"""``moto-vision data check|report|split|label-awb|formats``: the data-curation command line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from moto_vision.heads.base import TASKS
+
 __all__ = ["build_parser", "data_main"]
 
 DESCRIPTION = """\
@@ -23,6 +25,7 @@ commands:
   check    validate every sample; list every problem with its file and reason; exit 1 on errors
   report   coverage statistics and plots (report.md + PNGs + report.json + samples.csv), spec verdicts
   split    deterministic stratified, grouped train/val/test manifests for the datamodules' `splits=`
+  label-awb  find the colour checker in raw captures and write a labelled AWB dataset (format raw_png)
   formats  list the dataset formats registered per task
 
 examples:
@@ -31,6 +34,7 @@ examples:
       --spec recipes/specs/portrait.yaml --out reports/portraits
   moto-vision data split /data/scenes --task scene --format image_folder --out splits/scenes \\
       --group-regex '^[^/]+/(?P<group>[^_]+)_'
+  moto-vision data label-awb /data/phone_captures --out /data/phone_awb
 """
 
 CHECK_EPILOG = """\
@@ -66,6 +70,20 @@ the same split whatever order the files are listed in. Train with it: `--data.sp
 """
 
 
+LABEL_EPILOG = """\
+ROOT is searched recursively for raw captures (.dng and the other formats LibRaw reads); nothing is written
+into it. OUT becomes a dataset in the raw_png format (images/*.png: 16-bit linear camera RGB, ground_truth.csv:
+illuminant, chart polygon, the phone's AsShotNeutral, the DNG colour matrices, ISO, exposure) that AWBDataModule
+and `data check|report|split --task awb --format raw_png` read, plus labels.json (every patch), failures.json
+and failures.csv (one reason per file), overrides_template.yaml and contact_sheet*.png for review.
+
+failure codes: missing_file, unreadable, truncated, missing_color_matrix, no_chart, chart_cut, chart_clipped,
+  patches_too_dark, patches_disagree, charts_disagree, excluded, error
+
+exit status: 0 every capture labelled, 1 some failed (see failures.csv), 2 bad usage.
+"""
+
+
 def _options(pairs: Sequence[str]) -> dict[str, Any]:
     options = {}
     for pair in pairs:
@@ -86,7 +104,7 @@ def _classes(value: str | None) -> list[str] | None:
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, help="dataset root folder")
-    parser.add_argument("--task", required=True, choices=["awb", "portrait", "scene"], help="the task reading it")
+    parser.add_argument("--task", required=True, choices=list(TASKS), help="the task reading it")
     parser.add_argument("--format", required=True, dest="fmt", help="dataset format (see `moto-vision data formats`)")
     parser.add_argument(
         "-O",
@@ -131,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moto-vision data", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", metavar="{check,report,split,formats}")
+    commands = parser.add_subparsers(dest="command", metavar="{check,report,split,label-awb,formats}")
     raw = argparse.RawDescriptionHelpFormatter
 
     check = commands.add_parser(
@@ -179,6 +197,34 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--merge-duplicates", action="store_true", help="keep exact/near-duplicate images together")
     split.add_argument("--near-threshold", type=int, default=6, help="pHash distance for --merge-duplicates")
     split.add_argument("--overwrite", action="store_true", help="replace manifests already in --out")
+
+    label = commands.add_parser(
+        "label-awb",
+        help="label raw captures from their colour checker",
+        description="Find the colour checker in every raw capture under ROOT, estimate the illuminant from its grey "
+        "patches in linear camera RGB, and write a labelled AWB dataset to --out.",
+        epilog=LABEL_EPILOG,
+        formatter_class=raw,
+    )
+    label.add_argument("root", type=Path, help="folder of raw captures (read only)")
+    label.add_argument("--out", type=Path, required=True, help="dataset folder to write (new or empty)")
+    label.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (own files only)")
+    label.add_argument("--overrides", type=Path, help="YAML/JSON chart corners (or exclusions) per capture")
+    label.add_argument(
+        "--metadata", type=Path, help="CSV with an image column; its other columns (light, scene, ...) are added"
+    )
+    label.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per 8 captures, up to all cores)"
+    )
+    label.add_argument("--no-progress", action="store_true", help="no progress bar")
+    label.add_argument("--no-contact-sheet", action="store_true", help="skip the contact sheet PNGs")
+    label.add_argument("--charts", type=int, default=2, help="charts to look for per capture (default 2)")
+    label.add_argument("--mask-margin", type=float, default=1.0, help="mask beyond the patch box, chart units (1.0)")
+    label.add_argument("--min-level", type=float, default=0.01, help="darkest usable grey patch / white level (0.01)")
+    label.add_argument("--max-patch-spread", type=float, default=3.0, help="grey patches agree within (deg, 3)")
+    label.add_argument("--max-chart-disagreement", type=float, default=2.0, help="two charts agree within (deg, 2)")
+    label.add_argument("--detect-size", type=int, default=1200, help="long side the detector sees (px, 1200)")
+    label.add_argument("--max-size", type=int, help="long side of the written PNGs (default: half-size raw)")
 
     commands.add_parser("formats", help="list the registered dataset formats per task")
     return parser
@@ -378,6 +424,36 @@ def _split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_awb(args: argparse.Namespace) -> int:
+    from moto_vision.data.curation.label_awb import LabelOptions, label_awb, main_summary
+
+    options = LabelOptions(
+        mask_margin=args.mask_margin,
+        min_level=args.min_level,
+        max_patch_spread=args.max_patch_spread,
+        max_chart_disagreement=args.max_chart_disagreement,
+        max_charts=max(1, args.charts),
+        detect_size=args.detect_size,
+        max_size=args.max_size,
+    )
+    try:
+        summary = label_awb(
+            args.root,
+            args.out,
+            options,
+            overrides=args.overrides,
+            metadata=args.metadata,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            contact_sheet=not args.no_contact_sheet,
+            progress=not args.no_progress,
+        )
+    except ImportError as error:
+        raise SystemExit(f"moto-vision data label-awb: {error}") from None
+    print(main_summary(summary))
+    return 1 if summary["failed"] else 0
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
@@ -403,17 +479,19 @@ def data_main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     from moto_vision.data.curation.spec import SpecError
+    from moto_vision.data.errors import MissingExtraError
 
     try:
         if args.command == "formats":
             return _formats()
         if args.workers is not None and args.workers < 1:
             raise SystemExit("moto-vision data: --workers must be >= 1")
-        return {"check": _check, "report": _report, "split": _split}[args.command](args)
+        return {"check": _check, "report": _report, "split": _split, "label-awb": _label_awb}[args.command](args)
     except SpecError as error:
         print(error, file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, MissingExtraError) as error:
+        # A missing optional package (pillow-heif for HEIC files) fails the whole run once, not once per file.
         print(f"moto-vision data {args.command}: {error}", file=sys.stderr)
         return 2
     except SystemExit as exit_:

@@ -39,8 +39,9 @@ class FormatRules:
         classes: the label vocabulary of a scene dataset (``None``: every label found is accepted), or the class
             names of a face-parsing format's ids (for the report).
         min_size: images whose short side is below this get a ``too_small`` warning.
-        exif_applied: the format's loader applies EXIF orientation (portrait formats do): a rotation tag is then a
-            warning, and masks are compared with the rotated image size; otherwise a rotation tag is an error.
+        exif_applied: the format's loader applies EXIF orientation (the sRGB loaders do; raw AWB PNGs are read as
+            stored): a rotation tag is then a warning, and masks are compared with the rotated image size; otherwise
+            a rotation tag is an error.
         needs_target: every sample must carry the task's ground truth (illuminant, mask, label); ``False`` for
             formats without it (AWB ``photos``, whose illuminants are synthesised).
     """
@@ -67,15 +68,21 @@ TASK_RULES: dict[str, FormatRules] = {
     # Real AWB datasets are linear raw captures stored as 16-bit PNGs; 8-bit data there has lost the
     # precision (and often the linearity) the illuminant estimate depends on.
     "awb": FormatRules(bit_depth=16, channels=3, strict_mode=True, linear=True),
-    # The portrait loaders read images and masks with their EXIF orientation applied.
+    # sRGB loaders read images (and portrait masks) with their EXIF orientation applied (moto_vision.data.images).
     "portrait": FormatRules(bit_depth=8, channels=3, mask_kind="binary", exif_applied=True),
-    "scene": FormatRules(bit_depth=8, channels=3),
+    "scene": FormatRules(bit_depth=8, channels=3, exif_applied=True),
 }
 
 #: Refinements for known formats, keyed by ``(task, format)``.
 FORMAT_RULES: dict[tuple[str, str], dict[str, Any]] = {
     # sRGB photos that the AWB datamodule unprocesses to raw.
-    ("awb", "photos"): {"bit_depth": 8, "strict_mode": False, "linear": False, "needs_target": False},
+    ("awb", "photos"): {
+        "bit_depth": 8,
+        "strict_mode": False,
+        "linear": False,
+        "needs_target": False,
+        "exif_applied": True,
+    },
     ("portrait", "matting"): {"mask_kind": "matte"},
     ("portrait", "lapa"): {"mask_kind": "labels", "num_classes": 11},
     ("portrait", "celebamask_hq"): {"mask_kind": "parts", "mask_same_size": False},

@@ -8,30 +8,29 @@ No pixels leave the worker, so memory stays bounded however large the dataset is
 Exposure is measured on a working copy of at most a few hundred pixels on the long side (JPEGs are decoded
 at reduced scale by libjpeg, which is what makes 10,000 photos take minutes, not hours). Linear raw images are
 normalised with their black level and saturation, and gamma-encoded (sRGB curve) before measuring, so that
-"dark" and "clipped" mean the same on every task.
+"dark" and "clipped" mean the same on every task. Camera raw files (DNG) are decoded by
+:func:`moto_vision.data.raw.read_raw` (their own black and white levels, orientation applied) instead of Pillow.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import re
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from moto_vision.data.curation.phash import THUMB_SIZE, phash
+from moto_vision.data.images import ImageReadError, conversion_note, decode_image, probe_image
+from moto_vision.data.validation import mask_size_problem
 
 __all__ = ["HIST_BINS", "ScanJob", "SampleStats", "run_scan", "scan_sample"]
 
 HIST_BINS = 64
 WORK_SIZE = 256
 CLIP_LEVEL = 0.98  # a channel at >= 98 % of its range counts as clipped
-EXIF_ORIENTATION = 0x0112
 
 
 @dataclass
@@ -86,38 +85,6 @@ class SampleStats:
 
 
 # ----------------------------------------------------------------------------------------------- image
-def _header_depth(data: bytes, image: Image.Image) -> tuple[int, int, str]:
-    """``(bits per channel, channels, readable mode name)`` from the file header (Pillow hides 16-bit RGB)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-        bits, colour_type = data[24], data[25]
-        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour_type, 0)
-        name = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}.get(colour_type, "?")
-        return (8 if colour_type == 3 else bits), channels, (name if bits == 8 else f"{name} {bits}-bit")
-    bands = len(image.getbands())
-    if image.mode.startswith("I;16"):
-        return 16, 1, "L 16-bit"
-    if image.mode in {"I", "F"}:
-        return 32, 1, f"{image.mode} 32-bit"
-    if image.mode == "1":
-        return 1, 1, "1-bit"
-    bits = getattr(image, "bits", 8) or 8
-    tag = image.tag_v2.get(258) if hasattr(image, "tag_v2") else None  # TIFF BitsPerSample
-    if tag:
-        bits = int(tag[0] if isinstance(tag, tuple) else tag)
-    if image.mode == "P":
-        return 8, 3, "P"
-    return int(bits), bands, image.mode if bits == 8 else f"{image.mode} {bits}-bit"
-
-
-def _decode_16bit_png(data: bytes) -> np.ndarray:
-    # Pillow keeps only the high byte of 16-bit RGB PNGs; torchvision's libpng decoder keeps all 16 bits.
-    import torch
-    from torchvision.io import ImageReadMode, decode_image
-
-    tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
-    return tensor.permute(1, 2, 0).numpy()
-
-
 def _reduce(array: np.ndarray, size: int) -> np.ndarray:
     """Block-average ``(H, W, C)`` down to about ``size`` px on the long side (integer factor)."""
     factor = max(1, max(array.shape[:2]) // size)
@@ -149,8 +116,36 @@ def _measure(rgb: np.ndarray, linear: bool, stats: SampleStats) -> None:
     stats.phash = phash(np.asarray(thumb))
 
 
+def _scan_raw(job: ScanJob, stats: SampleStats) -> None:
+    """A camera raw file: read with LibRaw, measured like a linear image (its saturation marks clipped pixels)."""
+    from moto_vision.data.raw import RawReadError, read_raw
+
+    try:
+        capture = read_raw(job.image)
+    except RawReadError as error:
+        code = error.code if error.code in ("missing_file", "truncated") else "unreadable"
+        stats.add("error", code, job.image, error.detail)
+        return
+    except ImportError as error:
+        stats.add("error", "unreadable", job.image, str(error))
+        return
+    stats.sha256 = hashlib.sha256(Path(job.image).read_bytes()).hexdigest()
+    stats.width, stats.height = capture.metadata.width, capture.metadata.height
+    stats.mode, stats.bit_depth = f"raw {capture.metadata.cfa_pattern or 'RGB'}", None
+    if min(stats.width or 0, stats.height or 0) < job.min_size:
+        stats.add("warning", "too_small", job.image, f"{stats.width}x{stats.height} px, below {job.min_size} px")
+    rgb = capture.image.clamp(0, 1).permute(1, 2, 0).numpy()
+    rgb = np.where(capture.valid.numpy()[..., None], rgb, 1.0)  # saturated pixels count as clipped
+    _measure(_reduce(rgb, WORK_SIZE), True, stats)
+
+
 def _scan_image(job: ScanJob, stats: SampleStats) -> None:
     path = job.image
+    from moto_vision.data.raw import is_raw_file
+
+    if is_raw_file(path):
+        _scan_raw(job, stats)
+        return
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -161,35 +156,25 @@ def _scan_image(job: ScanJob, stats: SampleStats) -> None:
         return
     stats.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        what = "an empty file" if not data else f"{len(data)} bytes Pillow does not recognise as an image"
-        stats.add("error", "unreadable", path, f"{what}; re-export or remove it")
+        info = probe_image(path, data)
+    except ImageReadError as error:
+        stats.add("error", error.code, path, error.reason)
         return
-    except (OSError, ValueError, struct.error) as error:
-        stats.add("error", "unreadable", path, f"the image header is broken ({error}); re-export or remove it")
-        return
-    stats.width, stats.height = image.size
-    bits, channels, stats.mode = _header_depth(data, image)
-    stats.bit_depth = bits
+    stats.width, stats.height = info.width, info.height
+    stats.mode, stats.bit_depth = info.label, info.bit_depth
     severity = "error" if job.strict_mode else "warning"
-    if job.bit_depth is not None and bits != job.bit_depth:
-        stats.add(
-            severity,
-            "bit_depth",
-            path,
-            f"{bits}-bit {image.format} ({stats.mode}), the format expects {job.bit_depth}-bit",
-        )
-    if job.channels is not None and channels != job.channels:
-        stats.add(severity, "mode", path, f"mode {stats.mode} ({channels} channels), the format expects {job.channels}")
-    try:
-        orientation = image.getexif().get(EXIF_ORIENTATION)
-    except Exception:  # noqa: BLE001 - a damaged file fails the decode below, which names the problem
-        orientation = None
-    if orientation not in (None, 1):
+    # Where the loader converts (sRGB formats), say what it does; raw AWB formats cannot use such files.
+    note = "" if job.strict_mode else f"; the loader {conversion_note(info)}"
+    if job.bit_depth is not None and info.bit_depth != job.bit_depth:
+        message = f"{info.bit_depth}-bit {info.format} ({info.label}), the format expects {job.bit_depth}-bit"
+        stats.add(severity, "bit_depth", path, message + note)
+    if job.channels is not None and info.channels != job.channels:
+        message = f"mode {info.label} ({info.channels} channels), the format expects {job.channels}"
+        stats.add(severity, "mode", path, message + note)
+    orientation = info.orientation
+    if orientation != 1:
         if job.exif_applied:
-            if orientation in (5, 6, 7, 8):  # the loader transposes: masks must match the rotated size
-                stats.width, stats.height = stats.height, stats.width
+            stats.width, stats.height = info.oriented_size  # the loader rotates: masks must match the rotated size
             stats.add(
                 "warning",
                 "exif_orientation",
@@ -205,39 +190,26 @@ def _scan_image(job: ScanJob, stats: SampleStats) -> None:
                 f"EXIF orientation {orientation}: viewers rotate it, training reads it unrotated (labels may not "
                 "match); re-save with the rotation applied (PIL.ImageOps.exif_transpose) or strip the tag",
             )
-    if min(image.size) < job.min_size:
-        stats.add("warning", "too_small", path, f"{image.size[0]}x{image.size[1]} px, below {job.min_size} px")
+    if min(info.width, info.height) < job.min_size:
+        stats.add("warning", "too_small", path, f"{info.width}x{info.height} px, below {job.min_size} px")
     try:
-        if bits > 8 and image.format == "PNG":
-            array = _decode_16bit_png(data).astype(np.float32)
-        else:
-            if image.format == "JPEG":
-                image.draft("RGB", (WORK_SIZE, WORK_SIZE))  # decode at 1/2..1/8 scale: the exposure needs no more
-            image.load()
-            if image.mode not in {"RGB", "L", "I;16", "I;16B", "I;16L", "I", "F"}:
-                image = image.convert("RGB")
-            array = np.asarray(image).astype(np.float32)
-    except Exception as error:  # noqa: BLE001 - any decoder failure means the pixel data is damaged
-        reason = re.sub(r"^.*\.cpp:\d+, ", "", str(error))  # drop torchvision's C++ source location
-        stats.add(
-            "error", "truncated", path, f"pixel data does not decode ({reason}); the file is truncated or corrupt"
-        )
+        # The decoder every loader uses; JPEGs at reduced scale (the exposure needs no more than WORK_SIZE).
+        rgb = decode_image(path, data, reduce_to=WORK_SIZE, orient=job.exif_applied)
+    except ImageReadError as error:
+        stats.add("error", error.code, path, error.reason)
         return
-    if array.ndim == 2:
-        array = array[..., None]
-    saturation = job.saturation
-    if saturation is None and job.saturation_margin is not None:
-        saturation = float(array.max()) - job.saturation_margin  # "image maximum minus a margin" (Cube+)
-    array = _reduce(array, WORK_SIZE)
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    elif array.shape[-1] > 3:
-        array = array[..., :3]
-    full_scale = float(2 ** min(bits, 16) - 1) if bits > 8 else 255.0
-    # Black level and saturation are raw-data facts: they apply to high-bit-depth files only.
-    black = job.black_level if bits > 8 else 0.0
-    white = saturation if saturation is not None and bits > 8 else full_scale
-    rgb = np.clip((array - black) / max(white - black, 1e-6), 0.0, 1.0)
+    if info.bit_depth > 8:
+        # Black level and saturation are raw-data facts (in file units): they apply to high-bit-depth files only.
+        full_scale = float(2 ** min(info.bit_depth, 16) - 1)
+        saturation = job.saturation
+        if saturation is None and job.saturation_margin is not None:
+            saturation = float(rgb.max()) * full_scale - job.saturation_margin  # "image maximum minus a margin"
+        rgb = _reduce(rgb, WORK_SIZE)
+        black = job.black_level / full_scale
+        white = 1.0 if saturation is None else saturation / full_scale
+        rgb = np.clip((rgb - black) / max(white - black, 1e-9), 0.0, 1.0)
+    else:
+        rgb = _reduce(rgb, WORK_SIZE)
     _measure(rgb, job.linear, stats)
 
 
@@ -268,29 +240,13 @@ def _load_mask(path: str, stats: SampleStats) -> np.ndarray | None:
 
 
 def _check_mask_size(job: ScanJob, path: str, mask: np.ndarray, stats: SampleStats) -> bool:
-    if stats.width is None:
+    if stats.width is None or stats.height is None:
         return True
-    mh, mw = mask.shape[:2]
-    if job.mask_same_size:
-        if (mw, mh) != (stats.width, stats.height):
-            stats.add(
-                "error",
-                "mask_size",
-                path,
-                f"mask is {mw}x{mh}, its image {Path(job.image).name} is {stats.width}x{stats.height}",
-            )
-            return False
-    elif abs(mw / mh - stats.width / stats.height) > 0.01 * stats.width / stats.height:
-        stats.add(
-            "error",
-            "mask_size",
-            path,
-            f"mask is {mw}x{mh} (aspect {mw / mh:.3f}), its image {Path(job.image).name} is "
-            f"{stats.width}x{stats.height} "
-            f"(aspect {stats.width / stats.height:.3f})",
-        )
-        return False
-    return True
+    image_size, mask_size = (stats.width, stats.height), (mask.shape[1], mask.shape[0])
+    why = mask_size_problem(image_size, mask_size, Path(job.image).name, same_size=job.mask_same_size)
+    if why:
+        stats.add("error", "mask_size", path, why)
+    return why is None
 
 
 def _boundary(labels: np.ndarray) -> float:
@@ -364,8 +320,14 @@ def scan_sample(job: ScanJob) -> SampleStats:
     return stats
 
 
-def run_scan(jobs: Iterable[ScanJob], total: int, workers: int = 1, progress: bool = True) -> Iterator[SampleStats]:
-    """Scan samples in ``workers`` processes, yielding stats in job order, with a progress bar on stderr."""
+def run_scan(
+    jobs: Iterable[ScanJob], total: int, workers: int = 1, progress: bool = True, spawn: bool = False
+) -> Iterator[SampleStats]:
+    """Scan samples in ``workers`` processes, yielding stats in job order, with a progress bar on stderr.
+
+    ``spawn`` starts fresh worker processes instead of forking (LibRaw, which decodes camera raw files, uses OpenMP,
+    which is not safe in a forked child).
+    """
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="scanning", unit="img", disable=not progress, dynamic_ncols=True, mininterval=0.5)
@@ -378,7 +340,7 @@ def run_scan(jobs: Iterable[ScanJob], total: int, workers: int = 1, progress: bo
         import multiprocessing
 
         # fork: workers inherit the imported modules instead of re-importing torch (seconds each).
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() and not spawn else "spawn"
         with multiprocessing.get_context(method).Pool(workers) as pool:
             for stats in pool.imap(scan_sample, jobs, chunksize=8):
                 yield stats

@@ -33,7 +33,17 @@ Each requirement has an ``attribute`` (see :mod:`.attributes`: ``class``, ``spli
 ``mask_area``, ``extra.<key>``, ...), at most one selector (``range: [low, high]``, ``bins: [e0, e1, ...]``,
 ``equals: value``, ``in: [values]``; none = every class for ``class``, every sample that has the attribute
 otherwise), at least one threshold (``min_count``, ``max_count``, ``min_share``, ``max_share``; shares are of
-the samples in scope), and optionally ``split`` (count that split only) and ``name``.
+the samples in scope), and optionally ``split`` (count that split only), ``name`` and ``each: true`` (judge every
+value of a categorical attribute on its own: each listed value with ``in``, else each value found; ``class`` does
+this by default). For example, per-camera counts and light types of camera captures::
+
+      - attribute: extra.camera
+        each: true
+        min_count: 200
+      - attribute: extra.light
+        in: [daylight, cloudy, shade, tungsten, fluorescent, led, flash]
+        each: true
+        min_count: 50
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ import yaml
 
 from moto_vision.data.curation.attributes import CATEGORICAL, NUMERIC
 from moto_vision.data.records import SPLITS
+from moto_vision.heads.base import TASKS
 
 __all__ = ["CollectionSpec", "Requirement", "SpecError", "Verdict", "evaluate_spec", "load_spec", "parse_spec"]
 
@@ -78,6 +89,7 @@ REQUIREMENT_KEYS = {
     "min_share",
     "max_share",
     "split",
+    "each",
 }
 THRESHOLDS = ("min_count", "max_count", "min_share", "max_share")
 
@@ -203,6 +215,13 @@ def _parse_requirement(raw: Any, where: str, problems: list[str]) -> list[Requir
     if len(selectors) > 1:
         problems.append(f"{where}: give at most one of range / bins / equals / in, got {selectors}")
         return []
+    each = raw.get("each", attribute == "class" and not selectors)
+    if not isinstance(each, bool):
+        problems.append(f"{where}.each: expected true or false, got {each!r}")
+        return []
+    if each and selectors and selectors[0] != "in":
+        problems.append(f"{where}: each counts every value of a categorical attribute; use in, not {selectors[0]}")
+        return []
     numeric_ok = attribute in NUMERIC or attribute.startswith("extra.")
     if selectors and selectors[0] in ("range", "bins") and not numeric_ok:
         problems.append(f"{where}.{selectors[0]}: {attribute!r} is categorical; use equals / in")
@@ -246,13 +265,13 @@ def _parse_requirement(raw: Any, where: str, problems: list[str]) -> list[Requir
         if not isinstance(members, list) or not members:
             problems.append(f"{where}.in: expected a non-empty list of values, got {members!r}")
             return []
-        return [Requirement(members=tuple(members), **common)]
+        return [Requirement(members=tuple(members), each=each, **common)]
     if "equals" in raw:
         if raw["equals"] is None:
             problems.append(f"{where}.equals: expected a value")
             return []
         return [Requirement(equals=raw["equals"], **common)]
-    return [Requirement(each=attribute == "class", **common)]
+    return [Requirement(each=each, **common)]
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> CollectionSpec:
@@ -267,8 +286,8 @@ def parse_spec(data: Any, source: str = "<spec>") -> CollectionSpec:
     if data.get("version", 1) != 1:
         problems.append(f"version: only version 1 exists, got {data.get('version')!r}")
     task = data.get("task")
-    if task is not None and task not in ("awb", "portrait", "scene"):
-        problems.append(f"task: expected awb, portrait or scene, got {task!r}")
+    if task is not None and task not in TASKS:
+        problems.append(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
     spec.task, spec.name = task, data.get("name")
     classes = data.get("classes")
     if classes is not None:
@@ -427,7 +446,12 @@ def evaluate_spec(spec: CollectionSpec, rows: Sequence[dict[str, Any]], leaks: d
     for requirement in spec.requirements:
         scope = [row for row in rows if requirement.split is None or row.get("split") == requirement.split]
         if requirement.each:
-            for category in _categories(scope, requirement.attribute, spec.classes):
+            if requirement.members is not None:
+                categories = list(requirement.members)
+            else:
+                known = spec.classes if requirement.attribute == "class" else None
+                categories = _categories(scope, requirement.attribute, known)
+            for category in categories:
                 label = f"{requirement.label()}: {category}"
                 verdicts.append(_judge(requirement, label, _count(requirement, scope, category), len(scope)))
         else:

@@ -9,16 +9,28 @@ import torch
 from torch import nn
 
 from moto_vision.data.base import BaseDataModule
+from moto_vision.data.errors import DataOptionError
+from moto_vision.data.options import refuse_ignored_options, require_format_for_root, with_defaults
 from moto_vision.data.portrait.augment import SegmentationAugmentation, flip_permutation
 from moto_vision.data.portrait.datasets import PredictFolderDataset, RecordsDataset, SyntheticPortraitDataset
 from moto_vision.data.portrait.formats import FORMAT_CLASSES, PortraitDataError, list_images
 from moto_vision.data.portrait.synthetic import PART_NAMES
 from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
+from moto_vision.data.validation import check_records
 
 __all__ = ["PERSON_CLASSES", "PortraitDataModule", "assign_splits"]
 
 #: Class names of binary portrait masks.
 PERSON_CLASSES: tuple[str, ...] = ("background", "person")
+#: What the format-specific arguments (``None`` = not given) become where the format reads them.
+DEFAULTS: dict[str, object] = {
+    "resize": "letterbox",
+    "val_fraction": 0.1,
+    "test_fraction": 0.1,
+    "synthetic_train_size": 512,
+    "synthetic_val_size": 64,
+    "synthetic_test_size": 128,
+}
 
 
 def assign_splits(
@@ -75,14 +87,20 @@ class PortraitDataModule(BaseDataModule):
             formats fix their own classes. (Not ``class_names``: that is the model's argument, and Lightning
             refuses a datamodule and a model hyperparameter of the same name with different values.)
         image_size: side of the square training images (equal to the model's ``image_size``).
-        resize: ``"letterbox"`` (keep aspect, pad; the padding is ignored) or ``"stretch"``.
+        resize: files only (real formats, ``predict_root``): ``"letterbox"`` (keep aspect, pad; the padding is
+            ignored; the default) or ``"stretch"``.
         splits: split-manifest folder (``train.txt`` / ``val.txt`` / ``test.txt``) overriding the format's splits.
-        val_fraction: share of the training data held out for validation when the format has no val split.
-        test_fraction: share held out for testing when the format has no test split.
-        synthetic_train_size: synthetic training samples.
-        synthetic_val_size: synthetic validation samples (a fixed set).
-        synthetic_test_size: synthetic test samples (a fixed set).
-        synthetic_framing: ``"half_body"`` or ``"face"``; ``None`` picks ``face`` for parts, else ``half_body``.
+        val_fraction: real formats only: share of the training data held out for validation when the format has no
+            val split (default 0.1).
+        test_fraction: real formats only: share held out for testing when the format has no test split (default 0.1).
+        synthetic_train_size: ``synthetic`` only: training samples (default 512).
+        synthetic_val_size: ``synthetic`` only: validation samples, a fixed set (default 64).
+        synthetic_test_size: ``synthetic`` only: test samples, a fixed set (default 128).
+        synthetic_framing: ``synthetic`` only: ``"half_body"`` or ``"face"`` (default: ``face`` for parts, else
+            ``half_body``).
+
+    Options a format does not read are refused (:mod:`moto_vision.data.options`), as is a ``root`` with the
+    synthetic format.
         augment: flip, affine and colour augmentation of training batches.
         isp_preset: camera-pipeline augmentation of training images (:func:`moto_vision.isp.isp_preset`, sRGB
             domain: illuminant and white-balance errors, exposure, vignetting, sensor noise); the masks are
@@ -100,13 +118,13 @@ class PortraitDataModule(BaseDataModule):
         labels: Literal["person", "parts"] = "person",
         mask_class_names: list[str] | None = None,
         image_size: int = 256,
-        resize: Literal["letterbox", "stretch"] = "letterbox",
+        resize: Literal["letterbox", "stretch"] | None = None,
         splits: str | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        synthetic_train_size: int = 512,
-        synthetic_val_size: int = 64,
-        synthetic_test_size: int = 128,
+        val_fraction: float | None = None,
+        test_fraction: float | None = None,
+        synthetic_train_size: int | None = None,
+        synthetic_val_size: int | None = None,
+        synthetic_test_size: int | None = None,
         synthetic_framing: Literal["half_body", "face"] | None = None,
         augment: bool = True,
         isp_preset: Literal["none", "light", "default", "heavy"] = "default",
@@ -120,12 +138,38 @@ class PortraitDataModule(BaseDataModule):
         self.format = format
         self.labels = labels
         self.user_class_names = mask_class_names
+        if format != "synthetic" and format not in format_names("portrait"):
+            known = ["synthetic", *format_names("portrait")]
+            raise DataOptionError(f"Unknown portrait format {format!r}; known: {known}.")
+        files, synthetic = format != "synthetic", format == "synthetic"
+        refuse_ignored_options(
+            type(self).__name__,
+            format,
+            {
+                "splits": (splits, files),
+                "val_fraction": (val_fraction, files),
+                "test_fraction": (test_fraction, files),
+                "resize": (resize, files or predict_root is not None),
+                "synthetic_train_size": (synthetic_train_size, synthetic),
+                "synthetic_val_size": (synthetic_val_size, synthetic),
+                "synthetic_test_size": (synthetic_test_size, synthetic),
+                "synthetic_framing": (synthetic_framing, synthetic),
+            },
+            DEFAULTS,
+        )
+        require_format_for_root(type(self).__name__, "portrait", root, format)
         self.image_size = image_size
-        self.resize = resize
+        given = {"resize": resize, "val_fraction": val_fraction, "test_fraction": test_fraction}
+        given.update(synthetic_train_size=synthetic_train_size, synthetic_val_size=synthetic_val_size)
+        value = with_defaults({**given, "synthetic_test_size": synthetic_test_size}, DEFAULTS)
+        self.resize = value["resize"]
         self.splits = splits
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.synthetic_sizes = {"train": synthetic_train_size, "val": synthetic_val_size, "test": synthetic_test_size}
+        self.val_fraction, self.test_fraction = value["val_fraction"], value["test_fraction"]
+        self.synthetic_sizes = {
+            "train": value["synthetic_train_size"],
+            "val": value["synthetic_val_size"],
+            "test": value["synthetic_test_size"],
+        }
         self.synthetic_framing = synthetic_framing or ("face" if labels == "parts" else "half_body")
         self.augment_train = augment
         self.isp_preset = isp_preset
@@ -135,15 +179,12 @@ class PortraitDataModule(BaseDataModule):
     # ----------------------------------------------------------------- classes
     def _check_arguments(self) -> None:
         if self.format != "synthetic":
-            known = format_names("portrait")
-            if self.format not in known:
-                raise ValueError(f"Unknown portrait format {self.format!r}; known: ['synthetic', *{known}].")
             if self.root is None:
-                raise ValueError(f"format={self.format!r} needs the dataset folder: pass --data.root /path/to/data.")
+                raise DataOptionError(f"format={self.format!r} needs the dataset folder: pass --data.root /path/to/it.")
             if self.labels == "parts" and self.format == "matting":
-                raise ValueError("Matting datasets only have person mattes: use labels='person'.")
+                raise DataOptionError("Matting datasets only have person mattes: use labels='person'.")
             if self.labels == "parts" and self.format == "mask_folder" and not self.user_class_names:
-                raise ValueError(
+                raise DataOptionError(
                     "mask_folder with labels='parts' needs mask_class_names (one name per class id, background first)."
                 )
         self.class_names  # noqa: B018 (validates class_names early)
@@ -159,7 +200,7 @@ class PortraitDataModule(BaseDataModule):
             fixed = FORMAT_CLASSES.get(self.format)
         if fixed is not None:
             if self.user_class_names and list(self.user_class_names) != list(fixed):
-                raise ValueError(
+                raise DataOptionError(
                     f"format {self.format!r} has the classes {list(fixed)}; mask_class_names {self.user_class_names} "
                     "differ. Drop mask_class_names or make them equal."
                 )
@@ -208,6 +249,17 @@ class PortraitDataModule(BaseDataModule):
             records = apply_split_manifest(records, root, self.splits)
             if not records:
                 raise PortraitDataError(f"The split manifest {self.splits} lists none of the images under {root}.")
+        # Every image and mask header before the first step: a zero-byte PNG or a missing mask fails now, all of
+        # them in one message, not at the first batch that holds one.
+        check_records(
+            records,
+            task="portrait",
+            fmt=self.format,
+            root=root,
+            owner=type(self).__name__,
+            masks=True,
+            error=PortraitDataError,
+        )
         by_split = assign_splits(records, self.val_fraction, self.test_fraction, self.seed)
         if not by_split["train"]:
             raise PortraitDataError(f"No training samples in {root} (format {self.format!r}).")

@@ -33,6 +33,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from moto_vision.data import images
+from moto_vision.data.errors import DataError
 from moto_vision.data.records import SampleRecord, register_format
 
 __all__ = [
@@ -50,7 +52,7 @@ __all__ = [
     "read_mask",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = images.IMAGE_SUFFIXES
 
 #: CelebAMask-HQ's 19 classes: background, then the part files in the official ``g_mask.py`` order.
 CELEBAMASK_HQ_CLASSES: tuple[str, ...] = (
@@ -96,28 +98,22 @@ FORMAT_CLASSES: dict[str, tuple[str, ...]] = {"celebamask_hq": CELEBAMASK_HQ_CLA
 MaskKind = Literal["auto", "alpha", "ids", "parts"]
 
 
-class PortraitDataError(ValueError):
+class PortraitDataError(DataError):
     """A dataset file is missing, unreadable or inconsistent (the message names the file)."""
 
 
 # ------------------------------------------------------------------------------------------- decoding
 def read_image(path: str | Path) -> torch.Tensor:
-    """Read an image as ``(3, H, W)`` float RGB in ``[0, 1]``, with its EXIF orientation applied."""
-    from PIL import Image, ImageOps
+    """Read an image as ``(3, H, W)`` float RGB in ``[0, 1]``, upright (:func:`moto_vision.data.images.read_image`).
 
-    path = Path(path)
+    Raises:
+        PortraitDataError: the file is missing, not an image, or its pixel data does not decode.
+    """
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise PortraitDataError(f"{path}: image file not found.") from None
-    except Exception as error:
-        raise PortraitDataError(
-            f"{path}: cannot read image ({type(error).__name__}: {error}). Re-export the file or remove it "
-            "from the dataset (or from the split manifest)."
-        ) from error
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
+        return images.read_image(path)
+    except images.ImageReadError as error:
+        hint = "Re-export the file or remove it from the dataset (or from the split manifest)."
+        raise PortraitDataError(f"{error}. {hint}") from None
 
 
 def _read_label_png(path: Path) -> tuple[np.ndarray, bool]:
@@ -228,29 +224,27 @@ def _combine_parts(record: SampleRecord) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- indexers
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """Image files under ``folder`` (recursively, hidden files skipped), sorted."""
+    return images.list_image_files(folder)
 
 
 def _stem_key(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
-def _pair_by_stem(images_dir: Path, masks_dir: Path, *, strict: bool = True) -> list[tuple[Path, Path]]:
+def _pair_by_stem(images_dir: Path, masks_dir: Path) -> list[dict]:
+    """``SampleRecord`` fields of each image under ``images_dir`` and the mask of the same relative path and stem.
+
+    An image without a mask is kept, with a ``missing_mask`` problem: ``data check`` reports it with every other
+    problem of the dataset, and training refuses it before its first step.
+    """
     masks = {_stem_key(p, masks_dir): p for p in list_images(masks_dir)}
-    pairs, missing = [], []
+    pairs = []
     for image in list_images(images_dir):
-        mask = masks.get(_stem_key(image, images_dir))
-        if mask is None:
-            missing.append(image)
-        else:
-            pairs.append((image, mask))
-    if missing and strict:
-        raise PortraitDataError(
-            f"{len(missing)} image(s) under {images_dir} have no mask in {masks_dir} with the same relative path "
-            f"and stem (first: {missing[0]}, expected e.g. {masks_dir / _stem_key(missing[0], images_dir)}.png). "
-            "Add the masks or move the unlabelled images out of the dataset."
-        )
+        key = _stem_key(image, images_dir)
+        mask = masks.get(key)
+        problems = [] if mask else [("missing_mask", f"no mask {masks_dir.name}/{key}.* (same relative path, stem)")]
+        pairs.append({"image": image, "mask": mask, "problems": problems})
     return pairs
 
 
@@ -275,8 +269,8 @@ def index_mask_folder(root: Path, images: str = "images", masks: str = "masks") 
     records = []
     for folder, split in candidates:
         if (folder / images).is_dir() and (folder / masks).is_dir():
-            for image, mask in _pair_by_stem(folder / images, folder / masks):
-                records.append(SampleRecord(image=image, split=split, mask=mask, extra={"mask_kind": "auto"}))
+            for pair in _pair_by_stem(folder / images, folder / masks):
+                records.append(SampleRecord(split=split, extra={"mask_kind": "auto"}, **pair))
     if not records:
         raise PortraitDataError(f"No image/mask pairs found under {root}. Expected {layout}.")
     return records
@@ -306,10 +300,10 @@ def index_matting(root: Path) -> list[SampleRecord]:
             if not ((folder / image_dir).is_dir() and (folder / alpha_dir).is_dir()):
                 continue
             split = _split_from_path(folder.relative_to(root))
-            for image, matte in _pair_by_stem(folder / image_dir, folder / alpha_dir):
-                record_split = split_lists.get(image.stem, split) if split_lists else split
+            for pair in _pair_by_stem(folder / image_dir, folder / alpha_dir):
+                record_split = split_lists.get(pair["image"].stem, split) if split_lists else split
                 extra = {"mask_kind": "alpha", "layout": f"{image_dir}+{alpha_dir}"}
-                records.append(SampleRecord(image=image, split=record_split, mask=matte, extra=extra))
+                records.append(SampleRecord(split=record_split, extra=extra, **pair))
     if not records:
         raise PortraitDataError(f"No image/matte folder pairs under {root}. Expected {layout}.")
     return records
@@ -402,9 +396,9 @@ def index_lapa(root: Path) -> list[SampleRecord]:
     for split in ("train", "val", "test"):
         folder = root / split
         if (folder / "images").is_dir() and (folder / "labels").is_dir():
-            for image, label in _pair_by_stem(folder / "images", folder / "labels"):
+            for pair in _pair_by_stem(folder / "images", folder / "labels"):
                 extra = {"mask_kind": "ids", "num_classes": len(LAPA_CLASSES)}
-                records.append(SampleRecord(image=image, split=split, mask=label, extra=extra))
+                records.append(SampleRecord(split=split, extra=extra, **pair))
     if not records:
         raise PortraitDataError(f"No LaPa samples under {root}. Expected {layout}.")
     return records

@@ -12,7 +12,7 @@ from moto_vision.data.scene.formats import (
     index_places365,
 )
 from moto_vision.data.scene.synthetic import SceneSpec, SyntheticScenes, render_scene
-from moto_vision.data.scene.taxonomy import (
+from moto_vision.heads.scene_taxonomy import (
     CAMERA_SCENES,
     SYNTHETIC_SCENES,
     SceneClass,

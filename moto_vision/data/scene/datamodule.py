@@ -26,14 +26,24 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from moto_vision.data.base import BaseDataModule
+from moto_vision.data.errors import DataOptionError
+from moto_vision.data.options import refuse_ignored_options, require_format_for_root, with_defaults
 from moto_vision.data.records import SampleRecord, apply_split_manifest, get_indexer
 from moto_vision.data.scene.formats import SceneDataError, SceneImages, class_names_of, list_images
 from moto_vision.data.scene.synthetic import SyntheticScenes
-from moto_vision.data.scene.taxonomy import SYNTHETIC_SCENES, resolve_class_names
+from moto_vision.data.validation import check_records
+from moto_vision.heads.scene_taxonomy import SYNTHETIC_SCENES, resolve_class_names
 
 __all__ = ["SceneDataModule", "assign_splits"]
 
 SceneFormat = Literal["synthetic", "image_folder", "manifest", "places365"]
+#: What the format-specific arguments (``None`` = not given) become where the format reads them.
+DEFAULTS: dict[str, float | int] = {
+    "val_fraction": 0.1,
+    "test_fraction": 0.1,
+    "synthetic_train_size": 1800,
+    "synthetic_eval_size": 450,
+}
 
 
 class SceneDataModule(BaseDataModule):
@@ -54,20 +64,24 @@ class SceneDataModule(BaseDataModule):
         image_size: square size images are resized and centre-cropped to (keep equal to the model's).
         manifest: manifest file name inside ``root`` (format ``manifest``).
         splits: split-manifest folder (``train.txt`` / ``val.txt`` / ``test.txt`` from ``moto-vision data split``).
-        val_fraction: share of unsplit records for validation (and of train when a format has no val split).
-        test_fraction: share of unsplit records for testing.
+        val_fraction: real formats only: share of unsplit records for validation (and of train when a format has no
+            val split; default 0.1).
+        test_fraction: real formats only: share of unsplit records for testing (default 0.1).
         balanced_sampling: draw training samples with probability inversely proportional to their class
             frequency (for multi-label, their rarest label), so every class is seen equally often.
         crop_scale: smallest area share of the random resized crops of training images (``1.0``: no crops).
         flip: random horizontal flips of training images.
         isp_preset: camera-pipeline augmentation of training images (:func:`moto_vision.isp.isp_preset`,
             sRGB domain): ``none``, ``light``, ``default`` or ``heavy``.
-        synthetic_train_size: number of synthetic training images.
-        synthetic_eval_size: number of synthetic validation images, and of test images.
+        synthetic_train_size: ``synthetic`` only: number of training images (default 1800).
+        synthetic_eval_size: ``synthetic`` only: number of validation images, and of test images (default 450).
         predict_root: folder of images for ``predict`` (recursively; the test split when unset).
         batch_size: samples per batch.
         num_workers: data-loading worker processes.
         seed: seed of the synthetic training set, the split assignment and the balanced sampler.
+
+    Options a format does not read are refused (:mod:`moto_vision.data.options`), as is a ``root`` with the
+    synthetic format.
     """
 
     def __init__(
@@ -79,25 +93,42 @@ class SceneDataModule(BaseDataModule):
         image_size: int = 64,
         manifest: str | None = None,
         splits: str | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        val_fraction: float | None = None,
+        test_fraction: float | None = None,
         balanced_sampling: bool = False,
         crop_scale: float = 0.5,
         flip: bool = True,
         isp_preset: Literal["none", "light", "default", "heavy"] = "default",
-        synthetic_train_size: int = 1800,
-        synthetic_eval_size: int = 450,
+        synthetic_train_size: int | None = None,
+        synthetic_eval_size: int | None = None,
         predict_root: str | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        files, synthetic = format != "synthetic", format == "synthetic"
+        refuse_ignored_options(
+            type(self).__name__,
+            format,
+            {
+                "manifest": (manifest, format == "manifest"),
+                "splits": (splits, files),
+                "val_fraction": (val_fraction, files),
+                "test_fraction": (test_fraction, files),
+                "synthetic_train_size": (synthetic_train_size, synthetic),
+                "synthetic_eval_size": (synthetic_eval_size, synthetic),
+            },
+            DEFAULTS,
+        )
+        require_format_for_root(type(self).__name__, "scene", root, format)
         if format != "synthetic" and root is None:
-            raise ValueError(f"--data.root is required for the {format!r} format (a dataset folder or manifest).")
+            raise DataOptionError(f"--data.root is required for the {format!r} format (a dataset folder or manifest).")
+        fractions = with_defaults({"val_fraction": val_fraction, "test_fraction": test_fraction}, DEFAULTS)
+        val_fraction, test_fraction = fractions["val_fraction"], fractions["test_fraction"]
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}.")
+                raise DataOptionError(f"{name} must be in [0, 1), got {value}.")
         self.root = root
         self.format = format
         self.multi_label = multi_label
@@ -108,12 +139,17 @@ class SceneDataModule(BaseDataModule):
         self.test_fraction = test_fraction
         self.balanced_sampling = balanced_sampling
         if not 0.0 < crop_scale <= 1.0:
-            raise ValueError(f"crop_scale must be in (0, 1], got {crop_scale}.")
+            raise DataOptionError(f"crop_scale must be in (0, 1], got {crop_scale}.")
         self.crop_scale = crop_scale
         self.flip = flip
         self.isp_preset = isp_preset
-        self.synthetic_train_size = synthetic_train_size
-        self.synthetic_eval_size = synthetic_eval_size
+        sizes = with_defaults(
+            {"synthetic_train_size": synthetic_train_size, "synthetic_eval_size": synthetic_eval_size}, DEFAULTS
+        )
+        self.synthetic_train_size, self.synthetic_eval_size = (
+            int(sizes["synthetic_train_size"]),
+            int(sizes["synthetic_eval_size"]),
+        )
         self.predict_root = predict_root
         self.class_names: list[str] | None = None
         if classes is not None:
@@ -150,6 +186,16 @@ class SceneDataModule(BaseDataModule):
         records = get_indexer("scene", self.format)(Path(self.root), **options)
         if self.splits is not None:
             records = apply_split_manifest(records, self._split_root(), self.splits)
+        # Every record and image header before the first step, all problems in one message.
+        check_records(
+            records,
+            task="scene",
+            fmt=self.format,
+            root=self.root,
+            owner=type(self).__name__,
+            classes=self.class_names,
+            error=SceneDataError,
+        )
         if self.class_names is None:
             self.class_names = class_names_of(records)
             if len(self.class_names) < 2:

@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from moto_vision.data import images
+from moto_vision.data.errors import DataError
 from moto_vision.data.records import SampleRecord, register_format
 
 __all__ = [
@@ -54,24 +56,20 @@ __all__ = [
     "load_image",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = images.IMAGE_SUFFIXES
 _SPLIT_FOLDERS = ("train", "val", "test")
 _PATH_COLUMNS = ("path", "image", "file", "filename")
 _LABEL_COLUMNS = ("labels", "label", "scenes", "scene", "tags")
 _LABEL_SEPARATORS = (";", "|")
 
 
-class SceneDataError(ValueError):
+class SceneDataError(DataError):
     """Bad scene data: the message names the file (and line) and what to fix."""
 
 
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively, hidden files skipped), sorted."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-    )
+    return images.list_image_files(folder)
 
 
 def _require_dir(root: Path, fmt: str) -> Path:
@@ -133,8 +131,9 @@ def index_manifest(root: Path, manifest: str | None = None) -> list[SampleRecord
             ``manifest.jsonl`` or ``manifest.json``, whichever exists).
 
     Raises:
-        SceneDataError: missing manifest, missing columns, malformed line, or a listed image that does not
-            exist (naming the manifest file and line).
+        SceneDataError: missing manifest, missing columns or a malformed line (naming the manifest file and line).
+            A listed image that does not exist, or a bad split, stays in its record for the checks
+            (:mod:`moto_vision.data.validation`).
     """
     path = _find_manifest(Path(root).expanduser(), manifest)
     base = path.parent
@@ -144,14 +143,11 @@ def index_manifest(root: Path, manifest: str | None = None) -> list[SampleRecord
         rows = _read_csv(path)
     records = []
     for line, image, labels, split in rows:
-        source = f"{path}:{line}"
+        # A listed image that does not exist or a split that is not train/val/test is that sample's problem: the
+        # record is kept as listed, and the checks name it with its line (``extra["source"]``).
         image_path = Path(image).expanduser()
         image_path = image_path if image_path.is_absolute() else base / image_path
-        if not image_path.is_file():
-            raise SceneDataError(f"{source}: image {image_path} does not exist. Fix the path or drop the line.")
-        if split is not None and split not in _SPLIT_FOLDERS:
-            raise SceneDataError(f"{source}: split {split!r} is not one of {list(_SPLIT_FOLDERS)}.")
-        records.append(SampleRecord(image=image_path, split=split, labels=labels, extra={"source": source}))
+        records.append(SampleRecord(image=image_path, split=split, labels=labels, extra={"source": f"{path}:{line}"}))
     if not records:
         raise SceneDataError(f"Manifest {path} lists no images.")
     return records
@@ -233,7 +229,8 @@ def index_places365(root: Path, train_list: str = "places365_train_standard.txt"
         train_list: training list (``places365_train_standard.txt`` or ``places365_train_challenge.txt``).
 
     Raises:
-        SceneDataError: a missing list or image folder, a malformed line, or a label outside the categories.
+        SceneDataError: a missing list or image folder, or a malformed line. A class index outside the
+            categories is that sample's ``unknown_label`` problem (:mod:`moto_vision.data.validation`).
     """
     root = _require_dir(root, "places365")
     categories_file = root / "categories_places365.txt"
@@ -258,17 +255,17 @@ def index_places365(root: Path, train_list: str = "places365_train_standard.txt"
             if len(parts) != 2 or not parts[1].isdigit():
                 raise SceneDataError(f"{list_file}:{line}: expected '<image path> <class index>', got {text!r}.")
             index = int(parts[1])
-            if index >= len(categories):
-                raise SceneDataError(
-                    f"{list_file}:{line}: class index {index} is outside the {len(categories)} categories of "
-                    f"{categories_file}."
-                )
+            problems = []
+            if index >= len(categories):  # that sample's problem, kept for the checks
+                message = f"class index {index} is outside the {len(categories)} categories of {categories_file}"
+                problems.append(("unknown_label", message))
             records.append(
                 SampleRecord(
                     image=image_dir / parts[0].lstrip("/"),
                     split=split,
-                    labels=[categories[index]],
-                    extra={"source": f"{list_file}:{line}", "class_index": index},
+                    labels=[categories[index]] if not problems else [],
+                    extra={"source": f"{list_file}:{line}", **({"class_index": index} if not problems else {})},
+                    problems=problems,
                 )
             )
     return records
@@ -334,22 +331,28 @@ class SceneImages(Dataset):
             self.check_labels()
 
     def check_labels(self) -> None:
-        """Raise :class:`SceneDataError` naming the first record with an unknown or missing label."""
+        """Raise one :class:`SceneDataError` naming every record with an unknown, missing or extra label."""
+        problems = []
         for record in self.records:
             where = record.extra.get("source", record.image)
             labels = record.labels or []
             unknown = [label for label in labels if label not in self.index]
             if unknown:
-                shown = self.class_names if len(self.class_names) <= 40 else [*self.class_names[:40], "..."]
-                raise SceneDataError(
-                    f"{where}: image {record.image} has unknown label(s) {unknown}; known classes: {shown}. "
-                    "Fix the label, or add the class to --data.classes and --model.class_names."
-                )
-            if not self.multi_label and len(labels) != 1:
-                raise SceneDataError(
-                    f"{where}: image {record.image} has {len(labels)} labels {labels}, but multi-class training needs "
-                    "exactly one. Use --data.multi_label true (and --model.multi_label true) for multi-label data."
-                )
+                problems.append(f"{where}: image {record.image} has unknown label(s) {unknown}")
+            elif not self.multi_label and len(labels) != 1:
+                problems.append(f"{where}: image {record.image} has {len(labels)} labels {labels}")
+        if not problems:
+            return
+        shown = self.class_names if len(self.class_names) <= 40 else [*self.class_names[:40], "..."]
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise SceneDataError(
+            f"{len(problems)} of {len(self.records)} images have labels this model cannot learn:\n  "
+            + "\n  ".join(problems[:10])
+            + more
+            + f"\nKnown classes: {shown}. Fix the labels, or add the classes to --data.classes and --model.class_names"
+            + ("." if self.multi_label else "; multi-class training needs exactly one label per image (use "
+               "--data.multi_label true and --model.multi_label true for multi-label data).")
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.records)
@@ -373,26 +376,22 @@ class SceneImages(Dataset):
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
-    """Read an image as ``(3, size, size)`` float sRGB in ``[0, 1]`` (shorter side resized, centre crop).
+    """Read an image as ``(3, size, size)`` float sRGB in ``[0, 1]``, upright (shorter side resized, centre crop).
+
+    Decoding is :func:`moto_vision.data.images.decode_image` (every Pillow mode, 16-bit, alpha, EXIF orientation,
+    HEIC); JPEGs are decoded at the smallest scale that keeps ``size`` pixels.
 
     Raises:
         SceneDataError: the file is missing, truncated or not an image.
     """
-    from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.load()
-    except FileNotFoundError:
-        raise SceneDataError(f"Image {path} does not exist (it was listed when the dataset was indexed).") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        tensor = images.read_image(path, reduce_to=size)
+    except images.ImageReadError as error:
         raise SceneDataError(
-            f"Cannot read image {path}: {error}. Replace or remove the file (`moto-vision data check` lists every "
+            f"Cannot read image {error}. Replace or remove the file (`moto-vision data check` lists every "
             "unreadable file of a dataset)."
         ) from None
-    tensor = TF.pil_to_tensor(image)
     tensor = TF.resize(tensor, size, antialias=True)
-    tensor = TF.center_crop(tensor, [size, size])
-    return tensor.float() / 255.0
+    return TF.center_crop(tensor, [size, size]).clamp_(0.0, 1.0)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from moto_vision.data.scene.taxonomy import SYNTHETIC_SCENES
+from moto_vision.heads.scene_taxonomy import SYNTHETIC_SCENES
 
 __all__ = [
     "ENVIRONMENTS",
@@ -132,7 +132,7 @@ def sample_spec(
     Args:
         g: random generator.
         multi_label: combine layers at random (``True``) or show exactly one class (``False``).
-        class_names: the classes in use (a subset of :data:`~moto_vision.data.scene.taxonomy.SYNTHETIC_SCENES`);
+        class_names: the classes in use (a subset of :data:`~moto_vision.heads.scene_taxonomy.SYNTHETIC_SCENES`);
             layers of other classes are never drawn, so labels always describe the image.
         index: in multi-class mode, the class is ``class_names[index % len(class_names)]`` (balanced);
             drawn at random when ``None``.
@@ -478,7 +478,7 @@ class SyntheticScenes(Dataset):
         image_size: output height and width in pixels.
         multi_label: combine scene layers and return multi-hot labels.
         class_names: classes to render, a subset of
-            :data:`~moto_vision.data.scene.taxonomy.SYNTHETIC_SCENES` in the order of the label indices.
+            :data:`~moto_vision.heads.scene_taxonomy.SYNTHETIC_SCENES` in the order of the label indices.
         cache: keep rendered images (as uint8) in memory so later epochs do not render again.
     """
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["plot_confusion", "print_scene_report", "read_png", "render_predictions"]
+__all__ = ["plot_confusion", "print_scene_report", "render_predictions"]
 
 
 def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: str | Path) -> Path:
@@ -68,15 +68,6 @@ def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: st
         figure.suptitle("Per-scene confusion (rows: true, columns: predicted at the fitted thresholds)")
     FigureCanvasAgg(figure).print_png(str(path))
     return path
-
-
-def read_png(path: str | Path) -> torch.Tensor:
-    """Read a PNG as a ``(3, H, W)`` float tensor in ``[0, 1]`` (for TensorBoard)."""
-    from PIL import Image
-    from torchvision.transforms.v2.functional import pil_to_tensor
-
-    with Image.open(path) as image:
-        return pil_to_tensor(image.convert("RGB")).float() / 255.0
 
 
 def print_scene_report(
