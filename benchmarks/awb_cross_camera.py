@@ -44,7 +44,7 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +157,17 @@ def _crop_boxes(h: int, w: int, g: torch.Generator, n: int = 3) -> list[tuple[in
     return boxes
 
 
+def _crops(photos: list[Photo], g: torch.Generator) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """``(photo index, linear crop, clipped share)`` of every photo's full frame and crops (:func:`_crop_boxes`)."""
+    for index, photo in enumerate(photos):
+        for top, left, ch, cw in _crop_boxes(*photo.linear.shape[-2:], g):
+            yield (
+                index,
+                photo.linear[:, top : top + ch, left : left + cw],
+                photo.clipped[top : top + ch, left : left + cw],
+            )
+
+
 def capture(scene: Tensor, clipped: Tensor, g: torch.Generator) -> Tensor:
     """A 64 x 64 raw thumbnail of a lit scene ``(3, H, W)`` (linear, any scale), as the held-out protocol makes one.
 
@@ -192,16 +203,11 @@ def srgb_planckian(photos: list[Photo], seed: int = 0, lights: int = 6) -> tuple
     cct = torch.exp(torch.linspace(math.log(2500.0), math.log(10000.0), lights))
     light = planckian_illuminant(cct.double()).float()  # (lights, 3) unit norm, linear sRGB
     images, labels, groups = [], [], []
-    for index, photo in enumerate(photos):
-        for top, left, ch, cw in _crop_boxes(*photo.linear.shape[-2:], g):
-            crop, clipped = (
-                photo.linear[:, top : top + ch, left : left + cw],
-                photo.clipped[top : top + ch, left : left + cw],
-            )
-            for k in range(lights):
-                images.append(capture(crop * light[k][:, None, None], clipped, g))
-                labels.append(light[k])
-                groups.append(index)
+    for index, crop, clipped in _crops(photos, g):
+        for k in range(lights):
+            images.append(capture(crop * light[k][:, None, None], clipped, g))
+            labels.append(light[k])
+            groups.append(index)
     n = len(images)
     # The identity "camera": linear sRGB is XYZ -> sRGB.
     return torch.stack(images), torch.stack(labels), XYZ_TO_SRGB.float().expand(n, 3, 3), torch.tensor(groups)
@@ -216,30 +222,24 @@ def photos_in_cameras(
     matrices = fit_xyz_to_raw(sensitivities).float()  # (C, 3, 3)
     white_d65 = camera_response(sensitivities, daylight_spd(6504.0)).float()  # (C, 3)
     images, labels, cameras, groups = [], [], [], []
-    for index, photo in enumerate(photos):
-        for top, left, ch, cw in _crop_boxes(*photo.linear.shape[-2:], g):
-            # White-balanced photo: a white surface is sRGB (1, 1, 1) = D65.
-            crop, clipped = (
-                photo.linear[:, top : top + ch, left : left + cw],
-                photo.clipped[top : top + ch, left : left + cw],
-            )
-            for _ in range(lights_per_crop):
-                cam = int(torch.randint(len(sensitivities), (1,), generator=g))
-                kind = int(torch.randint(3, (1,), generator=g))
-                u = float(torch.rand(1, generator=g))
-                if kind == 0:
-                    spd = daylight_spd(1e6 / (1e6 / 12000 + (1e6 / 4000 - 1e6 / 12000) * u))
-                elif kind == 1:
-                    spd = planck_spd(1e6 / (1e6 / 7000 + (1e6 / 2500 - 1e6 / 7000) * u))
-                else:
-                    spd = data["lights"][int(u * len(data["lights"]))]
-                light = camera_response(sensitivities[cam], spd).float()
-                to_raw = torch.diag(light / white_d65[cam]) @ matrices[cam] @ SRGB_TO_XYZ.float()
-                scene = torch.einsum("ij,jhw->ihw", to_raw, crop).clamp_min(0)
-                images.append(capture(scene, clipped, g))
-                labels.append(F.normalize(light, dim=0))
-                cameras.append(matrices[cam])
-                groups.append(index)
+    for index, crop, clipped in _crops(photos, g):  # white-balanced photos: a white surface is sRGB 1 = D65
+        for _ in range(lights_per_crop):
+            cam = int(torch.randint(len(sensitivities), (1,), generator=g))
+            kind = int(torch.randint(3, (1,), generator=g))
+            u = float(torch.rand(1, generator=g))
+            if kind == 0:
+                spd = daylight_spd(1e6 / (1e6 / 12000 + (1e6 / 4000 - 1e6 / 12000) * u))
+            elif kind == 1:
+                spd = planck_spd(1e6 / (1e6 / 7000 + (1e6 / 2500 - 1e6 / 7000) * u))
+            else:
+                spd = data["lights"][int(u * len(data["lights"]))]
+            light = camera_response(sensitivities[cam], spd).float()
+            to_raw = torch.diag(light / white_d65[cam]) @ matrices[cam] @ SRGB_TO_XYZ.float()
+            scene = torch.einsum("ij,jhw->ihw", to_raw, crop).clamp_min(0)
+            images.append(capture(scene, clipped, g))
+            labels.append(F.normalize(light, dim=0))
+            cameras.append(matrices[cam])
+            groups.append(index)
     return torch.stack(images), torch.stack(labels), torch.stack(cameras), torch.tensor(groups)
 
 
