@@ -207,6 +207,7 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
     import lightning as L
 
     from moto_vision.data import MultiTaskDataModule
+    from moto_vision.data.multitask import DATA_OPTIONS
     from moto_vision.tasks import AWBRegressor, MultiTaskPerception, PortraitSegmenter, SceneClassifier
 
     recipe = _recipe("multitask")
@@ -225,6 +226,8 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
         "runs": {},
     }
 
+    # The recipe's per-task data sections, typed as the training parser builds them.
+    data_args = {key: DATA_OPTIONS[key](**value) if key in DATA_OPTIONS else value for key, value in data_args.items()}
     L.seed_everything(args.seed)
     data = MultiTaskDataModule(**data_args)
     model = MultiTaskPerception(**{**model_args, "log_predictions": False})
