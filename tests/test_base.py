@@ -65,3 +65,17 @@ def test_augmentation_runs_per_split_on_the_batch():
 def test_missing_dataset_message():
     with pytest.raises(RuntimeError, match="no train dataset"):
         BaseDataModule().train_dataloader()
+
+
+def test_help_names_each_tasks_default_of_the_shared_optimiser_arguments() -> None:
+    from jsonargparse import ArgumentParser
+
+    from moto_vision.tasks import AWBRegressor, PortraitSegmenter, SceneClassifier
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(PortraitSegmenter, "model")
+    text = " ".join(parser.format_help().split())
+    for task in (AWBRegressor, PortraitSegmenter, SceneClassifier):
+        for key in ("lr", "weight_decay", "warmup_fraction"):
+            assert f"{task.__name__} {task.optimizer_defaults[key]:g}" in text
+    assert "SceneClassifier 0.02" in text  # its weight decay, unlike the others'

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from torchmetrics import MeanAbsoluteError, MetricCollection
 
 from moto_vision.data import BaseDataModule, MultiTaskDataModule
+from moto_vision.data.multitask import AWBDataOptions
 from moto_vision.heads import TaskKit, registry
 from moto_vision.tasks import MultiTaskPerception
 from tests.helpers.contract import KitContract
@@ -156,7 +157,10 @@ class TestBlurKit(KitContract):
 def test_the_fourth_task_trains_beside_awb_in_the_multi_task_model(tmp_path) -> None:
     L.seed_everything(0)
     data = MultiTaskDataModule(
-        tasks=["awb", "blur"], image_size=32, batch_size=16, awb={"train_size": 96, "val_size": 16, "test_size": 16}
+        tasks=["awb", "blur"],
+        image_size=32,
+        batch_size=16,
+        awb=AWBDataOptions(train_size=96, val_size=16, test_size=16),
     )
     model = MultiTaskPerception(
         heads=["awb", "blur"], backbone="mobilenetv3_small_050", image_size=32, lr=1e-2, log_predictions=False

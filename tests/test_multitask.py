@@ -3,6 +3,8 @@ backbone transfer, learning on every head, the export graph and the recipe."""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -10,9 +12,16 @@ import pytest
 import torch
 
 from moto_vision.backbones import create_backbone
-from moto_vision.cli import main
+from moto_vision.cli import main, recipe_datamodule
 from moto_vision.data import MultiTaskDataModule
-from moto_vision.data.multitask import UnprocessToCamera, merge_task_batches
+from moto_vision.data.multitask import (
+    AWBDataOptions,
+    PortraitDataOptions,
+    SceneDataOptions,
+    UnprocessToCamera,
+    merge_task_batches,
+)
+from moto_vision.deploy.source import build_datamodule
 from moto_vision.metrics.angular import recovery_angular_error
 from moto_vision.models import FixedWeighting, GradNormWeighting, GrayWorld, UncertaintyWeighting
 from moto_vision.tasks import MultiTaskPerception, SceneClassifier
@@ -197,10 +206,38 @@ def test_eval_cameras_are_fixed_per_sample_and_training_cameras_vary() -> None:
 
 
 def test_datamodule_rejects_unknown_and_per_task_size_arguments() -> None:
-    with pytest.raises(ValueError, match="accepts"):
+    with pytest.warns(FutureWarning, match="deprecated"), pytest.raises(ValueError, match="accepts"):
         MultiTaskDataModule(awb={"trainsize": 5})
-    with pytest.raises(ValueError, match="share one input size"):
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="share one input size"):
         MultiTaskDataModule(image_size=64, scene={"image_size": 32})
+    # The typed sections have no such fields at all.
+    with pytest.raises(TypeError):
+        AWBDataOptions(trainsize=5)
+    assert "image_size" not in {f.name for f in dataclasses.fields(SceneDataOptions)}
+
+
+def test_typed_data_sections_match_the_deprecated_dicts_and_record_primitives(tmp_path) -> None:
+    typed = MultiTaskDataModule(
+        awb=AWBDataOptions(train_size=40, batch_size=4), portrait=PortraitDataOptions(synthetic_train_size=24)
+    )
+    with pytest.warns(FutureWarning, match="AWBDataOptions|PortraitDataOptions"):
+        legacy = MultiTaskDataModule(awb={"train_size": 40, "batch_size": 4}, portrait={"synthetic_train_size": 24})
+    for data in (typed, legacy):
+        assert data.datamodules["awb"].hparams["train_size"] == 40 and data.datamodules["awb"].batch_size == 4
+        assert data.datamodules["portrait"].batch_size == 16  # not set in the section: the multi-task value
+    # Checkpoints record only what a section sets, as primitives, and rebuild it without the deprecation warning.
+    assert typed.hparams["awb"] == {"train_size": 40, "batch_size": 4} and typed.hparams["scene"] == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        rebuilt = build_datamodule(MultiTaskDataModule, dict(typed.hparams))
+    assert rebuilt.hparams["awb"] == typed.hparams["awb"]
+    # The training parser validates the sections (unknown options are errors) and builds them.
+    recipe = tmp_path / "data.yaml"
+    recipe.write_text("data:\n  class_path: MultiTaskDataModule\n  init_args: {awb: {train_size: 40}}\n")
+    assert recipe_datamodule(recipe).datamodules["awb"].hparams["train_size"] == 40
+    recipe.write_text("data:\n  class_path: MultiTaskDataModule\n  init_args: {awb: {trainsize: 40}}\n")
+    with pytest.raises(ValueError, match="trainsize"):
+        recipe_datamodule(recipe)
 
 
 # ----------------------------------------------------------------------------------------- one short training run
@@ -214,14 +251,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     data = MultiTaskDataModule(
         image_size=SIZE,
         batch_size=12,
-        awb={"train_size": 480, "val_size": 24, "test_size": 96},
-        portrait={
-            "synthetic_train_size": 240,
-            "synthetic_val_size": 24,
-            "synthetic_test_size": 64,
-            "isp_preset": "light",
-        },
-        scene={"synthetic_train_size": 360, "synthetic_eval_size": 72, "isp_preset": "light"},
+        awb=AWBDataOptions(train_size=480, val_size=24, test_size=96),
+        portrait=PortraitDataOptions(
+            synthetic_train_size=240, synthetic_val_size=24, synthetic_test_size=64, isp_preset="light"
+        ),
+        scene=SceneDataOptions(synthetic_train_size=360, synthetic_eval_size=72, isp_preset="light"),
     )
     model = _model(lr=1e-2)
     start = {k: v.detach().clone() for k, v in model.weighting.state_dict().items()}

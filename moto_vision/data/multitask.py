@@ -16,7 +16,11 @@ batches into one batch for the shared backbone:
    rows carry that task's ground truth; the other rows hold a filler (zeros, ignore index 255, -1) that no loss
    or metric reads.
 
-YAML::
+Each task's data is configured in its own typed section, whose options are its datamodule's arguments
+(:data:`AWBDataOptions`, :data:`PortraitDataOptions`, :data:`SceneDataOptions`, made from the signatures of
+:class:`~moto_vision.data.AWBDataModule`, :class:`~moto_vision.data.PortraitDataModule` and
+:class:`~moto_vision.data.SceneDataModule`, so ``--help`` lists every option with its default and LightningCLI
+validates them)::
 
     data:
       class_path: MultiTaskDataModule
@@ -25,17 +29,22 @@ YAML::
         awb: {train_size: 1024}          # AWBDataModule arguments
         portrait: {synthetic_train_size: 512}
         scene: {synthetic_train_size: 512}
+
+or ``--data.awb.train_size 1024`` on the command line. In Python, pass the sections
+(``awb=AWBDataOptions(train_size=1024)``); plain dicts still work until 0.3, with a deprecation warning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.utilities import CombinedLoader
+from lightning.pytorch.utilities import CombinedLoader, rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -44,9 +53,14 @@ from moto_vision.heads import TASKS, TaskName, get_kit, kit_names
 
 __all__ = [
     "TASKS",
+    "AWBDataOptions",
+    "DATA_OPTIONS",
     "MultiTaskDataModule",
+    "PortraitDataOptions",
+    "SceneDataOptions",
     "TaskName",
     "UnprocessToCamera",
+    "data_options_class",
     "datamodule_class",
     "labelled_rows",
     "merge_task_batches",
@@ -59,6 +73,67 @@ def datamodule_class(task: str) -> type[BaseDataModule]:
     """The datamodule class of a registered task (its kit's ``datamodule`` import path)."""
     module, _, name = get_kit(task).datamodule.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+#: Options a task's section does not have: the multi-task datamodule sets ``image_size`` for every task (one
+#: backbone pass needs one size).
+_SHARED = ("image_size",)
+#: Options whose section default is ``None``: "the MultiTaskDataModule's value" (its ``batch_size``, ...).
+_INHERITED = ("batch_size", "num_workers", "seed")
+
+
+def data_options_class(task: str) -> type:
+    """A frozen dataclass of ``task``'s datamodule arguments: its typed section in :class:`MultiTaskDataModule`.
+
+    The fields, types and defaults are read from the datamodule's signature (one place for them), without
+    ``image_size`` (shared by every task) and with ``batch_size``, ``num_workers`` and ``seed`` defaulting to
+    ``None``, which takes the multi-task datamodule's value. The docstring is the datamodule's, so ``--help``
+    describes each option as the datamodule documents it.
+    """
+    cls = datamodule_class(task)
+    hints = typing.get_type_hints(cls.__init__)
+    specs = []
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or name in _SHARED or parameter.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            continue
+        annotation = hints.get(name, Any)
+        if name in _INHERITED:
+            specs.append((name, annotation | None, dataclasses.field(default=None)))
+        elif isinstance(parameter.default, (list, dict, set)):
+            default = parameter.default
+            specs.append((name, annotation, dataclasses.field(default_factory=lambda d=default: type(d)(d))))
+        else:
+            specs.append((name, annotation, dataclasses.field(default=parameter.default)))
+    name = cls.__name__.removesuffix("Module") + "Options"  # AWBDataModule -> AWBDataOptions
+    section = dataclasses.make_dataclass(name, specs, frozen=True)
+    section.__module__ = __name__  # importable by name (jsonargparse, pickling)
+    section.__doc__ = (
+        f"The {task} section of MultiTaskDataModule: arguments of {cls.__name__} (batch_size, num_workers and seed "
+        f"default to the MultiTaskDataModule's; image_size is the MultiTaskDataModule's).\n\n"
+        + inspect.cleandoc(cls.__doc__ or "").split("\n", 1)[-1]
+    )
+    return section
+
+
+#: The typed data section of each built-in task (:func:`data_options_class`).
+DATA_OPTIONS: dict[str, type] = {task: data_options_class(task) for task in TASKS}
+AWBDataOptions = DATA_OPTIONS["awb"]
+PortraitDataOptions = DATA_OPTIONS["portrait"]
+SceneDataOptions = DATA_OPTIONS["scene"]
+_DEFAULT_SECTIONS = {task: section() for task, section in DATA_OPTIONS.items()}  # frozen: shared safely
+
+
+def _section_arguments(task: str, section: Any) -> dict[str, Any]:
+    """The datamodule arguments a section sets: the fields that differ from their defaults, as primitives."""
+    cls = DATA_OPTIONS.get(task)
+    if cls is None or not isinstance(section, cls):
+        raise TypeError(f"MultiTaskDataModule: the {task} section must be a {getattr(cls, '__name__', 'dict')}.")
+    defaults = cls()
+    return {
+        f.name: getattr(section, f.name)
+        for f in dataclasses.fields(section)
+        if getattr(section, f.name) != getattr(defaults, f.name)
+    }
 
 
 def labelled_rows(batch: Mapping[str, Any], task: str) -> Tensor | None:
@@ -177,15 +252,34 @@ class _Indexed(Dataset):
         return {**self.dataset[index], "index": index}
 
 
+def _given_arguments(task: str, section: Any) -> dict[str, Any]:
+    """A task section (or, deprecated, a dict of datamodule arguments) as the dict of arguments it sets."""
+    if section is None:
+        return {}
+    if isinstance(section, Mapping):
+        if section:
+            name = DATA_OPTIONS[task].__name__
+            rank_zero_warn(
+                f"MultiTaskDataModule: a plain dict for the {task} data is deprecated and will be refused in 0.3; pass "
+                f"{name}(...) from moto_vision.data.multitask (YAML and the command line are unchanged: "
+                f"`{task}: {{option: value}}`, --data.{task}.<option>).",
+                category=FutureWarning,
+            )
+        return {key: value for key, value in section.items() if value is not None}
+    return _section_arguments(task, section)
+
+
 class MultiTaskDataModule(BaseDataModule):
     """The task datamodules combined for :class:`~moto_vision.tasks.MultiTaskPerception` (see the module docstring).
 
     Args:
         tasks: which tasks' data to load (default: all three). Usually the model's ``heads``.
         image_size: side of every task's square images (passed to each task's datamodule).
-        awb: arguments of :class:`~moto_vision.data.AWBDataModule` (``format``, ``root``, ``train_size``, ...).
-        portrait: arguments of :class:`~moto_vision.data.PortraitDataModule`.
-        scene: arguments of :class:`~moto_vision.data.SceneDataModule`.
+        awb: the AWB data, arguments of :class:`~moto_vision.data.AWBDataModule` (``format``, ``root``,
+            ``train_size``, ...) in an :data:`AWBDataOptions` section (``--data.awb.train_size 1024``). A plain dict
+            is deprecated (until 0.3).
+        portrait: the portrait data, a :data:`PortraitDataOptions` section (PortraitDataModule arguments).
+        scene: the scene data, a :data:`SceneDataOptions` section (SceneDataModule arguments).
         train_mode: how training steps combine the loaders: ``max_size_cycle`` (an epoch is the longest loader,
             shorter ones start over) or ``min_size`` (stop with the shortest).
         unprocessed_awb_labels: training images unprocessed from sRGB (portrait, scene) also carry the light they
@@ -200,15 +294,20 @@ class MultiTaskDataModule(BaseDataModule):
         self,
         tasks: list[TaskName] | None = None,
         image_size: int = 64,
-        awb: dict[str, Any] | None = None,
-        portrait: dict[str, Any] | None = None,
-        scene: dict[str, Any] | None = None,
+        awb: AWBDataOptions = _DEFAULT_SECTIONS["awb"],
+        portrait: PortraitDataOptions = _DEFAULT_SECTIONS["portrait"],
+        scene: SceneDataOptions = _DEFAULT_SECTIONS["scene"],
         train_mode: Literal["max_size_cycle", "min_size"] = "max_size_cycle",
         unprocessed_awb_labels: bool = False,
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
+        # Checkpoints store primitive dicts: only what each section sets (the rest are the datamodules' defaults).
+        awb, portrait, scene = (
+            _given_arguments(task, section)
+            for task, section in (("awb", awb), ("portrait", portrait), ("scene", scene))
+        )
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         chosen = list(TASKS) if tasks is None else list(dict.fromkeys(tasks))
         registered = kit_names()

@@ -9,9 +9,11 @@ calibration and parity use batches of the data the model was trained on.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import itertools
 import os
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,7 +208,24 @@ def build_datamodule(
         raise UntrustedCheckpointError(f"{source}: {cls.__name__} is not a LightningDataModule.")
     parameters = inspect.signature(cls.__init__).parameters
     arguments = {**dict(hparams or {}), **{k: v for k, v in overrides.items() if k in parameters}}
-    return cls(**check_init_args(cls, arguments, source=source, role="datamodule argument"))
+    return cls(**_sections(cls, check_init_args(cls, arguments, source=source, role="datamodule argument")))
+
+
+def _sections(cls: type, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded dicts turned back into the dataclass sections their parameters are typed with.
+
+    As the training parser builds them (the multi-task data's per-task sections); other values pass through.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: nothing to convert
+        return dict(arguments)
+    out = dict(arguments)
+    for name, value in arguments.items():
+        hint = hints.get(name)
+        if isinstance(value, Mapping) and isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            out[name] = hint(**value)
+    return out
 
 
 def datamodule_from_config(path: str | os.PathLike[str]) -> Any:

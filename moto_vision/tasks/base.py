@@ -87,10 +87,11 @@ class BaseTask(LightningModule, ABC):
     """Shared training logic of moto-vision tasks.
 
     Args:
-        lr: peak learning rate of AdamW (``None``: the task's default, see :attr:`optimizer_defaults`).
-        weight_decay: AdamW weight decay, not applied to norms and biases (``None``: the task's default).
-        warmup_fraction: share of the steps spent in linear warm-up before the cosine decay (``None``: the task's
-            default).
+        lr: peak learning rate of AdamW. ``None``: the task's default ({lr}).
+        weight_decay: AdamW weight decay, not applied to norms and biases. ``None``: the task's default
+            ({weight_decay}).
+        warmup_fraction: share of the steps spent in linear warm-up before the cosine decay. ``None``: the task's
+            default ({warmup_fraction}).
         freeze_backbone: keep the backbone's weights and BatchNorm statistics fixed (train the heads only).
         log_predictions: log a picture of the first validation batch's predictions every validation epoch (to
             TensorBoard or W&B when active, else as a PNG in the run directory).
@@ -116,6 +117,14 @@ class BaseTask(LightningModule, ABC):
 
     #: Hyperparameters that are not constructor arguments of the model (never saved).
     _hparams_ignore: ClassVar[tuple[str, ...]] = ()
+    #: The tasks that set their own ``optimizer_defaults``, named in the docstring above (what ``--help`` shows).
+    _defaults_owners: ClassVar[list[type]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "optimizer_defaults" in cls.__dict__:
+            BaseTask._defaults_owners.append(cls)
+            BaseTask.__doc__ = _shared_arguments_doc(BaseTask._defaults_owners)
 
     backbone: nn.Module
 
@@ -485,6 +494,28 @@ class BaseTask(LightningModule, ABC):
             weights_only=weights_only,
             **kwargs,
         )
+
+
+#: BaseTask's docstring with ``{lr}``, ``{weight_decay}``, ``{warmup_fraction}`` where each task's default goes.
+_BASE_DOC_TEMPLATE: str = BaseTask.__doc__ or ""
+
+
+def _shared_arguments_doc(owners: Sequence[type]) -> str:
+    """BaseTask's docstring naming every task's default of the shared optimiser arguments.
+
+    The shared arguments are declared once, on BaseTask, with ``None`` meaning "the task's default", so the
+    ``--help`` of every task (which takes its argument help from here) lists the values each task uses.
+    """
+    values = {}
+    for key in ("lr", "weight_decay", "warmup_fraction"):
+        named = ", ".join(
+            f"{owner.__name__} {owner.optimizer_defaults[key]:g}" for owner in sorted(owners, key=lambda c: c.__name__)
+        )  # type: ignore[attr-defined]
+        values[key] = f"{named}; see ``optimizer_defaults``" if named else "see ``optimizer_defaults``"
+    return _BASE_DOC_TEMPLATE.format(**values)
+
+
+BaseTask.__doc__ = _shared_arguments_doc([])
 
 
 class KitExport(nn.Module):

@@ -21,11 +21,10 @@ _STATUS_COLOURS = {"used": (60, 220, 60), "clipped": (240, 50, 50), "dark": (255
 _CAPTION = 44
 
 
-def _tile(result: Any, panel: int) -> Any:
+def _tile(result: Any, panel: int, sample: float) -> Any:
     from PIL import Image, ImageDraw
 
     from moto_vision.data.curation.colour_checker import ACHROMATIC_PATCHES, box_homography, patch_quads
-    from moto_vision.data.curation.label_awb import LabelOptions
 
     tile = Image.new("RGB", (2 * panel + 6, panel + _CAPTION), (24, 24, 24))
     draw = ImageDraw.Draw(tile)
@@ -47,7 +46,7 @@ def _tile(result: Any, panel: int) -> Any:
                     continue
                 colour = (0, 220, 255) if chart.source == "override" else (255, 230, 0)
                 overlay.line(polygon + polygon[:1], fill=colour, width=1)
-                quads = patch_quads(box_homography(np.asarray(chart.box)), LabelOptions().sample) * scale
+                quads = patch_quads(box_homography(np.asarray(chart.box)), sample) * scale
                 statuses = list(chart.grey_status.values())
                 for index, quad in enumerate(quads):
                     grey = index in ACHROMATIC_PATCHES
@@ -69,7 +68,9 @@ def _tile(result: Any, panel: int) -> Any:
     return tile
 
 
-def write_contact_sheets(results: Sequence[Any], out: str | Path, columns: int = 3, rows: int = 8) -> list[Path]:
+def write_contact_sheets(
+    results: Sequence[Any], out: str | Path, columns: int = 3, rows: int = 8, *, sample: float
+) -> list[Path]:
     """Write ``contact_sheet.png`` (``contact_sheet_02.png``, ... when there are more tiles than one page holds).
 
     Args:
@@ -77,6 +78,7 @@ def write_contact_sheets(results: Sequence[Any], out: str | Path, columns: int =
         out: folder to write into.
         columns: tiles per row.
         rows: rows per page.
+        sample: share of each patch side that was sampled (``LabelOptions.sample``), drawn as the patch outline.
 
     Returns:
         The PNG paths.
@@ -89,7 +91,7 @@ def write_contact_sheets(results: Sequence[Any], out: str | Path, columns: int =
     paths = []
     for page, start in enumerate(range(0, len(results), per_page), start=1):
         chunk = results[start : start + per_page]
-        tiles = [_tile(result, panel) for result in chunk]
+        tiles = [_tile(result, panel, sample) for result in chunk]
         width, height = tiles[0].size
         n_rows = (len(tiles) + columns - 1) // columns
         sheet = Image.new("RGB", (columns * (width + 8) + 8, n_rows * (height + 8) + 8), (48, 48, 48))

@@ -679,7 +679,7 @@ def label_awb(
     if contact_sheet:
         from moto_vision.data.curation.contact_sheet import write_contact_sheets
 
-        summary["contact_sheets"] = [str(p) for p in write_contact_sheets(results, out)]
+        summary["contact_sheets"] = [str(p) for p in write_contact_sheets(results, out, sample=options.sample)]
     return summary
 
 
