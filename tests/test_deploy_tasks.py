@@ -18,6 +18,7 @@ pytest.importorskip("executorch")
 pytest.importorskip("onnxruntime")
 
 from moto_vision.deploy import ExportSession, load  # noqa: E402
+from moto_vision.deploy.quantize import float_only_classes, onnx_nodes_of_classes  # noqa: E402
 from tests.helpers.deploy import make_checkpoint  # noqa: E402
 
 SIZE = 32
@@ -43,7 +44,7 @@ def _scene() -> tuple[Any, Any]:
 def _awb() -> tuple[Any, Any]:
     task, data = _classes("AWBRegressor", "AWBDataModule")
     return (
-        task(backbone="test_efficientnet", image_size=SIZE, baselines=[]),
+        task(backbone="test_efficientnet", image_size=SIZE, baselines=[], classical_votes=True),  # as the recipe
         data(image_size=SIZE, train_size=16, val_size=8, test_size=16, batch_size=8),
     )
 
@@ -115,6 +116,17 @@ def test_int8_onnx_is_smaller_and_scored(exported):
     assert int8.size_bytes < fp32.size_bytes
     if exported["session"].can_score:
         assert int8.parity.metric in int8.parity.candidate_metrics
+    float_only = float_only_classes(exported["session"].task)
+    if exported["name"] == "awb":
+        assert [cls.__name__ for cls in float_only] == ["ClassicalEstimates"]
+    if float_only:  # modules marked float-only run in float in the QDQ graph: no input comes from a DequantizeLinear
+        import onnx
+
+        graph = onnx.load(str(int8.path)).graph
+        dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+        fp32_names = set(onnx_nodes_of_classes(fp32.path, float_only))
+        kept = [n for n in graph.node if n.name in fp32_names]
+        assert kept and not any(set(n.input) & dequantized for n in kept)
 
 
 def test_predictors_have_the_task_call_and_metadata(exported):

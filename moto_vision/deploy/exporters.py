@@ -19,7 +19,7 @@ import torch
 
 from moto_vision.deploy.artifact import EMBEDDED_METADATA_KEY, PTE_METADATA_METHOD, atomic_output
 from moto_vision.deploy.formats import FORMATS
-from moto_vision.deploy.quantize import quantize_onnx_static, quantize_pt2e
+from moto_vision.deploy.quantize import float_only_classes, quantize_onnx_static, quantize_pt2e
 
 __all__ = ["export_executorch", "export_onnx", "export_tflite"]
 
@@ -135,7 +135,9 @@ def export_onnx(
         source = fp32
         if precision == "int8":
             int8 = Path(work) / "int8.onnx"
-            notes = quantize_onnx_static(fp32, int8, calibration or [], input_names=list(input_names))
+            notes = quantize_onnx_static(
+                fp32, int8, calibration or [], input_names=list(input_names), float_classes=float_only_classes(module)
+            )
             info["quantization"] = FORMATS["onnx"].int8
             info["fp32_size_bytes"] = fp32.stat().st_size
             if notes:

@@ -18,7 +18,18 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["calibration_inputs", "quantize_onnx_static", "quantize_pt2e"]
+__all__ = [
+    "FLOAT_ONLY",
+    "calibration_inputs",
+    "float_only_classes",
+    "onnx_nodes_of_classes",
+    "quantize_onnx_static",
+    "quantize_pt2e",
+]
+
+#: The attribute a module class sets (``True``) to stay in float in int8 exports: its numbers do not survive 8 bits
+#: (e.g. the AWB head's classical estimates: maxima, 6th powers and ratios of raw pixel values).
+FLOAT_ONLY = "float_only_in_int8"
 
 #: ONNX ops left in float by the int8 pass (ORT quantizes every registered op type by default). Their outputs are
 #: probabilities: with 8-bit outputs every score below 1/510 becomes 0, which breaks calibrated scores and any
@@ -26,6 +37,15 @@ __all__ = ["calibration_inputs", "quantize_onnx_static", "quantize_pt2e"]
 #: for no speed-up worth having on a (B, K) or a final mask tensor. ExecuTorch's XNNPACKQuantizer leaves them in
 #: float too.
 _ONNX_FLOAT_OPS = frozenset({"Softmax", "Sigmoid"})
+
+
+def float_only_classes(module: nn.Module) -> list[type[nn.Module]]:
+    """The classes of ``module``'s submodules that must stay in float in an int8 export (:data:`FLOAT_ONLY`)."""
+    return sorted({type(m) for m in module.modules() if getattr(m, FLOAT_ONLY, False)}, key=lambda c: c.__qualname__)
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def calibration_inputs(
@@ -87,6 +107,8 @@ def quantize_pt2e(
         )
 
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        for cls in float_only_classes(module):
+            quantizer.set_module_type(cls, None)
     example = _as_tuple(example)
     graph = torch.export.export(module, example).module()
     prepared = prepare_pt2e(graph, quantizer)
@@ -102,8 +124,18 @@ def quantize_onnx_static(
     input_names: Sequence[str] = ("image",),
     *,
     per_channel: bool = True,
+    float_classes: Sequence[type] = (),
 ) -> list[str]:
     """Quantize an fp32 ONNX model to int8 QDQ with ONNX Runtime, calibrated on ``calibration`` samples.
+
+    Args:
+        fp32_path: the float model.
+        int8_path: where to write the quantized one.
+        calibration: samples (a tensor or a tuple of the graph's inputs each).
+        input_names: the graph's input names, in the order of a sample's tensors.
+        per_channel: per-channel weight scales.
+        float_classes: module classes whose nodes stay in float (:func:`float_only_classes`), found through the
+            class hierarchy the dynamo exporter records in each node's metadata.
 
     Returns:
         Notes about the run (e.g. a skipped pre-processing step).
@@ -133,6 +165,9 @@ def quantize_onnx_static(
         source = prepared
     except Exception as error:  # ORT's symbolic shape inference does not know every op
         notes.append(f"ORT quant_pre_process skipped ({type(error).__name__}: {error}); quantized the raw graph.")
+    excluded = onnx_nodes_of_classes(source, float_classes)
+    if float_classes and not excluded:
+        notes.append("no node carries its module classes (TorchScript export?): every node was quantized.")
     try:
         quantize_static(
             str(source),
@@ -143,10 +178,26 @@ def quantize_onnx_static(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - _ONNX_FLOAT_OPS),
+            nodes_to_exclude=excluded,
         )
     finally:
         prepared.unlink(missing_ok=True)
     return notes
+
+
+def onnx_nodes_of_classes(path: Path, classes: Sequence[type]) -> list[str]:
+    """Names of the ONNX nodes exported from a module of one of ``classes`` (dynamo exporter metadata)."""
+    if not classes:
+        return []
+    import onnx
+
+    wanted = {_qualified_name(cls) for cls in classes}
+    names = []
+    for node in onnx.load(str(path)).graph.node:
+        hierarchy = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.class_hierarchy"), "")
+        if any(f"'{name}'" in hierarchy for name in wanted):
+            names.append(node.name)
+    return names
 
 
 def _as_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:

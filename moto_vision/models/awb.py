@@ -155,6 +155,10 @@ def _block_mean(x: Tensor, size: tuple[int, int]) -> Tensor:
     return x.reshape(*x.shape[:-2], gh, h // gh, gw, w // gw).mean(dim=(-3, -1))
 
 
+#: The confidence logit of a vote that cannot vote (see ``ConfidencePoolingHead._local_votes``).
+_NO_VOTE = -30.0
+
+
 class ConfidencePoolingHead(nn.Module):
     """FC4 confidence-weighted pooling (Hu, Wang & Lin, CVPR 2017).
 
@@ -263,8 +267,10 @@ class ConfidencePoolingHead(nn.Module):
             local = _block_mean(image, tuple(out.shape[-2:]))
             brightness = local.sum(dim=1, keepdim=True)
             rgb = local / brightness.clamp_min(1e-8) * torch.exp(out[:, :3].clamp(-4.0, 4.0)) + _EPS
-            # No valid pixel under a location (zeroed chart or clipped area): it cannot vote.
-            logits = logits.masked_fill(brightness <= 1e-6, -1e4)
+            # No valid pixel under a location (zeroed chart or clipped area): it cannot vote. -30 (a weight of
+            # e^-30 against the others) rather than -1e4: an int8 export quantizes these logits with the others, and
+            # a -1e4 in their range flattened every logit to one level (ONNX int8: 4.07 -> 18.5 degrees, measured).
+            logits = logits.masked_fill(brightness <= 1e-6, _NO_VOTE)
         else:
             rgb = F.softplus(out[:, :3]) + _EPS
         return rgb / rgb.norm(dim=1, keepdim=True), logits
@@ -279,7 +285,7 @@ class ConfidencePoolingHead(nn.Module):
         pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3)), chroma.flatten(1)], dim=1)
         out = self.vote_mlp(pooled)
         k = estimates.shape[1]
-        logits = out[:, :k].masked_fill(~defined, -1e4)
+        logits = out[:, :k].masked_fill(~defined, _NO_VOTE)
         gains = torch.exp(out[:, k:].reshape(-1, k, 3).clamp(-3.0, 3.0))
         rgb = F.normalize(estimates * gains, dim=-1).transpose(1, 2)
         return rgb, torch.cat([local_logits, logits], dim=-1)
@@ -556,6 +562,10 @@ class ClassicalEstimates(nn.Module):
     ``forward(x)`` returns unit estimates ``(B, K, 3)`` in :data:`CLASSICAL_ESTIMATES` order and ``(B, K)`` bool,
     ``False`` where an estimate is undefined (no usable pixel, or no edge); undefined estimates are grey.
     """
+
+    #: int8 exports keep this module in float (:data:`moto_vision.deploy.quantize.FLOAT_ONLY`): maxima, 6th powers
+    #: and ratios of raw pixel values do not survive 8 bits (ONNX int8 with it quantized: 18.5 degrees mean, measured).
+    float_only_in_int8 = True
 
     def __init__(self) -> None:
         super().__init__()
