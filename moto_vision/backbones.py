@@ -35,6 +35,7 @@ __all__ = [
     "load_backbone_weights",
     "reparameterize",
     "save_backbone",
+    "upgrade_keys_hook",
     "upgrade_state_dict",
 ]
 
@@ -73,7 +74,7 @@ class Backbone(nn.Module):
         self.channels: list[int] = list(model.feature_info.channels())
         self.reductions: list[int] = list(model.feature_info.reduction())
         # Checkpoints of earlier releases stored the weights under timm's default feature-wrapper names.
-        self.register_load_state_dict_pre_hook(_upgrade_hook)
+        self.register_load_state_dict_pre_hook(upgrade_keys_hook)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the feature maps, shallow to deep, each ``(B, channels[i], H / reductions[i], W / ...)``."""
@@ -155,7 +156,11 @@ class Backbone(nn.Module):
         return upgraded
 
 
-def _upgrade_hook(module: Backbone, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+def upgrade_keys_hook(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """A ``load_state_dict`` pre-hook: renames old keys in place with ``module.upgrade_keys(state_dict, prefix)``.
+
+    ``Backbone`` and ``MultiTaskPerception`` register it.
+    """
     upgraded = module.upgrade_keys(state_dict, prefix)
     if list(upgraded) != list(state_dict):
         state_dict.clear()

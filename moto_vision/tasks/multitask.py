@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from moto_vision import viz
+from moto_vision.backbones import upgrade_keys_hook
 from moto_vision.data.multitask import labelled_rows
 from moto_vision.heads import (
     TASKS,
@@ -245,7 +246,7 @@ class MultiTaskPerception(BaseTask):
         self.branches = nn.ModuleDict(
             {name: nn.ModuleDict(kit.build(channels, reductions)) for name, kit in self.kits.items()}
         )
-        self.register_load_state_dict_pre_hook(_upgrade_hook)
+        self.register_load_state_dict_pre_hook(upgrade_keys_hook)
 
     def configure_losses(self) -> None:
         hp = self.hparams
@@ -449,13 +450,6 @@ class MultiTaskPerception(BaseTask):
             }
         )
         return meta
-
-
-def _upgrade_hook(module: MultiTaskPerception, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    upgraded = module.upgrade_keys(state_dict, prefix)
-    if list(upgraded) != list(state_dict):
-        state_dict.clear()
-        state_dict.update(upgraded)
 
 
 def _check_heads(heads: list[str] | None) -> list[str]:
