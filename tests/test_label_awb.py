@@ -244,3 +244,13 @@ def test_spec_counts_each_value_of_a_capture_column() -> None:
     with pytest.raises(SpecError, match="use in, not range"):
         parse_spec({"requirements": [{"attribute": "cct", "range": [2000, 3000], "each": True, "min_count": 1}]})
     assert load_spec(Path(__file__).resolve().parents[1] / "recipes" / "specs" / "awb_captures.yaml").task == "awb"
+
+
+def test_summary_suggests_training_only_when_something_was_labelled() -> None:
+    from moto_vision.data.curation.label_awb import main_summary
+
+    base = {"captures": 1, "seconds": 1.0, "captures_per_second": 1.0, "workers": 1, "out": "/tmp/out"}
+    none = main_summary({**base, "labelled": 0, "failed": 1, "failures": {"unreadable": 1}})
+    assert "lightning fit" not in none and "nothing was labelled" in none
+    some = main_summary({**base, "labelled": 1, "failed": 0, "failures": {}})
+    assert "lightning fit --config recipes/awb.yaml --data.format raw_png --data.root /tmp/out" in some

@@ -696,5 +696,8 @@ def main_summary(summary: dict[str, Any]) -> str:
     lines.append(f"review: {', '.join(summary.get('contact_sheets', [])) or '(no contact sheet)'}")
     if summary["failed"]:
         lines.append(f"failures: {out / 'failures.csv'}; fill in {out / 'overrides_template.yaml'} and run again")
-    lines.append(f"train on it: lightning fit --config recipes/awb.yaml --data.format raw_png --data.root {out}")
+    if summary["labelled"]:
+        lines.append(f"train on it: lightning fit --config recipes/awb.yaml --data.format raw_png --data.root {out}")
+    else:
+        lines.append("nothing was labelled, so there is nothing to train on yet: see the failures above")
     return "\n".join(lines)
