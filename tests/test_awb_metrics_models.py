@@ -184,7 +184,7 @@ def test_classical_votes_are_the_reference_baselines_and_can_take_over() -> None
 
 def test_exposure_normalize_relative_to_the_maximum() -> None:
     x = torch.rand(2, 3, 8, 8)
-    normalize = ExposureNormalize(log=True, reference="max")
+    normalize = ExposureNormalize(encoding="log", reference="max")
     out = normalize(x * 7.0)
     assert torch.allclose(out.amax(dim=(1, 2, 3)), torch.full((2,), 0.5 * math.log(1.0 + 1e-2)), atol=1e-5)
     assert torch.allclose(out, normalize(x), atol=1e-5)  # exposure-invariant

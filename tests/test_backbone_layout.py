@@ -34,7 +34,8 @@ def test_checkpoints_of_the_previous_layout_compute_the_same_numbers(reference, 
     by_deploy, _ = load_task(LEGACY / f"{name}.ckpt")  # the checked path renames before comparing names
     for task in (by_lightning, by_deploy):
         with torch.no_grad():
-            assert torch.equal(task(images), reference[name])
+            # Same numbers up to float rounding: the heads reduce in another order since moto_vision.models.ops.
+            torch.testing.assert_close(task(images), reference[name], rtol=1e-5, atol=1e-6)
     assert set(by_deploy.state_dict()) != set(old)  # the names did change
 
 

@@ -21,11 +21,24 @@ our :class:`PercentileWhitePatch` variant.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from moto_vision.models.ops import (
+    block_mean,
+    channel_max,
+    channel_sum,
+    select,
+    spatial_max,
+    spatial_mean,
+    step,
+    unit_length,
+    weighted_sum,
+)
 
 __all__ = [
     "BASELINES",
@@ -36,6 +49,7 @@ __all__ = [
     "ClassicalEstimates",
     "ConfidencePoolingHead",
     "ExposureNormalize",
+    "InputEncoding",
     "GrayEdge",
     "GrayWorld",
     "PercentileWhitePatch",
@@ -105,54 +119,79 @@ class AngularLoss(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- heads
+#: How :class:`ExposureNormalize` encodes the exposure-normalised image for the backbone.
+InputEncoding = Literal["linear", "log", "sqrt"]
+
+
 class ExposureNormalize(nn.Module):
-    """Divide each image by its mean (or maximum) brightness, all channels together, optionally in log space.
+    """Divide each image by its mean (or maximum) brightness, all channels together, then encode it for the backbone.
 
     Exposure carries no information about the illuminant colour, so removing it inside the model makes
     estimates invariant to it. A per-channel mean would be wrong here: the channel imbalance is the signal.
-    With ``log=True`` the network sees ``log(x / mean + eps)``: a light then shifts each channel by a constant,
-    and channel ratios (chromaticities, what colour-constancy methods reason about) are differences.
+
+    Encodings of ``y = x / reference``:
+
+    - ``"linear"``: ``y - 1``;
+    - ``"log"``: ``log(y + eps) / 2``; a light then shifts each channel by a constant, and channel ratios
+      (chromaticities, what colour-constancy methods reason about) are differences;
+    - ``"sqrt"``: ``sqrt(y)``, a gamma-2 curve (sRGB's is about 2.2): compresses the range much as ``log`` does
+      and keeps channel ratios as ratios, at two full-frame operations (``sqrt(x) * reference^-1/2``) instead of
+      four, which is what a 256 x 256 multi-task graph spends most of its normalisation on (ONNX Runtime's ``Log``
+      alone 0.26 ms, measured; see docs/multitask.md).
 
     Args:
-        log: feed log intensities instead of linear ones.
+        encoding: ``"linear"``, ``"log"`` or ``"sqrt"`` (above).
         eps: floor inside the log (zeroed, masked pixels map to ``log(eps)``).
         reference: ``"mean"`` divides by the mean brightness; ``"max"`` by the largest channel value of the image,
             so that the input says how bright a pixel is *relative to the brightest one* (what White Patch and
             bright-pixel methods reason about), whatever the rest of the scene.
+        log: deprecated spelling of ``encoding="log"`` (``True``) / ``"linear"`` (``False``).
     """
 
-    def __init__(self, log: bool = False, eps: float = 1e-2, reference: Literal["mean", "max"] = "mean") -> None:
+    def __init__(
+        self,
+        encoding: InputEncoding = "linear",
+        eps: float = 1e-2,
+        reference: Literal["mean", "max"] = "mean",
+        log: bool | None = None,
+    ) -> None:
         super().__init__()
+        if log is not None:
+            warnings.warn(
+                "ExposureNormalize(log=...) is deprecated: use encoding='log' or encoding='linear'.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            encoding = "log" if log else "linear"
+        if encoding not in ("linear", "log", "sqrt"):
+            raise ValueError(f"ExposureNormalize: encoding must be 'linear', 'log' or 'sqrt', got {encoding!r}.")
         if reference not in ("mean", "max"):
             raise ValueError(f"ExposureNormalize: reference must be 'mean' or 'max', got {reference!r}.")
-        self.log = log
+        self.encoding = encoding
         self.eps = eps
         self.reference = reference
 
     def forward(self, x: Tensor) -> Tensor:
         if self.reference == "max":
-            x = x / (x.amax(dim=(1, 2, 3), keepdim=True) + 1e-6)
+            scale = channel_max(spatial_max(x)) + 1e-6
         else:
-            x = x / (x.mean(dim=(1, 2, 3), keepdim=True) + 1e-6)
-        if self.log:
+            # The mean over (H, W) first, then over the channels: the same value, and a whole-image reduction that
+            # XNNPACK runs (global average pooling; it rejects one over (C, H, W), which ExecuTorch then runs in its
+            # portable kernels: 0.6 ms of a 4.7 ms 256 x 256 graph, measured).
+            scale = channel_sum(spatial_mean(x)) / x.shape[1] + 1e-6
+        if self.encoding == "sqrt":
+            return torch.sqrt(x) * torch.rsqrt(scale)
+        x = x / scale
+        if self.encoding == "log":
             return torch.log(x + self.eps) * 0.5
         return x - 1.0
 
+    def extra_repr(self) -> str:
+        return f"encoding={self.encoding!r}, reference={self.reference!r}"
+
 
 def _unit(x: Tensor) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
-
-
-def _block_mean(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """``adaptive_avg_pool2d(x, size)``, as a reshape and mean when the size divides the input.
-
-    Same values; exported graphs run it as one ReduceMean instead of a large-kernel AveragePool, which ONNX Runtime
-    executes slowly (0.6 ms of a 3.4 ms graph for a 256 x 256 image pooled to 16 x 16, measured).
-    """
-    (h, w), (gh, gw) = x.shape[-2:], size
-    if h % gh or w % gw:
-        return F.adaptive_avg_pool2d(x, size)
-    return x.reshape(*x.shape[:-2], gh, h // gh, gw, w // gw).mean(dim=(-3, -1))
+    return unit_length(x, dim=-1, eps=_EPS)
 
 
 #: The confidence logit of a vote that cannot vote (see ``ConfidencePoolingHead._local_votes``).
@@ -256,24 +295,25 @@ class ConfidencePoolingHead(nn.Module):
         """Per-location unit RGB ``(B, 3, h, w)`` and confidence logits ``(B, 1, h, w)``."""
         if self.grid is not None and (features.shape[-2] > self.grid or features.shape[-1] > self.grid):
             size = (min(self.grid, features.shape[-2]), min(self.grid, features.shape[-1]))
-            features = _block_mean(features, size)
+            features = block_mean(features, size)
         if self.global_context:
-            features = torch.cat([features, features.mean(dim=(2, 3), keepdim=True).expand_as(features)], dim=1)
+            # The image-wide mean at every location (broadcast by an add: an expand is not an XNNPACK op).
+            features = torch.cat([features, features * 0.0 + spatial_mean(features)], dim=1)
         out = self.body(features)
         logits = out[:, 3:4]
         if self.local_colour:
             if image is None:
                 raise ValueError("ConfidencePoolingHead(local_colour=True) needs the input image in forward().")
-            local = _block_mean(image, tuple(out.shape[-2:]))
-            brightness = local.sum(dim=1, keepdim=True)
+            local = block_mean(image, tuple(out.shape[-2:]))
+            brightness = channel_sum(local)
             rgb = local / brightness.clamp_min(1e-8) * torch.exp(out[:, :3].clamp(-4.0, 4.0)) + _EPS
             # No valid pixel under a location (zeroed chart or clipped area): it cannot vote. -30 (a weight of
             # e^-30 against the others) rather than -1e4: an int8 export quantizes these logits with the others, and
             # a -1e4 in their range flattened every logit to one level (ONNX int8: 4.07 -> 18.5 degrees, measured).
-            logits = logits.masked_fill(brightness <= 1e-6, _NO_VOTE)
+            logits = select(step(brightness, 1e-6), logits, _NO_VOTE)
         else:
             rgb = F.softplus(out[:, :3]) + _EPS
-        return rgb / rgb.norm(dim=1, keepdim=True), logits
+        return unit_length(rgb), logits
 
     def _classical_votes(self, features: Tensor, image: Tensor | None, local_logits: Tensor) -> tuple[Tensor, Tensor]:
         """The classical votes: unit RGB ``(B, 3, K)`` and the logits of all votes ``(B, N + K)`` (local first)."""
@@ -298,7 +338,7 @@ class ConfidencePoolingHead(nn.Module):
             classical, logits = self._classical_votes(features, image, logits)
             rgb = torch.cat([rgb, classical], dim=-1)
         weights = torch.softmax(logits, dim=-1)
-        return _unit((rgb * weights[:, None]).sum(dim=-1))
+        return _unit(weighted_sum(rgb, weights))
 
 
 class PoolingMLPHead(nn.Module):
@@ -584,19 +624,15 @@ class ClassicalEstimates(nn.Module):
         inner = torch.ones(1, 1, h - 2 * width, w - 2 * width, dtype=x.dtype, device=x.device)
         return F.pad(inner, (width, width, width, width))
 
-    @staticmethod
-    def _peak(x: Tensor) -> Tensor:
-        return torch.maximum(torch.maximum(x[:, 0:1], x[:, 1:2]), x[:, 2:3])
-
     @classmethod
     def _minkowski6(cls, f: Tensor) -> Tensor:
         """``(sum f^6)^(1/6)`` per channel; dividing by the image's maximum keeps ``f^6`` from underflowing."""
-        v = f / cls._peak(F.max_pool2d(f, f.shape[-2:])).clamp_min(1e-12)
+        v = f / channel_max(F.max_pool2d(f, f.shape[-2:])).clamp_min(1e-12)
         v2 = v * v
         return (v2 * v2 * v2).sum(dim=(2, 3)).pow(1.0 / 6.0)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        peak = self._peak(x)
+        peak = channel_max(x)
         # Indicators as clamps of differences (the images are in [0, 1]): saturated at 1, valid above 0.
         saturated = F.max_pool2d(((peak - (1.0 - 1e-6)) * 1e6).clamp(0.0, 1.0), 3, 1, 1)
         valid = (peak * 1e12).clamp(0.0, 1.0) * (1.0 - saturated)

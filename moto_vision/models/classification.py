@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from timm.loss import AsymmetricLossMultiLabel
 from torch import nn
 
+from moto_vision.models.ops import spatial_mean
+
 __all__ = ["ClassificationHead", "ClassificationLoss", "class_weights_from_counts"]
 
 
@@ -56,7 +58,8 @@ class ClassificationHead(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Map the backbone's feature list to logits ``(B, num_classes)``."""
-        pooled = [features[i].mean(dim=(2, 3)) for i in self.feature_indices]
+        # Global average pooling (keepdim, then a view): the form XNNPACK delegates; a plain mean splits the graph.
+        pooled = [spatial_mean(features[i]).flatten(1) for i in self.feature_indices]
         return self.classifier(torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0])
 
 

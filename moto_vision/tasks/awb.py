@@ -125,7 +125,9 @@ class AWBRegressor(KitTask):
 
     # ----------------------------------------------------------------- model
     def configure_normalization(self) -> nn.Module:
-        return ExposureNormalize(log=self.hparams.log_input, reference=self.hparams.get("input_reference", "mean"))
+        return ExposureNormalize(
+            "log" if self.hparams.log_input else "linear", reference=self.hparams.get("input_reference", "mean")
+        )
 
     def configure_models(self) -> None:
         super().configure_models()

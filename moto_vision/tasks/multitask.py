@@ -9,8 +9,8 @@ metadata. This module only combines them; it knows no task by name.
 Input domain: linear camera RGB before white balance, ``(B, 3, H, W)`` in ``[0, 1]`` (what the camera's
 perception stage sees, and what AWB needs); :class:`~moto_vision.data.MultiTaskDataModule` unprocesses the sRGB
 portrait and scene data into it. Inside the model every image is divided by its mean brightness and
-log-encoded (:class:`~moto_vision.models.awb.ExposureNormalize`), which removes exposure and compresses the
-linear range much as a tone curve would.
+encoded by a square root (``input_encoding``, :class:`~moto_vision.models.awb.ExposureNormalize`), which removes
+exposure and compresses the linear range much as a tone curve would.
 
 Training batches hold partial labels: a row contributes only the losses of the tasks it has ground truth for
 (``has_<task>`` masks), and each head runs only on its labelled rows. The per-task losses are combined with fixed
@@ -44,7 +44,7 @@ from moto_vision.heads import (
     get_kit,
     kit_names,
 )
-from moto_vision.models.awb import ExposureNormalize, GrayWorld, apply_white_balance
+from moto_vision.models.awb import ExposureNormalize, GrayWorld, InputEncoding, apply_white_balance
 from moto_vision.models.multitask import FixedWeighting, GradNormWeighting, UncertaintyWeighting
 from moto_vision.tasks.base import BaseTask, TaskHead, create_task_backbone
 
@@ -126,7 +126,11 @@ class MultiTaskPerception(BaseTask):
         pretrained: backbone weights: ``False``, a local file (a single-task moto-vision ``.ckpt`` works), or
             ``True`` (timm hub).
         image_size: input size the model is trained and exported at (``moto-vision fit`` takes the data's).
-        log_input: the backbone sees log intensities of the exposure-normalised image (else linear ones).
+        input_encoding: how the backbone sees the exposure-normalised linear image
+            (:class:`~moto_vision.models.awb.ExposureNormalize`): ``"sqrt"`` (default: a gamma-2 curve, the cheapest
+            compressive encoding on a phone), ``"log"`` (the encoding of 0.1) or ``"linear"``.
+        log_input: the 0.1 spelling, kept so that its checkpoints load as they were trained: ``True`` is
+            ``input_encoding="log"``, ``False`` ``"linear"`` (used only when ``input_encoding`` is not given).
         weighting: ``"uncertainty"`` (learned, Kendall et al. 2018), ``"fixed"`` (``loss_weights``) or
             ``"gradnorm"`` (gradient-norm balancing on the shared features, after Chen et al. 2018).
         loss_weights: fixed weight per head (``weighting="fixed"``); heads left out use their kit's
@@ -177,7 +181,8 @@ class MultiTaskPerception(BaseTask):
         backbone: str = "mobilenetv3_small_100",
         pretrained: bool | str = False,
         image_size: int = 64,
-        log_input: bool = True,
+        input_encoding: InputEncoding | None = None,
+        log_input: bool | None = None,
         weighting: Literal["uncertainty", "fixed", "gradnorm"] = "uncertainty",
         loss_weights: dict[str, float] | None = None,
         gradnorm_alpha: float = 1.5,
@@ -226,6 +231,18 @@ class MultiTaskPerception(BaseTask):
         return [name for name in kit_names() if name in self.hparams.heads]
 
     @property
+    def input_encoding(self) -> InputEncoding:
+        """The backbone's input encoding (:class:`~moto_vision.models.awb.ExposureNormalize`).
+
+        ``input_encoding``, else the 0.1 ``log_input`` (its checkpoints store only that, ``True`` then), else "sqrt".
+        """
+        hp = self.hparams
+        if hp.get("input_encoding") is not None:
+            return hp.input_encoding
+        log_input = hp.get("log_input")
+        return "sqrt" if log_input is None else ("log" if log_input else "linear")
+
+    @property
     def shared_level(self) -> int:
         """The deepest backbone feature level that every enabled head depends on (levels feed forward)."""
         levels = len(self.backbone.channels)
@@ -239,7 +256,7 @@ class MultiTaskPerception(BaseTask):
     def configure_models(self) -> None:
         hp = self.hparams
         self.kits: dict[str, TaskKit] = {name: get_kit(name)(hp.head_options.get(name)) for name in self.head_names}
-        self.normalize = ExposureNormalize(log=hp.log_input)
+        self.normalize = ExposureNormalize(self.input_encoding)
         # Only what the heads read is built (an AWB-only model stops after the AWB level, as the single-task one).
         self.backbone = create_task_backbone(hp.backbone, hp.pretrained, list(self.kits.values()))
         channels, reductions = self.backbone.channels, self.backbone.reductions
