@@ -627,7 +627,7 @@ class ClassicalEstimates(nn.Module):
     @classmethod
     def _minkowski6(cls, f: Tensor) -> Tensor:
         """``(sum f^6)^(1/6)`` per channel; dividing by the image's maximum keeps ``f^6`` from underflowing."""
-        v = f / channel_max(F.max_pool2d(f, f.shape[-2:])).clamp_min(1e-12)
+        v = f / channel_max(spatial_max(f)).clamp_min(1e-12)
         v2 = v * v
         return (v2 * v2 * v2).sum(dim=(2, 3)).pow(1.0 / 6.0)
 
@@ -640,13 +640,13 @@ class ClassicalEstimates(nn.Module):
         values = x * usable
         gray_world = values.sum(dim=(2, 3))
         shades = self._minkowski6(values)
-        white_patch = F.max_pool2d(values, x.shape[-2:]).flatten(1)
+        white_patch = spatial_max(values).flatten(1)
         b = self.edge_border
         d = F.conv2d(F.conv2d(x, self.vertical, padding=(b, 0), groups=3), self.horizontal, padding=(0, b), groups=6)
         magnitude = (d * d).unflatten(1, (3, 2)).sum(dim=2).sqrt() * (valid * self._border(x, self.edge_border))
         gray_edge = self._minkowski6(magnitude)
         brightness = (x[:, 0:1] + x[:, 1:2] + x[:, 2:3]) * usable
-        b = brightness / F.max_pool2d(brightness, x.shape[-2:]).clamp_min(1e-12)
+        b = brightness / spatial_max(brightness).clamp_min(1e-12)
         b2 = b * b
         b4 = b2 * b2
         b8 = b4 * b4
