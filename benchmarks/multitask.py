@@ -113,15 +113,14 @@ def _onnx_session(module: nn.Module, example: torch.Tensor, path: Path, threads:
 
 def _executorch_runner(module: nn.Module, example: torch.Tensor, threads: int):
     """An ExecuTorch (XNNPACK) program of ``module``, as ``moto-vision export --format executorch`` lowers it."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
     from executorch.extension.pybindings import portable_lib
     from executorch.runtime import Runtime
 
+    from moto_vision.deploy.exporters import lower_executorch
+
     portable_lib._unsafe_reset_threadpool(threads)  # process-wide, as in moto_vision.deploy.runtime
     with torch.no_grad():
-        program = torch.export.export(module, (example,))
-    buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+        buffer = lower_executorch(module, (example,)).to_executorch().buffer
     loaded = Runtime.get().load_program(buffer)
     method = loaded.load_method("forward")
     reference = module(example)

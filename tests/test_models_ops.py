@@ -73,18 +73,37 @@ def test_multitask_input_encoding_defaults_to_sqrt_and_0_1_checkpoints_keep_log(
 def test_multitask_graph_is_one_xnnpack_partition():
     """Every op of the three-head graph runs in XNNPACK: a fallback op splits the graph and costs a round trip."""
     pytest.importorskip("executorch")
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
+    from moto_vision.deploy.exporters import lower_executorch
     from moto_vision.tasks import MultiTaskPerception
 
     model = MultiTaskPerception(backbone="mobilenetv3_small_100", image_size=64, log_predictions=False).eval()
     module = model.export_module().eval()
     with torch.no_grad():
-        program = torch.export.export(module, (torch.rand(1, 3, 64, 64),))
-    graph = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).exported_program().graph
+        graph = lower_executorch(module, (torch.rand(1, 3, 64, 64),)).exported_program().graph
     targets = [str(n.target) for n in graph.nodes if n.op == "call_function" and "getitem" not in str(n.target)]
     delegates = [t for t in targets if "executorch_call_delegate" in t]
     # Scalar dtype copies of constants are the only ops left outside (ExecuTorch runs them once per call, no data).
     outside = [t for t in targets if "executorch_call_delegate" not in t and "_to_dim_order_copy" not in t]
     assert len(delegates) == 1 and not outside, outside
+
+
+def test_exposure_mean_and_awb_colour_grid_share_one_block_mean_in_executorch():
+    """The normalisation's mean goes through the 16 x 16 block mean the AWB head takes; the export computes it once."""
+    pytest.importorskip("executorch")
+    from moto_vision.deploy.exporters import lower_executorch
+
+    class NormaliseAndGrid(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.normalize = ExposureNormalize("sqrt")
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.normalize(x), ops.block_mean(x, (16, 16))
+
+    x = torch.rand(1, 3, 256, 256)
+    graph = lower_executorch(NormaliseAndGrid(), (x,), partitioners=[]).exported_program().graph
+    means = [n for n in graph.nodes if n.op == "call_function" and "mean" in str(n.target)]
+    # Two whole-row means for the block mean, one for the mean of its 16 x 16 result: five without the merge.
+    assert len(means) == 3, [str(n.target) for n in means]
+    torch.testing.assert_close(ops.blockwise_mean(x, (16, 16)), x.mean(dim=(2, 3), keepdim=True))
+    torch.testing.assert_close(ops.blockwise_mean(x[..., :250], (16, 16)), x[..., :250].mean(dim=(2, 3), keepdim=True))

@@ -168,6 +168,8 @@ def quantize_onnx_static(
     excluded = onnx_nodes_of_classes(source, float_classes)
     if float_classes and not excluded:
         notes.append("no node carries its module classes (TorchScript export?): every node was quantized.")
+    if excluded and _unshare_constants(source, prepared, set(excluded)):
+        source = prepared
     try:
         quantize_static(
             str(source),
@@ -183,6 +185,34 @@ def quantize_onnx_static(
     finally:
         prepared.unlink(missing_ok=True)
     return notes
+
+
+def _unshare_constants(source: Path, target: Path, float_nodes: set[str]) -> bool:
+    """Give the float-only nodes their own copy of every constant they share with a quantized node.
+
+    The dynamo exporter stores an equal scalar once (e.g. the ``1e30`` of :func:`moto_vision.models.ops.step` in a
+    quantized and a float-only module); ONNX Runtime's quantizer then quantizes it for the quantized consumer and
+    feeds the float-only one its ``DequantizeLinear`` too. Writes ``target`` and returns whether anything changed.
+    """
+    import onnx
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    shared = {
+        name for name in initializers if {n.name in float_nodes for n in graph.node if name in n.input} == {True, False}
+    }
+    for name in sorted(shared):
+        copy = onnx.TensorProto()
+        copy.CopyFrom(initializers[name])
+        copy.name = f"{name}__float"
+        graph.initializer.append(copy)
+        for node in graph.node:
+            if node.name in float_nodes:
+                node.input[:] = [copy.name if i == name else i for i in node.input]
+    if shared:
+        onnx.save(model, str(target))
+    return bool(shared)
 
 
 def onnx_nodes_of_classes(path: Path, classes: Sequence[type]) -> list[str]:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from moto_vision.models.ops import (
     block_mean,
+    blockwise_mean,
     channel_max,
     channel_sum,
     select,
@@ -146,6 +147,9 @@ class ExposureNormalize(nn.Module):
             so that the input says how bright a pixel is *relative to the brightest one* (what White Patch and
             bright-pixel methods reason about), whatever the rest of the scene.
         log: deprecated spelling of ``encoding="log"`` (``True``) / ``"linear"`` (``False``).
+        blocks: ``reference="mean"`` takes the mean through a ``blocks`` x ``blocks`` block mean
+            (:func:`~moto_vision.models.ops.blockwise_mean`, the same value); at 16, the AWB head's colour grid at the
+            recipes' ``vote_grid: 16``, which an export then computes once for both.
     """
 
     def __init__(
@@ -154,6 +158,7 @@ class ExposureNormalize(nn.Module):
         eps: float = 1e-2,
         reference: Literal["mean", "max"] = "mean",
         log: bool | None = None,
+        blocks: int = 16,
     ) -> None:
         super().__init__()
         if log is not None:
@@ -170,15 +175,16 @@ class ExposureNormalize(nn.Module):
         self.encoding = encoding
         self.eps = eps
         self.reference = reference
+        self.blocks = blocks
 
     def forward(self, x: Tensor) -> Tensor:
         if self.reference == "max":
             scale = channel_max(spatial_max(x)) + 1e-6
         else:
-            # The mean over (H, W) first, then over the channels: the same value, and a whole-image reduction that
-            # XNNPACK runs (global average pooling; it rejects one over (C, H, W), which ExecuTorch then runs in its
-            # portable kernels: 0.6 ms of a 4.7 ms 256 x 256 graph, measured).
-            scale = channel_sum(spatial_mean(x)) / x.shape[1] + 1e-6
+            # The mean over (H, W) first, then over the channels: the same value, and reductions that XNNPACK runs (it
+            # rejects one over (C, H, W), which ExecuTorch then runs in its portable kernels: 0.6 ms of a 4.7 ms
+            # 256 x 256 graph, measured).
+            scale = channel_sum(blockwise_mean(x, (self.blocks, self.blocks))) / x.shape[1] + 1e-6
         if self.encoding == "sqrt":
             return torch.sqrt(x) * torch.rsqrt(scale)
         x = x / scale
@@ -319,15 +325,15 @@ class ConfidencePoolingHead(nn.Module):
         """The classical votes: unit RGB ``(B, 3, K)`` and the logits of all votes ``(B, N + K)`` (local first)."""
         if image is None:
             raise ValueError("ConfidencePoolingHead(classical_votes=True) needs the input image in forward().")
-        estimates, defined = self.classical(image)  # (B, K, 3), (B, K)
+        estimates, defined = self.classical(image)  # (B, K, 3), (B, K) 0 / 1
         log_rgb = torch.log(estimates.clamp_min(1e-4))
-        chroma = log_rgb - log_rgb.mean(dim=-1, keepdim=True)
-        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3)), chroma.flatten(1)], dim=1)
-        out = self.vote_mlp(pooled)
+        chroma = log_rgb - channel_sum(log_rgb, dim=-1) * (1.0 / 3.0)
+        pooled = [spatial_mean(features).flatten(1), spatial_max(features).flatten(1), chroma.flatten(1)]
+        out = self.vote_mlp(torch.cat(pooled, dim=1))
         k = estimates.shape[1]
-        logits = out[:, :k].masked_fill(~defined, _NO_VOTE)
+        logits = select(defined, out[:, :k], _NO_VOTE)
         gains = torch.exp(out[:, k:].reshape(-1, k, 3).clamp(-3.0, 3.0))
-        rgb = F.normalize(estimates * gains, dim=-1).transpose(1, 2)
+        rgb = unit_length(estimates * gains, dim=-1).transpose(1, 2)
         return rgb, torch.cat([local_logits, logits], dim=-1)
 
     def forward(self, features: Tensor, image: Tensor | None = None) -> Tensor:
@@ -599,8 +605,9 @@ class ClassicalEstimates(nn.Module):
     pixels is the mean of the usable pixels weighted by ``(brightness / brightest)^16``: a soft "mean of the
     brightest few percent" (bright-pixel methods, e.g. Joze et al., CIC 2012) without a sort.
 
-    ``forward(x)`` returns unit estimates ``(B, K, 3)`` in :data:`CLASSICAL_ESTIMATES` order and ``(B, K)`` bool,
-    ``False`` where an estimate is undefined (no usable pixel, or no edge); undefined estimates are grey.
+    ``forward(x)`` returns unit estimates ``(B, K, 3)`` in :data:`CLASSICAL_ESTIMATES` order and ``(B, K)`` floats,
+    1 where an estimate is defined and 0 where not (no usable pixel, or no edge); undefined estimates are grey.
+    Every op runs in XNNPACK (sums as global average pooling, the border as slices, the root through exp and log).
     """
 
     #: int8 exports keep this module in float (:data:`moto_vision.deploy.quantize.FLOAT_ONLY`): maxima, 6th powers
@@ -609,53 +616,68 @@ class ClassicalEstimates(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # d/dx and d/dy Gaussian derivatives of gDer.m, separably: a vertical pass (g0 and g1 per channel) and a
-        # horizontal one (g1 on the g0 pass: d/dx; g0 on the g1 pass: d/dy). The same numbers as one 7 x 7 depthwise
-        # convolution per output at half its ExecuTorch cost (0.16 vs 0.29 ms, measured). Fixed: buffers, not saved.
+        # d/dx and d/dy Gaussian derivatives of gDer.m, separably, on the image twice over (6 channels: x then x): a
+        # vertical depthwise pass (g0 on the first copy, g1 on the second), then a horizontal one (g1: d/dx; g0: d/dy).
+        # The same numbers as one 7 x 7 convolution per output at a third of its ExecuTorch cost (measured).
+        # Fixed: buffers, not saved.
         g0, g1 = gaussian_derivative_kernel(1.0, 0).float(), gaussian_derivative_kernel(1.0, 1).float()
         k = g0.numel()
-        self.register_buffer("vertical", torch.stack([g0, g1]).repeat(3, 1).view(6, 1, k, 1), persistent=False)
-        self.register_buffer("horizontal", torch.stack([g1, g0]).repeat(3, 1).view(6, 1, 1, k), persistent=False)
+        self.register_buffer("vertical", torch.stack([g0] * 3 + [g1] * 3).view(6, 1, k, 1), persistent=False)
+        self.register_buffer("horizontal", torch.stack([g1] * 3 + [g0] * 3).view(6, 1, 1, k), persistent=False)
         self.edge_border = k // 2
 
     @staticmethod
-    def _border(x: Tensor, width: int) -> Tensor:
+    def _inner(x: Tensor, width: int) -> Tensor:
+        """``x`` without its ``width``-pixel border (the reference's ``set_border``), as slices."""
         h, w = x.shape[-2:]
-        inner = torch.ones(1, 1, h - 2 * width, w - 2 * width, dtype=x.dtype, device=x.device)
-        return F.pad(inner, (width, width, width, width))
+        return x[..., width : h - width, width : w - width]
+
+    @staticmethod
+    def _sum(x: Tensor) -> Tensor:
+        """``x.sum(dim=(2, 3))`` as global average pooling times the pixel count."""
+        return spatial_mean(x).flatten(1) * (x.shape[-2] * x.shape[-1])
 
     @classmethod
-    def _minkowski6(cls, f: Tensor) -> Tensor:
-        """``(sum f^6)^(1/6)`` per channel; dividing by the image's maximum keeps ``f^6`` from underflowing."""
-        v = f / channel_max(spatial_max(f)).clamp_min(1e-12)
-        v2 = v * v
-        return (v2 * v2 * v2).sum(dim=(2, 3)).pow(1.0 / 6.0)
+    def _minkowski6(cls, squares: Tensor) -> Tensor:
+        """``(sum f^6)^(1/6)`` per channel of ``f >= 0`` given as ``squares = f^2``.
+
+        Dividing by the image's maximum keeps ``f^6`` from underflowing. The root is ``exp(log(s) / 6)``, zero where
+        ``s`` is (XNNPACK runs no fractional power); the brightest channel has ``s >= 1``, so the floor of the log
+        (1e-30) moves a channel at most 1e-5 of the brightest.
+        """
+        v = squares / channel_max(spatial_max(squares)).clamp_min(1e-24)
+        total = cls._sum(v * v * v)
+        return step(total) * torch.exp(torch.log(total.clamp_min(1e-30)) * (1.0 / 6.0))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         peak = channel_max(x)
         # Indicators as clamps of differences (the images are in [0, 1]): saturated at 1, valid above 0.
-        saturated = F.max_pool2d(((peak - (1.0 - 1e-6)) * 1e6).clamp(0.0, 1.0), 3, 1, 1)
-        valid = (peak * 1e12).clamp(0.0, 1.0) * (1.0 - saturated)
-        usable = valid * self._border(x, 1)
-        values = x * usable
-        gray_world = values.sum(dim=(2, 3))
-        shades = self._minkowski6(values)
+        saturated = F.max_pool2d(step(peak, 1.0 - 1e-6), 3, 1, 1)
+        valid = step(peak, 0.0, 1e12) * (1.0 - saturated)
+        inner = self._inner(x, 1)
+        usable = self._inner(valid, 1)
+        values = inner * usable
+        gray_world = self._sum(values)
+        shades = self._minkowski6(values * values)
         white_patch = spatial_max(values).flatten(1)
-        b = self.edge_border
-        d = F.conv2d(F.conv2d(x, self.vertical, padding=(b, 0), groups=3), self.horizontal, padding=(0, b), groups=6)
-        magnitude = (d * d).unflatten(1, (3, 2)).sum(dim=2).sqrt() * (valid * self._border(x, self.edge_border))
-        gray_edge = self._minkowski6(magnitude)
-        brightness = (x[:, 0:1] + x[:, 1:2] + x[:, 2:3]) * usable
+        # Unpadded convolutions: their output is the image less the Gray Edge border, the only part it uses.
+        d = F.conv2d(F.conv2d(torch.cat([x, x], dim=1), self.vertical, groups=6), self.horizontal, groups=6)
+        d = d * d
+        squared_magnitude = (d[:, :3] + d[:, 3:]) * self._inner(valid, self.edge_border)
+        gray_edge = self._minkowski6(squared_magnitude)
+        brightness = channel_sum(inner) * usable
         b = brightness / spatial_max(brightness).clamp_min(1e-12)
         b2 = b * b
         b4 = b2 * b2
         b8 = b4 * b4
-        bright = (x * (b8 * b8)).sum(dim=(2, 3))
-        estimates = torch.stack([gray_world, shades, white_patch, gray_edge, bright], dim=1)  # (B, K, 3)
-        norm = estimates.norm(dim=-1, keepdim=True)
-        defined = norm[..., 0] > 1e-12
-        grey = torch.full_like(estimates, 1.0 / math.sqrt(3.0))
-        return torch.where(defined[..., None], estimates / norm.clamp_min(1e-12), grey), defined
+        bright = self._sum(inner * (b8 * b8))
+        estimates = torch.cat(
+            [e.view(-1, 1, 3) for e in (gray_world, shades, white_patch, gray_edge, bright)], dim=1
+        )  # (B, K, 3)
+        squared = channel_sum(estimates * estimates, dim=-1)
+        defined = step(squared, 1e-24)  # a norm above 1e-12
+        unit = estimates / squared.sqrt().clamp_min(1e-12)
+        return select(defined, unit, 1.0 / math.sqrt(3.0)), defined.flatten(1)
 
 
 class _StatisticsBaseline(nn.Module):

@@ -19,6 +19,7 @@ from torch import Tensor
 
 __all__ = [
     "block_mean",
+    "blockwise_mean",
     "channel_max",
     "channel_sum",
     "select",
@@ -63,6 +64,23 @@ def block_mean(x: Tensor, size: tuple[int, int]) -> Tensor:
     rows = x.reshape(1, n * h * gw, 1, kw).mean(dim=(2, 3), keepdim=True)  # (n, h, gw): the mean over a block's width
     cols = rows.reshape(1, n * gh, kh, gw).transpose(2, 3).reshape(1, n * gh * gw, 1, kh)
     return cols.mean(dim=(2, 3), keepdim=True).reshape(*lead, gh, gw)
+
+
+def blockwise_mean(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """``x.mean(dim=(2, 3), keepdim=True)`` of ``(B, C, H, W)`` as the mean of ``block_mean(x, size)``.
+
+    Equal blocks give the same value; where the size does not divide the image, :func:`spatial_mean` is used.
+
+    Global average pooling over a full frame is slow in ExecuTorch's XNNPACK (0.065 ms for 256 x 256 x 3, against
+    0.02 ms for the two-stage block mean, measured at 1 thread), and a model that also takes ``block_mean(x, size)``
+    of the same image elsewhere (the AWB head's colour grid) computes it once: the ExecuTorch export merges the two
+    (common-subexpression elimination in :func:`moto_vision.deploy.exporters.lower_executorch`), ONNX Runtime does
+    so by itself.
+    """
+    (h, w), (gh, gw) = x.shape[-2:], size
+    if h % gh or w % gw:
+        return spatial_mean(x)
+    return spatial_mean(block_mean(x, size))
 
 
 def channel_sum(x: Tensor, dim: int = 1) -> Tensor:

@@ -34,6 +34,7 @@ from moto_vision.models.awb import (
     channel_reference,
     create_baseline,
 )
+from moto_vision.models.ops import unit_length
 from moto_vision.tasks.base import KitTask
 
 __all__ = ["AWBRegressor"]
@@ -164,7 +165,7 @@ class AWBRegressor(KitTask):
             estimate = refined
         if reference is not None:
             estimate = estimate * reference
-        return estimate / estimate.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return unit_length(estimate)
 
     def shared_step(self, batch: Batch, split: str) -> tuple[Tensor, Any]:
         # The camera rides along with the batch for camera-aware models (`forward(x)` stays the one-input contract).
