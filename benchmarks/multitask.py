@@ -19,7 +19,8 @@ each, then scores each on its test split. Every single-task model carries the sa
 (the AWB one with the multi-task recipe's ``head_options.awb.vote_grid``).
 
     python benchmarks/multitask.py cost    [--size 256] [--rounds 15] [--runs 10] [--threads 1]
-    python benchmarks/multitask.py quality [--steps 1024]
+    python benchmarks/multitask.py quality [--steps 1024] [--seeds 0,1,2]   # mean and spread over seeds
+    python benchmarks/multitask.py quality --summarize run0/quality.json run1/quality.json  # summary of earlier runs
     python benchmarks/multitask.py quality --multitask-only --model-args '{"weighting": "uncertainty"}'  # sweep
     python benchmarks/multitask.py all
 
@@ -301,6 +302,33 @@ QUALITY_ROWS = [
 ]
 
 
+def _difference(ours: float, theirs: float, higher: bool) -> float:
+    """How much worse the multi-task head is (positive: worse)."""
+    return (theirs - ours) if higher else (ours - theirs)
+
+
+def quality_summary(per_seed: list[dict[str, Any]]) -> str:
+    """Mean over seeds of each row, the per-seed differences, and whether the mean is within the margin."""
+    seeds = ", ".join(str(r["seed"]) for r in per_seed)
+    lines = [
+        f"| head metric | multi-task (mean) | single-task (mean) | difference (mean) | per seed ({seeds}) "
+        "| stated margin | within (mean) |",
+        "|---|---:|---:|---:|---|---:|:---:|",
+    ]
+    for task, multi_key, single_key, label, higher, margin in QUALITY_ROWS:
+        pairs = [(r["runs"]["multitask"].get(multi_key), r["runs"].get(task, {}).get(single_key)) for r in per_seed]
+        if any(a is None or b is None for a, b in pairs):
+            continue
+        ours, theirs = statistics.mean(a for a, _ in pairs), statistics.mean(b for _, b in pairs)
+        each = " / ".join(f"{a - b:+.3f}" for a, b in pairs)
+        within = _difference(ours, theirs, higher) <= margin
+        lines.append(
+            f"| {label} | {ours:.3f} | {theirs:.3f} | {ours - theirs:+.3f} | {each} | {margin} | "
+            f"{'yes' if within else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
 def quality_table(results: dict[str, Any]) -> str:
     runs = results["runs"]
     if set(runs) == {"multitask"}:
@@ -315,7 +343,7 @@ def quality_table(results: dict[str, Any]) -> str:
         ours, theirs = runs["multitask"].get(multi_key), runs[task].get(single_key)
         if ours is None or theirs is None:
             continue
-        worse_by = (theirs - ours) if higher else (ours - theirs)
+        worse_by = _difference(ours, theirs, higher)
         lines.append(
             f"| {label} | {ours:.3f} | {theirs:.3f} | {ours - theirs:+.3f} | {margin} | "
             f"{'yes' if worse_by <= margin else 'no'} |"
@@ -339,6 +367,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1024, help="quality: training steps of every model")
     parser.add_argument("--seed", type=int, default=0, help="quality: seed of every model's initialisation")
     parser.add_argument(
+        "--seeds",
+        default=None,
+        help="quality: comma-separated seeds (e.g. 0,1,2): one run per seed, then the mean and per-seed differences",
+    )
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        default=None,
+        metavar="QUALITY_JSON",
+        help="quality: only print the summary over earlier runs' quality.json files (one per seed)",
+    )
+    parser.add_argument(
         "--model-args",
         default="{}",
         help="quality: JSON overrides of the multi-task recipe's model arguments, e.g. '{\"lr\": 0.005}'",
@@ -361,11 +401,24 @@ def main() -> None:
             f"{args.rounds * args.runs} runs:\n\n{table}\n"
         )
     if args.what in ("quality", "all"):
-        quality = run_quality(args)
-        (out / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
-        table = quality_table(quality)
-        (out / "quality.md").write_text(table + "\n")
-        print(f"\nTest metrics after {args.steps} training steps:\n\n{table}\n")
+        if args.summarize:
+            per_seed = [json.loads(Path(path).read_text()) for path in args.summarize]
+        else:
+            per_seed = []
+            seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
+            for seed in seeds:
+                run_out = out / f"seed{seed}" if len(seeds) > 1 else out
+                quality = run_quality(argparse.Namespace(**{**vars(args), "seed": seed, "out": str(run_out)}))
+                run_out.mkdir(parents=True, exist_ok=True)
+                (run_out / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+                table = quality_table(quality)
+                (run_out / "quality.md").write_text(table + "\n")
+                print(f"\nTest metrics after {args.steps} training steps, seed {seed}:\n\n{table}\n")
+                per_seed.append(quality)
+        if len(per_seed) > 1:
+            summary = quality_summary(per_seed)
+            (out / "quality_summary.md").write_text(summary + "\n")
+            print(f"\nOver {len(per_seed)} seeds:\n\n{summary}\n")
 
 
 if __name__ == "__main__":
