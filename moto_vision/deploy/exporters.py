@@ -48,7 +48,8 @@ def export_executorch(
         graph = quantize_pt2e(module, inputs, calibration or [])
         info["quantization"] = FORMATS["executorch"].int8
     constant_methods = {PTE_METADATA_METHOD: json.dumps(facts)}
-    edge = lower_executorch(graph, inputs, [XnnpackPartitioner()], constant_methods)
+    float_program = precision != "int8"
+    edge = lower_executorch(graph, inputs, [XnnpackPartitioner()], constant_methods, merge_common=float_program)
     buffer = edge.to_executorch().buffer
     if precision == "int8" and (error := _smoke_run(buffer, inputs)) is not None:
         # ExecuTorch 1.5.1: with one mixed partitioner, an int8 conv whose output feeds an op XNNPACK lacks (AWB's
@@ -58,7 +59,7 @@ def export_executorch(
         from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
 
         quantized_first = [XnnpackPartitioner(config_precisions=ConfigPrecisionType.STATIC_QUANT), XnnpackPartitioner()]
-        edge = lower_executorch(graph, inputs, quantized_first, constant_methods)
+        edge = lower_executorch(graph, inputs, quantized_first, constant_methods, merge_common=False)
         buffer = edge.to_executorch().buffer
         info["exporter"] += ", quantized partitions lowered first"
         info["fallback_reason"] = [f"one XnnpackPartitioner: the program fails at run time ({error})"]
@@ -73,13 +74,17 @@ def lower_executorch(
     inputs: Inputs,
     partitioners: Sequence[Any] | None = None,
     constant_methods: dict[str, Any] | None = None,
+    *,
+    merge_common: bool = True,
 ) -> Any:
     """``torch.export`` of ``module``, then ExecuTorch's edge lowering with ``partitioners`` (default: XNNPACK).
 
     Identical computations are merged first (torch.fx's common-subexpression elimination, which the edge lowering
     does not run): a multi-task graph's normalisation and AWB head take the same block mean of the image
     (:func:`moto_vision.models.ops.blockwise_mean`), and without it ExecuTorch computes it twice (0.09 ms of a
-    256 x 256 graph, measured). ONNX Runtime eliminates common subexpressions by itself. Returns the
+    256 x 256 graph, measured). ONNX Runtime eliminates common subexpressions by itself. ``merge_common=False``
+    skips it: on a PT2E int8 graph the merged quantize / dequantize nodes make XNNPACK partitions depend on each other
+    in a cycle ("Invalid partition, found dependency cycles", ExecuTorch 1.5.1, the AWB recipe's model). Returns the
     ``EdgeProgramManager`` (``.to_executorch().buffer`` is the ``.pte``).
     """
     from executorch.exir import to_edge_transform_and_lower
@@ -91,7 +96,10 @@ def lower_executorch(
         partitioners = [XnnpackPartitioner()]
     program = torch.export.export(module, inputs)
     return to_edge_transform_and_lower(
-        program, transform_passes=[CSEPass()], partitioner=list(partitioners), constant_methods=constant_methods
+        program,
+        transform_passes=[CSEPass()] if merge_common else [],
+        partitioner=list(partitioners),
+        constant_methods=constant_methods,
     )
 
 
