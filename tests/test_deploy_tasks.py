@@ -162,3 +162,29 @@ def test_predictors_have_the_task_call_and_metadata(exported):
             if key in facts:
                 assert model.metadata[key] == facts[key]
         assert model.metadata["input_size"] == [SIZE, SIZE]
+
+
+def test_pt2e_int8_leaves_every_op_of_a_float_only_module_unquantized():
+    """No op of a float-only module reads a dequantized value (the quantizer annotates some ops, e.g. cat, regardless
+    of module filters: ExecuTorch int8 AWB 7.3 -> 9.2 degrees mean with one cat there, measured)."""
+    pytest.importorskip("executorch")
+    from moto_vision.deploy.quantize import quantize_pt2e
+
+    task, _ = _awb()
+    module = task.eval().export_module().eval()
+    images = [(torch.rand(1, 3, SIZE, SIZE),) for _ in range(2)]
+    graph = quantize_pt2e(module, images[0], images)
+    float_only = {cls.__name__ for cls in float_only_classes(task)}
+
+    def in_float_only(node: torch.fx.Node) -> bool:
+        stack = node.meta.get("nn_module_stack", {}).values()
+        return any(str(getattr(c, "__name__", c)).rsplit(".", 1)[-1] in float_only for _, c in stack)
+
+    readers = [
+        user.name
+        for node in graph.graph.nodes
+        if "dequantize_per_tensor" in str(node.target)
+        for user in node.users
+        if in_float_only(user)
+    ]
+    assert float_only and any(in_float_only(n) for n in graph.graph.nodes) and not readers, readers

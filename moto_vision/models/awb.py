@@ -326,14 +326,18 @@ class ConfidencePoolingHead(nn.Module):
         if image is None:
             raise ValueError("ConfidencePoolingHead(classical_votes=True) needs the input image in forward().")
         estimates, defined = self.classical(image)  # (B, K, 3), (B, K) 0 / 1
+        # Plain ops on purpose: written with models/ops.py (channel_sum, select, unit_length) they are quantized in
+        # int8 exports and the AWB error rose (one model: ONNX int8 5.2 -> 19.4, ExecuTorch int8 7.3 -> 9.8 degrees
+        # mean, measured); as they are, int8 keeps them in float, and ExecuTorch fp32 runs them in its portable
+        # kernels (4 partitions instead of 1: 0.45 against 0.40 ms at 64 x 64, measured).
         log_rgb = torch.log(estimates.clamp_min(1e-4))
-        chroma = log_rgb - channel_sum(log_rgb, dim=-1) * (1.0 / 3.0)
-        pooled = [spatial_mean(features).flatten(1), spatial_max(features).flatten(1), chroma.flatten(1)]
-        out = self.vote_mlp(torch.cat(pooled, dim=1))
+        chroma = log_rgb - log_rgb.mean(dim=-1, keepdim=True)
+        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3)), chroma.flatten(1)], dim=1)
+        out = self.vote_mlp(pooled)
         k = estimates.shape[1]
-        logits = select(defined, out[:, :k], _NO_VOTE)
+        logits = out[:, :k].masked_fill(defined < 0.5, _NO_VOTE)
         gains = torch.exp(out[:, k:].reshape(-1, k, 3).clamp(-3.0, 3.0))
-        rgb = unit_length(estimates * gains, dim=-1).transpose(1, 2)
+        rgb = F.normalize(estimates * gains, dim=-1).transpose(1, 2)
         return rgb, torch.cat([local_logits, logits], dim=-1)
 
     def forward(self, features: Tensor, image: Tensor | None = None) -> Tensor:
@@ -616,14 +620,17 @@ class ClassicalEstimates(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # d/dx and d/dy Gaussian derivatives of gDer.m, separably, on the image twice over (6 channels: x then x): a
-        # vertical depthwise pass (g0 on the first copy, g1 on the second), then a horizontal one (g1: d/dx; g0: d/dy).
-        # The same numbers as one 7 x 7 convolution per output at a third of its ExecuTorch cost (measured).
-        # Fixed: buffers, not saved.
+        # d/dx and d/dy Gaussian derivatives of gDer.m, separably: a vertical pass (g0 and g1 per channel) and a
+        # horizontal one (g1 on the g0 pass: d/dx; g0 on the g1 pass: d/dy). The same numbers as one 7 x 7 depthwise
+        # convolution per output at a third of its ExecuTorch cost (measured). No torch.cat here (nor below): the
+        # PT2E int8 quantizer annotates every cat, float-only module or not (ExecuTorch int8 of an AWB model went from
+        # 7.3 to 9.2 degrees mean with one, measured). Fixed: buffers, not saved.
         g0, g1 = gaussian_derivative_kernel(1.0, 0).float(), gaussian_derivative_kernel(1.0, 1).float()
         k = g0.numel()
-        self.register_buffer("vertical", torch.stack([g0] * 3 + [g1] * 3).view(6, 1, k, 1), persistent=False)
-        self.register_buffer("horizontal", torch.stack([g1] * 3 + [g0] * 3).view(6, 1, 1, k), persistent=False)
+        self.register_buffer("vertical", torch.stack([g0, g1]).repeat(3, 1).view(6, 1, k, 1), persistent=False)
+        self.register_buffer("horizontal", torch.stack([g1, g0]).repeat(3, 1).view(6, 1, 1, k), persistent=False)
+        # dx^2 + dy^2 per channel: a grouped 1 x 1 convolution over the (dx, dy) pairs.
+        self.register_buffer("pair_sum", torch.ones(3, 2, 1, 1), persistent=False)
         self.edge_border = k // 2
 
     @staticmethod
@@ -661,9 +668,8 @@ class ClassicalEstimates(nn.Module):
         shades = self._minkowski6(values * values)
         white_patch = spatial_max(values).flatten(1)
         # Unpadded convolutions: their output is the image less the Gray Edge border, the only part it uses.
-        d = F.conv2d(F.conv2d(torch.cat([x, x], dim=1), self.vertical, groups=6), self.horizontal, groups=6)
-        d = d * d
-        squared_magnitude = (d[:, :3] + d[:, 3:]) * self._inner(valid, self.edge_border)
+        d = F.conv2d(F.conv2d(x, self.vertical, groups=3), self.horizontal, groups=6)
+        squared_magnitude = F.conv2d(d * d, self.pair_sum, groups=3) * self._inner(valid, self.edge_border)
         gray_edge = self._minkowski6(squared_magnitude)
         brightness = channel_sum(inner) * usable
         b = brightness / spatial_max(brightness).clamp_min(1e-12)
@@ -671,9 +677,7 @@ class ClassicalEstimates(nn.Module):
         b4 = b2 * b2
         b8 = b4 * b4
         bright = self._sum(inner * (b8 * b8))
-        estimates = torch.cat(
-            [e.view(-1, 1, 3) for e in (gray_world, shades, white_patch, gray_edge, bright)], dim=1
-        )  # (B, K, 3)
+        estimates = torch.stack([gray_world, shades, white_patch, gray_edge, bright], dim=1)  # (B, K, 3)
         squared = channel_sum(estimates * estimates, dim=-1)
         defined = step(squared, 1e-24)  # a norm above 1e-12
         unit = estimates / squared.sqrt().clamp_min(1e-12)
