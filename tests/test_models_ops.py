@@ -52,6 +52,16 @@ def test_exposure_normalize_is_invariant_to_exposure(x, encoding):
     torch.testing.assert_close(normalize(x), expected)
 
 
+def test_exposure_normalize_relative_to_each_channel_removes_channel_gains(x):
+    """``reference="channel_mean"``: each channel over its own mean, so per-channel gains (a light's cast) cancel."""
+    normalize = ExposureNormalize("sqrt", reference="channel_mean")
+    gains = torch.tensor([2.0, 1.0, 0.5])[None, :, None, None]
+    torch.testing.assert_close(normalize(x * gains), normalize(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(normalize(x), torch.sqrt(x / (x.mean(dim=(2, 3), keepdim=True) + 1e-6)))
+    with pytest.raises(ValueError, match="'channel_mean'"):
+        ExposureNormalize(reference="median")  # type: ignore[arg-type]
+
+
 def test_exposure_normalize_log_flag_is_deprecated(x):
     with pytest.warns(DeprecationWarning, match="encoding='log'"):
         normalize = ExposureNormalize(log=True)

@@ -145,7 +145,10 @@ class ExposureNormalize(nn.Module):
         eps: floor inside the log (zeroed, masked pixels map to ``log(eps)``).
         reference: ``"mean"`` divides by the mean brightness; ``"max"`` by the largest channel value of the image,
             so that the input says how bright a pixel is *relative to the brightest one* (what White Patch and
-            bright-pixel methods reason about), whatever the rest of the scene.
+            bright-pixel methods reason about), whatever the rest of the scene; ``"channel_mean"`` divides each
+            channel by its own mean (a Grey World balance): the light's cast and the camera's channel gains leave
+            what the backbone sees, which is what segmentation and scene heads want, while an AWB head still reads
+            the colour from the image itself (``local_colour``).
         log: deprecated spelling of ``encoding="log"`` (``True``) / ``"linear"`` (``False``).
         blocks: ``reference="mean"`` takes the mean through a ``blocks`` x ``blocks`` block mean
             (:func:`~moto_vision.models.ops.blockwise_mean`, the same value); at 16, the AWB head's colour grid at the
@@ -156,7 +159,7 @@ class ExposureNormalize(nn.Module):
         self,
         encoding: InputEncoding = "linear",
         eps: float = 1e-2,
-        reference: Literal["mean", "max"] = "mean",
+        reference: Literal["mean", "max", "channel_mean"] = "mean",
         log: bool | None = None,
         blocks: int = 16,
     ) -> None:
@@ -170,8 +173,10 @@ class ExposureNormalize(nn.Module):
             encoding = "log" if log else "linear"
         if encoding not in ("linear", "log", "sqrt"):
             raise ValueError(f"ExposureNormalize: encoding must be 'linear', 'log' or 'sqrt', got {encoding!r}.")
-        if reference not in ("mean", "max"):
-            raise ValueError(f"ExposureNormalize: reference must be 'mean' or 'max', got {reference!r}.")
+        if reference not in ("mean", "max", "channel_mean"):
+            raise ValueError(
+                f"ExposureNormalize: reference must be 'mean', 'max' or 'channel_mean', got {reference!r}."
+            )
         self.encoding = encoding
         self.eps = eps
         self.reference = reference
@@ -180,6 +185,8 @@ class ExposureNormalize(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.reference == "max":
             scale = channel_max(spatial_max(x)) + 1e-6
+        elif self.reference == "channel_mean":
+            scale = blockwise_mean(x, (self.blocks, self.blocks)) + 1e-6
         else:
             # The mean over (H, W) first, then over the channels: the same value, and reductions that XNNPACK runs (it
             # rejects one over (C, H, W), which ExecuTorch then runs in its portable kernels: 0.6 ms of a 4.7 ms

@@ -131,6 +131,10 @@ class MultiTaskPerception(BaseTask):
             compressive encoding on a phone), ``"log"`` (the encoding of 0.1) or ``"linear"``.
         log_input: the 0.1 spelling, kept so that its checkpoints load as they were trained: ``True`` is
             ``input_encoding="log"``, ``False`` ``"linear"`` (used only when ``input_encoding`` is not given).
+        input_reference: what the backbone sees the image relative to: ``"mean"`` (its mean brightness, the
+            default and what earlier checkpoints used) or ``"channel_mean"`` (each channel relative to its own mean,
+            a Grey World balance: a portrait-only model's boundary F +0.02, the three-head model's AWB a little
+            worse; docs/multitask.md#results).
         weighting: ``"uncertainty"`` (learned, Kendall et al. 2018), ``"fixed"`` (``loss_weights``) or
             ``"gradnorm"`` (gradient-norm balancing on the shared features, after Chen et al. 2018).
         loss_weights: fixed weight per head (``weighting="fixed"``); heads left out use their kit's
@@ -183,6 +187,7 @@ class MultiTaskPerception(BaseTask):
         image_size: int = 64,
         input_encoding: InputEncoding | None = None,
         log_input: bool | None = None,
+        input_reference: Literal["mean", "channel_mean"] = "mean",
         weighting: Literal["uncertainty", "fixed", "gradnorm"] = "uncertainty",
         loss_weights: dict[str, float] | None = None,
         gradnorm_alpha: float = 1.5,
@@ -256,7 +261,7 @@ class MultiTaskPerception(BaseTask):
     def configure_models(self) -> None:
         hp = self.hparams
         self.kits: dict[str, TaskKit] = {name: get_kit(name)(hp.head_options.get(name)) for name in self.head_names}
-        self.normalize = ExposureNormalize(self.input_encoding)
+        self.normalize = ExposureNormalize(self.input_encoding, reference=hp.get("input_reference", "mean"))
         # Only what the heads read is built (an AWB-only model stops after the AWB level, as the single-task one).
         self.backbone = create_task_backbone(hp.backbone, hp.pretrained, list(self.kits.values()))
         channels, reductions = self.backbone.channels, self.backbone.reductions
