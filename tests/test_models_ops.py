@@ -78,6 +78,9 @@ def test_multitask_input_encoding_defaults_to_sqrt_and_0_1_checkpoints_keep_log(
     assert MultiTaskPerception(**kwargs, log_input=True).normalize.encoding == "log"  # what 0.1 stored
     assert MultiTaskPerception(**kwargs, log_input=False).normalize.encoding == "linear"
     assert MultiTaskPerception(**kwargs, input_encoding="log").normalize.encoding == "log"
+    # The exposure reference: the mean brightness unless a model asks for each channel's own mean.
+    assert MultiTaskPerception(**kwargs).normalize.reference == "mean"
+    assert MultiTaskPerception(**kwargs, input_reference="channel_mean").normalize.reference == "channel_mean"
 
 
 def test_multitask_graph_is_one_xnnpack_partition():
