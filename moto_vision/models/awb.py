@@ -652,14 +652,15 @@ class ClassicalEstimates(nn.Module):
         return spatial_mean(x).flatten(1) * (x.shape[-2] * x.shape[-1])
 
     @classmethod
-    def _minkowski6(cls, squares: Tensor) -> Tensor:
+    def _minkowski6(cls, squares: Tensor, peak: Tensor | None = None) -> Tensor:
         """``(sum f^6)^(1/6)`` per channel of ``f >= 0`` given as ``squares = f^2``.
 
-        Dividing by the image's maximum keeps ``f^6`` from underflowing. The root is ``exp(log(s) / 6)``, zero where
-        ``s`` is (XNNPACK runs no fractional power); the brightest channel has ``s >= 1``, so the floor of the log
-        (1e-30) moves a channel at most 1e-5 of the brightest.
+        Dividing by the image's maximum (``peak``, the largest of ``squares``, when already known) keeps ``f^6`` from
+        underflowing. The root is ``exp(log(s) / 6)``, zero where ``s`` is (XNNPACK runs no fractional power); the
+        brightest channel has ``s >= 1``, so the floor of the log (1e-30) moves a channel at most 1e-5 of the brightest.
         """
-        v = squares / channel_max(spatial_max(squares)).clamp_min(1e-24)
+        peak = channel_max(spatial_max(squares)) if peak is None else peak
+        v = squares / peak.clamp_min(1e-24)
         total = cls._sum(v * v * v)
         return step(total) * torch.exp(torch.log(total.clamp_min(1e-30)) * (1.0 / 6.0))
 
@@ -672,8 +673,10 @@ class ClassicalEstimates(nn.Module):
         usable = self._inner(valid, 1)
         values = inner * usable
         gray_world = self._sum(values)
-        shades = self._minkowski6(values * values)
-        white_patch = spatial_max(values).flatten(1)
+        white = spatial_max(values)  # (B, 3, 1, 1)
+        brightest = channel_max(white)
+        shades = self._minkowski6(values * values, brightest * brightest)
+        white_patch = white.flatten(1)
         # Unpadded convolutions: their output is the image less the Gray Edge border, the only part it uses.
         d = F.conv2d(F.conv2d(x, self.vertical, groups=3), self.horizontal, groups=6)
         squared_magnitude = F.conv2d(d * d, self.pair_sum, groups=3) * self._inner(valid, self.edge_border)
