@@ -48,8 +48,7 @@ def export_executorch(
         graph = quantize_pt2e(module, inputs, calibration or [])
         info["quantization"] = FORMATS["executorch"].int8
     constant_methods = {PTE_METADATA_METHOD: json.dumps(facts)}
-    float_program = precision != "int8"
-    edge = lower_executorch(graph, inputs, [XnnpackPartitioner()], constant_methods, merge_common=float_program)
+    edge = lower_executorch(graph, inputs, [XnnpackPartitioner()], constant_methods, merge_common=precision != "int8")
     buffer = edge.to_executorch().buffer
     if precision == "int8" and (error := _smoke_run(buffer, inputs)) is not None:
         # ExecuTorch 1.5.1: with one mixed partitioner, an int8 conv whose output feeds an op XNNPACK lacks (AWB's

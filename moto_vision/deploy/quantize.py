@@ -199,20 +199,25 @@ def _unshare_constants(source: Path, target: Path, float_nodes: set[str]) -> boo
     model = onnx.load(str(source))
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
-    shared = {
-        name for name in initializers if {n.name in float_nodes for n in graph.node if name in n.input} == {True, False}
-    }
-    for name in sorted(shared):
+    consumers: dict[str, set[bool]] = {}  # initializer -> whether its consumers are float-only
+    for node in graph.node:
+        for name in node.input:
+            if name in initializers:
+                consumers.setdefault(name, set()).add(node.name in float_nodes)
+    shared = sorted(name for name, kinds in consumers.items() if kinds == {True, False})
+    if not shared:
+        return False
+    for name in shared:
         copy = onnx.TensorProto()
         copy.CopyFrom(initializers[name])
         copy.name = f"{name}__float"
         graph.initializer.append(copy)
-        for node in graph.node:
-            if node.name in float_nodes:
-                node.input[:] = [copy.name if i == name else i for i in node.input]
-    if shared:
-        onnx.save(model, str(target))
-    return bool(shared)
+    renamed = {name: f"{name}__float" for name in shared}
+    for node in graph.node:
+        if node.name in float_nodes:
+            node.input[:] = [renamed.get(i, i) for i in node.input]
+    onnx.save(model, str(target))
+    return True
 
 
 def onnx_nodes_of_classes(path: Path, classes: Sequence[type]) -> list[str]:
