@@ -128,7 +128,8 @@ class ExposureNormalize(nn.Module):
     """Divide each image by its mean (or maximum) brightness, all channels together, then encode it for the backbone.
 
     Exposure carries no information about the illuminant colour, so removing it inside the model makes
-    estimates invariant to it. A per-channel mean would be wrong here: the channel imbalance is the signal.
+    estimates invariant to it. By default all channels share one reference: for an AWB backbone a per-channel mean
+    would remove the signal, the channel imbalance (``reference="channel_mean"`` does so on purpose, below).
 
     Encodings of ``y = x / reference``:
 
@@ -150,7 +151,7 @@ class ExposureNormalize(nn.Module):
             what the backbone sees, which is what segmentation and scene heads want, while an AWB head still reads
             the colour from the image itself (``local_colour``).
         log: deprecated spelling of ``encoding="log"`` (``True``) / ``"linear"`` (``False``).
-        blocks: ``reference="mean"`` takes the mean through a ``blocks`` x ``blocks`` block mean
+        blocks: the ``"mean"`` and ``"channel_mean"`` references are taken through a ``blocks`` x ``blocks`` block mean
             (:func:`~moto_vision.models.ops.blockwise_mean`, the same value); at 16, the AWB head's colour grid at the
             recipes' ``vote_grid: 16``, which an export then computes once for both.
     """
