@@ -354,6 +354,14 @@ def quality_table(results: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- main
+def _seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated integers."""
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["cost", "quality", "all"])
@@ -368,6 +376,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="quality: seed of every model's initialisation")
     parser.add_argument(
         "--seeds",
+        type=_seed_list,
         default=None,
         help="quality: comma-separated seeds (e.g. 0,1,2): one run per seed, then the mean and per-seed differences",
     )
@@ -389,6 +398,11 @@ def main() -> None:
     )
     parser.add_argument("--out", default="runs/benchmarks/multitask")
     args = parser.parse_args()
+    missing = [path for path in args.summarize or [] if not Path(path).is_file()]
+    if missing:
+        parser.error(f"--summarize: no such file {', '.join(missing)} (a quality.json written by an earlier run)")
+    if args.summarize and args.seeds:
+        parser.error("--summarize reads earlier runs and trains nothing: give it without --seeds")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.what in ("cost", "all"):
@@ -405,7 +419,7 @@ def main() -> None:
             per_seed = [json.loads(Path(path).read_text()) for path in args.summarize]
         else:
             per_seed = []
-            seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
+            seeds = args.seeds or [args.seed]
             for seed in seeds:
                 run_out = out / f"seed{seed}" if len(seeds) > 1 else out
                 quality = run_quality(argparse.Namespace(**{**vars(args), "seed": seed, "out": str(run_out)}))
