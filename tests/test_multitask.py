@@ -194,6 +194,24 @@ def test_head_options_are_sections_and_the_flat_names_of_0_1_still_work() -> Non
         _model(head_options={"sky": {}})
 
 
+def test_head_lr_trains_each_named_head_at_its_rate_and_everything_else_at_lr() -> None:
+    model = _model(lr=0.01, head_lr={"awb": 0.005, "scene": 0.004})
+    optimizer = model.configure_optimizers()["optimizer"]
+    rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    grouped = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert len(grouped) == len(set(grouped)) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert {rate[id(p)] for p in model.branches["awb"].parameters()} == {0.005}
+    assert {rate[id(p)] for p in model.branches["scene"].parameters()} == {0.004}
+    assert {rate[id(p)] for p in model.branches["portrait"].parameters()} == {0.01}
+    assert {rate[id(p)] for p in model.backbone.parameters()} == {0.01}
+    # Norms and biases keep no weight decay in every group.
+    for group in optimizer.param_groups:
+        if any(p.ndim <= 1 for p in group["params"]):
+            assert group["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="head_lr names \\['sky'\\]"):
+        _model(head_lr={"sky": 0.1})
+
+
 def test_eval_cameras_are_fixed_per_sample_and_training_cameras_vary() -> None:
     image = torch.rand(2, 3, 16, 16)
     fixed = UnprocessToCamera(fixed=True, seed=3)

@@ -416,19 +416,25 @@ class BaseTask(LightningModule, ABC):
             )
 
     # ----------------------------------------------------------------- optimisation
+    def learning_rate_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """The trainable parameters, grouped by learning rate: ``[(parameters, lr), ...]``.
+
+        One group at ``lr`` here; a model that trains parts at their own rates (``MultiTaskPerception``'s
+        ``head_lr``) overrides it.
+        """
+        return [([p for p in self.parameters() if p.requires_grad], self._optimizer_value("lr"))]
+
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (no weight decay on norms and biases) with linear warm-up then cosine decay per step."""
-        decay, no_decay = [], []
-        for parameter in self.parameters():
-            if parameter.requires_grad:
-                (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self._optimizer_value("weight_decay")},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self._optimizer_value("lr"),
-        )
+        groups = []
+        for parameters, lr in self.learning_rate_groups():
+            decay = [p for p in parameters if p.requires_grad and p.ndim > 1]
+            no_decay = [p for p in parameters if p.requires_grad and p.ndim <= 1]
+            groups += [
+                {"params": decay, "weight_decay": self._optimizer_value("weight_decay"), "lr": lr},
+                {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+            ]
+        optimizer = torch.optim.AdamW(groups, lr=self._optimizer_value("lr"))
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
         warmup = int(round(total * self._optimizer_value("warmup_fraction")))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total, warmup))

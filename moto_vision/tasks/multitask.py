@@ -144,6 +144,9 @@ class MultiTaskPerception(BaseTask):
             instead of 0 (see :class:`~moto_vision.models.multitask.UncertaintyWeighting`).
         head_options: options of each head, in sections named by head (:class:`HeadOptions`; in Python a dict
             ``{head: {option: value}}`` also works, for any registered head): ``--model.head_options.awb.vote_grid 8``.
+        head_lr: learning rate of each named head's own layers (e.g. ``{awb: 0.005, scene: 0.004}``, the rates of
+            the single-task recipes); the backbone and the heads left out train at ``lr``. The warm-up and cosine
+            schedule scale every rate alike.
         awb_feature_level: deprecated (until 0.3), as every ``<head>_<option>`` argument of 0.1 below: use
             ``head_options.awb.feature_level``.
         awb_head: deprecated: ``head_options.awb.head``.
@@ -193,6 +196,7 @@ class MultiTaskPerception(BaseTask):
         gradnorm_alpha: float = 1.5,
         uncertainty_warm_start: bool = True,
         head_options: HeadOptions = _HEAD_DEFAULTS,
+        head_lr: dict[str, float] | None = None,
         awb_feature_level: int | None = None,
         awb_head: Literal["confidence", "mlp"] | None = None,
         awb_head_channels: int | None = None,
@@ -220,6 +224,9 @@ class MultiTaskPerception(BaseTask):
         unknown = sorted(set(loss_weights or {}) - set(heads))
         if unknown:
             raise ValueError(f"MultiTaskPerception: loss_weights names {unknown}, which are not enabled heads {heads}.")
+        unknown = sorted(set(head_lr or {}) - set(heads))
+        if unknown:
+            raise ValueError(f"MultiTaskPerception: head_lr names {unknown}, which are not enabled heads {heads}.")
         arguments = locals()  # the deprecated flat arguments, by name
         flat = {name: arguments[name] for name in _FLAT_ARGUMENTS}
         # Primitive dicts, what checkpoints store (the heads not enabled keep their options unchecked).
@@ -285,6 +292,14 @@ class MultiTaskPerception(BaseTask):
 
     def configure_metrics(self) -> MetricCollection:
         return self._metrics(core_only=False)
+
+    def learning_rate_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """The backbone (and everything but the heads) at ``lr``; each head of ``head_lr`` at its own rate."""
+        lr, head_lr = self._optimizer_value("lr"), dict(self.hparams.get("head_lr") or {})
+        own = {name: list(self.branches[name].parameters()) for name in head_lr}
+        taken = {id(p) for parameters in own.values() for p in parameters}
+        groups = [([p for p in self.parameters() if p.requires_grad and id(p) not in taken], lr)]
+        return groups + [([p for p in own[name] if p.requires_grad], float(head_lr[name])) for name in own]
 
     def _metrics(self, *, core_only: bool) -> MetricCollection:
         collections = [
