@@ -192,7 +192,7 @@ class ExposureNormalize(nn.Module):
             # The mean over (H, W) first, then over the channels: the same value, and reductions that XNNPACK runs (it
             # rejects one over (C, H, W), which ExecuTorch then runs in its portable kernels: 0.6 ms of a 4.7 ms
             # 256 x 256 graph, measured).
-            scale = channel_sum(blockwise_mean(x, (self.blocks, self.blocks))) / x.shape[1] + 1e-6
+            scale = channel_sum(blockwise_mean(x, (self.blocks, self.blocks))) * (1.0 / x.shape[1]) + 1e-6
         if self.encoding == "sqrt":
             return torch.sqrt(x) * torch.rsqrt(scale)
         x = x / scale
@@ -650,7 +650,7 @@ class ClassicalEstimates(nn.Module):
     @staticmethod
     def _sum(x: Tensor) -> Tensor:
         """``x.sum(dim=(2, 3))`` as global average pooling times the pixel count."""
-        return spatial_mean(x).flatten(1) * (x.shape[-2] * x.shape[-1])
+        return spatial_mean(x).flatten(1) * float(x.shape[-2] * x.shape[-1])
 
     @classmethod
     def _minkowski6(cls, squares: Tensor, peak: Tensor | None = None) -> Tensor:
