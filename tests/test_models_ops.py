@@ -100,6 +100,27 @@ def test_multitask_graph_is_one_xnnpack_partition():
     assert len(delegates) == 1 and not outside, outside
 
 
+def test_awb_statistics_lift_no_int_constants_in_executorch():
+    """Scales are Python floats: an int becomes a tensor constant plus a dtype copy run outside XNNPACK per call."""
+    pytest.importorskip("executorch")
+    from moto_vision.deploy.exporters import lower_executorch
+    from moto_vision.models.awb import ClassicalEstimates
+
+    class Statistics(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.normalize = ExposureNormalize("linear")
+            self.classical = ClassicalEstimates()
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return (self.normalize(x), *self.classical(x))
+
+    with torch.no_grad():
+        graph = lower_executorch(Statistics().eval(), (torch.rand(1, 3, 64, 64),)).exported_program().graph
+    copies = [n.name for n in graph.nodes if n.op == "call_function" and "_to_dim_order_copy" in str(n.target)]
+    assert not copies, copies
+
+
 def test_exposure_mean_and_awb_colour_grid_share_one_block_mean_in_executorch():
     """The normalisation's mean goes through the 16 x 16 block mean the AWB head takes; the export computes it once."""
     pytest.importorskip("executorch")
