@@ -15,8 +15,9 @@ and the ExecuTorch runtime (XNNPACK thread pool of ``--threads``), interleaved r
 hits all of them alike; eager PyTorch is timed the same way for reference.
 ``quality`` trains the multi-task recipe's model and data and the three single-task models (their recipes' model
 settings, with the multi-task recipe's backbone, image size, per-task data and batch size) for ``--steps`` steps
-each, then scores each on its test split. Every single-task model carries the same head as the multi-task model
-(the AWB one with the multi-task recipe's ``head_options.awb.vote_grid``).
+each, then scores each on its test split. Every single-task model carries the same head as the multi-task model:
+the multi-task recipe's ``head_options`` of its task that the single-task class takes (the AWB ``vote_grid``, the
+portrait ``boundary_weight``, ...) override the single-task recipe's.
 
     python benchmarks/multitask.py cost    [--size 256] [--rounds 15] [--runs 10] [--threads 1]
     python benchmarks/multitask.py quality [--steps 1024] [--seeds 0,1,2]   # mean and spread over seeds
@@ -61,6 +62,19 @@ def _model_args(name: str, **overrides: Any) -> dict[str, Any]:
 def _awb_vote_grid(multitask_args: dict[str, Any]) -> int | None:
     """The multi-task AWB head's vote grid (its recipe section ``head_options.awb``)."""
     return ((multitask_args.get("head_options") or {}).get("awb") or {}).get("vote_grid")
+
+
+def _shared_head_options(cls: type, multitask_args: dict[str, Any], task: str) -> dict[str, Any]:
+    """The multi-task recipe's options of ``task``'s head that the single-task class ``cls`` also takes.
+
+    Like for like: the single-task model gets the same head (e.g. the AWB vote grid) and the same head loss (e.g.
+    the portrait boundary weight) as the multi-task head it is compared with.
+    """
+    import inspect
+
+    section = (multitask_args.get("head_options") or {}).get(task) or {}
+    accepted = inspect.signature(cls.__init__).parameters
+    return {key: value for key, value in section.items() if key in accepted}
 
 
 # --------------------------------------------------------------------------------------------- cost
@@ -277,11 +291,12 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
         return results
 
     singles = {
-        "awb": (AWBRegressor, {"baselines": [], "vote_grid": _awb_vote_grid(model_args)}),
+        "awb": (AWBRegressor, {"baselines": []}),
         "portrait": (PortraitSegmenter, {}),
         "scene": (SceneClassifier, {}),
     }
     for task, (cls, extra) in singles.items():
+        extra = {**_shared_head_options(cls, model_args, task), **extra}
         L.seed_everything(args.seed)
         # The same data (arguments of the multi-task recipe's task datamodule), in the task's own colour domain.
         reference = MultiTaskDataModule(**data_args).datamodules[task]
