@@ -59,9 +59,15 @@ def _model_args(name: str, **overrides: Any) -> dict[str, Any]:
     return {**_recipe(name)["model"]["init_args"], **overrides}
 
 
-def _awb_vote_grid(multitask_args: dict[str, Any]) -> int | None:
-    """The multi-task AWB head's vote grid (its recipe section ``head_options.awb``)."""
-    return ((multitask_args.get("head_options") or {}).get("awb") or {}).get("vote_grid")
+def _single_tasks() -> dict[str, tuple[type, dict[str, Any]]]:
+    """The single-task class of each head and the arguments it gets beyond its recipe's (no baselines to score)."""
+    from moto_vision.tasks import AWBRegressor, PortraitSegmenter, SceneClassifier
+
+    return {
+        "awb": (AWBRegressor, {"baselines": []}),
+        "portrait": (PortraitSegmenter, {}),
+        "scene": (SceneClassifier, {}),
+    }
 
 
 def _shared_head_options(cls: type, multitask_args: dict[str, Any], task: str) -> dict[str, Any]:
@@ -92,18 +98,14 @@ class _Tuple(nn.Module):
 
 def cost_models(backbone: str, size: int) -> dict[str, nn.Module]:
     """The four export graphs: multi-task (three heads) and the three single-task models, same backbone."""
-    from moto_vision.tasks import AWBRegressor, MultiTaskPerception, PortraitSegmenter, SceneClassifier
+    from moto_vision.tasks import MultiTaskPerception
 
     # Like for like: each single-task model carries exactly the multi-task model's head for its task.
-    grid = _awb_vote_grid(_model_args("multitask"))
-    tasks = {
-        "multitask (awb + portrait + scene)": MultiTaskPerception(
-            **_model_args("multitask", backbone=backbone, image_size=size, log_predictions=False)
-        ),
-        "awb": AWBRegressor(**_model_args("awb", backbone=backbone, image_size=size, baselines=[], vote_grid=grid)),
-        "portrait": PortraitSegmenter(**_model_args("portrait", backbone=backbone, image_size=size)),
-        "scene": SceneClassifier(**_model_args("scene", backbone=backbone, image_size=size)),
-    }
+    multitask = _model_args("multitask", backbone=backbone, image_size=size, log_predictions=False)
+    tasks = {"multitask (awb + portrait + scene)": MultiTaskPerception(**multitask)}
+    for task, (cls, extra) in _single_tasks().items():
+        options = {**_shared_head_options(cls, multitask, task), **extra}
+        tasks[task] = cls(**_model_args(task, backbone=backbone, image_size=size, **options))
     return {name: _Tuple(task.eval().export_module()).eval() for name, task in tasks.items()}
 
 
@@ -263,7 +265,7 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
 
     from moto_vision.data import MultiTaskDataModule
     from moto_vision.data.multitask import DATA_OPTIONS
-    from moto_vision.tasks import AWBRegressor, MultiTaskPerception, PortraitSegmenter, SceneClassifier
+    from moto_vision.tasks import MultiTaskPerception
 
     recipe = _recipe("multitask")
     model_args = {**recipe["model"]["init_args"], **json.loads(args.model_args)}
@@ -290,12 +292,7 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
     if args.multitask_only:
         return results
 
-    singles = {
-        "awb": (AWBRegressor, {"baselines": []}),
-        "portrait": (PortraitSegmenter, {}),
-        "scene": (SceneClassifier, {}),
-    }
-    for task, (cls, extra) in singles.items():
+    for task, (cls, extra) in _single_tasks().items():
         extra = {**_shared_head_options(cls, model_args, task), **extra}
         L.seed_everything(args.seed)
         # The same data (arguments of the multi-task recipe's task datamodule), in the task's own colour domain.

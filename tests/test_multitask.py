@@ -210,6 +210,8 @@ def test_head_lr_trains_each_named_head_at_its_rate_and_everything_else_at_lr() 
             assert group["weight_decay"] == 0.0
     with pytest.raises(ValueError, match="head_lr names \\['sky'\\]"):
         _model(head_lr={"sky": 0.1})
+    with pytest.raises(ValueError, match="head_lr must be positive"):
+        _model(head_lr={"awb": 0.0})
 
 
 def test_eval_cameras_are_fixed_per_sample_and_training_cameras_vary() -> None:

@@ -417,12 +417,12 @@ class BaseTask(LightningModule, ABC):
 
     # ----------------------------------------------------------------- optimisation
     def learning_rate_groups(self) -> list[tuple[list[nn.Parameter], float]]:
-        """The trainable parameters, grouped by learning rate: ``[(parameters, lr), ...]``.
+        """The parameters, grouped by learning rate: ``[(parameters, lr), ...]`` (frozen ones are left out later).
 
         One group at ``lr`` here; a model that trains parts at their own rates (``MultiTaskPerception``'s
         ``head_lr``) overrides it.
         """
-        return [([p for p in self.parameters() if p.requires_grad], self._optimizer_value("lr"))]
+        return [(list(self.parameters()), self._optimizer_value("lr"))]
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (no weight decay on norms and biases) with linear warm-up then cosine decay per step."""

@@ -221,12 +221,15 @@ class MultiTaskPerception(BaseTask):
         **kwargs: Any,
     ) -> None:
         heads = _check_heads(heads)
-        unknown = sorted(set(loss_weights or {}) - set(heads))
-        if unknown:
-            raise ValueError(f"MultiTaskPerception: loss_weights names {unknown}, which are not enabled heads {heads}.")
-        unknown = sorted(set(head_lr or {}) - set(heads))
-        if unknown:
-            raise ValueError(f"MultiTaskPerception: head_lr names {unknown}, which are not enabled heads {heads}.")
+        for argument, per_head in (("loss_weights", loss_weights), ("head_lr", head_lr)):
+            unknown = sorted(set(per_head or {}) - set(heads))
+            if unknown:
+                raise ValueError(
+                    f"MultiTaskPerception: {argument} names {unknown}, which are not enabled heads {heads}."
+                )
+        not_positive = {name: lr for name, lr in (head_lr or {}).items() if not lr > 0}
+        if not_positive:
+            raise ValueError(f"MultiTaskPerception: head_lr must be positive learning rates, got {not_positive}.")
         arguments = locals()  # the deprecated flat arguments, by name
         flat = {name: arguments[name] for name in _FLAT_ARGUMENTS}
         # Primitive dicts, what checkpoints store (the heads not enabled keep their options unchecked).
@@ -295,11 +298,10 @@ class MultiTaskPerception(BaseTask):
 
     def learning_rate_groups(self) -> list[tuple[list[nn.Parameter], float]]:
         """The backbone (and everything but the heads) at ``lr``; each head of ``head_lr`` at its own rate."""
-        lr, head_lr = self._optimizer_value("lr"), dict(self.hparams.get("head_lr") or {})
-        own = {name: list(self.branches[name].parameters()) for name in head_lr}
-        taken = {id(p) for parameters in own.values() for p in parameters}
-        groups = [([p for p in self.parameters() if p.requires_grad and id(p) not in taken], lr)]
-        return groups + [([p for p in own[name] if p.requires_grad], float(head_lr[name])) for name in own]
+        head_lr = dict(self.hparams.get("head_lr") or {})
+        own = [(list(self.branches[name].parameters()), float(lr)) for name, lr in head_lr.items()]
+        taken = {id(p) for parameters, _ in own for p in parameters}
+        return [([p for p in self.parameters() if id(p) not in taken], self._optimizer_value("lr")), *own]
 
     def _metrics(self, *, core_only: bool) -> MetricCollection:
         collections = [
