@@ -1,0 +1,91 @@
+"""ExecuTorch fp32 latency of AWB model variants, interleaved in one process so that machine load hits all alike.
+
+Each variant is the AWB recipe's model with some arguments changed (untrained weights: latency does not depend on
+them), exported as ``moto-vision export --format executorch`` lowers it and timed with ``method.execute`` on one
+thread, round by round across the variants. ``moto-vision benchmark --ckpt`` times one trained checkpoint in every
+format; this compares designs before training them.
+
+    python benchmarks/awb_latency.py                                   # the recipe, 64 / 32 hidden channels, no votes
+    python benchmarks/awb_latency.py --variant 'h64={"head_channels": 64}' --variant 'recipe={}' [--rounds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "awb.yaml"
+DEFAULT_VARIANTS = {
+    "head_channels 64": {"head_channels": 64},
+    "head_channels 32": {"head_channels": 32},
+    "recipe": {},
+    "recipe, no classical_votes": {"classical_votes": False},
+}
+
+
+def _variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``--variant name={json}``: a row name and the model arguments it overrides."""
+    name, sep, overrides = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--variant wants name={{json}}, got {text!r}")
+    return name, json.loads(overrides)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", type=_variant, action="append", default=[], help="name={model args json}")
+    parser.add_argument("--size", type=int, default=64, help="input size (square)")
+    parser.add_argument("--rounds", type=int, default=60, help="interleaved rounds")
+    parser.add_argument("--runs", type=int, default=25, help="timed runs per variant and round")
+    args = parser.parse_args()
+
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    from moto_vision.deploy.exporters import lower_executorch
+    from moto_vision.deploy.profile import count_parameters
+    from moto_vision.tasks import AWBRegressor
+
+    torch.set_num_threads(1)
+    portable_lib._unsafe_reset_threadpool(1)  # process-wide, as in moto_vision.deploy.runtime
+    recipe_args = yaml.safe_load(RECIPE.read_text())["model"]["init_args"]
+    example = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    methods, programs, params = {}, [], {}
+    variants = dict(args.variant) or DEFAULT_VARIANTS
+    for name, overrides in variants.items():
+        model = AWBRegressor(**{**recipe_args, **overrides, "image_size": args.size}).eval()
+        params[name] = count_parameters(model)
+        with torch.no_grad():
+            buffer = lower_executorch(model.export_module().eval(), (example,)).to_executorch().buffer
+        programs.append(Runtime.get().load_program(buffer))  # the program must outlive its method
+        methods[name] = programs[-1].load_method("forward")
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for method in methods.values():
+        for _ in range(50):
+            method.execute([example])
+    for _ in range(args.rounds):
+        for name, method in methods.items():
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                method.execute([example])
+                times[name].append(time.perf_counter() - start)
+    size, count = f"{args.size} x {args.size}", f"{args.rounds} x {args.runs}"
+    print(f"\nExecuTorch fp32, {size}, batch 1, one thread, {count} runs each:\n")
+    print("| variant | parameters | median (ms) | p10 (ms) | min (ms) |\n|---|---:|---:|---:|---:|")
+    for name, values in times.items():
+        values.sort()
+        median, p10, low = statistics.median(values), values[len(values) // 10], values[0]
+        print(f"| {name} | {params[name] / 1e3:.1f} k | {1e3 * median:.3f} | {1e3 * p10:.3f} | {1e3 * low:.3f} |")
+    print("\nLoad average (1, 5, 15 min): " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
