@@ -633,9 +633,16 @@ class ClassicalEstimates(nn.Module):
         # convolution per output at a third of its ExecuTorch cost (measured). No torch.cat here (nor below): the
         # PT2E int8 quantizer annotates every cat, float-only module or not (ExecuTorch int8 of an AWB model went from
         # 7.3 to 9.2 degrees mean with one, measured). Fixed: buffers, not saved.
+        # The vertical pass is a dense 3 -> 6 convolution whose weights are zero across channels: the same sums (the
+        # zero products add exactly 0), and 20% faster in ExecuTorch than the grouped form (0.084 vs 0.103 ms for both
+        # passes at 64 x 64, measured), whose 7 x 1 depthwise kernel XNNPACK runs slowly.
         g0, g1 = gaussian_derivative_kernel(1.0, 0).float(), gaussian_derivative_kernel(1.0, 1).float()
         k = g0.numel()
-        self.register_buffer("vertical", torch.stack([g0, g1]).repeat(3, 1).view(6, 1, k, 1), persistent=False)
+        vertical = torch.zeros(6, 3, k, 1)
+        for channel in range(3):
+            vertical[2 * channel, channel, :, 0] = g0
+            vertical[2 * channel + 1, channel, :, 0] = g1
+        self.register_buffer("vertical", vertical, persistent=False)
         self.register_buffer("horizontal", torch.stack([g1, g0]).repeat(3, 1).view(6, 1, 1, k), persistent=False)
         # dx^2 + dy^2 per channel: a grouped 1 x 1 convolution over the (dx, dy) pairs.
         self.register_buffer("pair_sum", torch.ones(3, 2, 1, 1), persistent=False)
@@ -679,7 +686,7 @@ class ClassicalEstimates(nn.Module):
         shades = self._minkowski6(values * values, brightest * brightest)
         white_patch = white.flatten(1)
         # Unpadded convolutions: their output is the image less the Gray Edge border, the only part it uses.
-        d = F.conv2d(F.conv2d(x, self.vertical, groups=3), self.horizontal, groups=6)
+        d = F.conv2d(F.conv2d(x, self.vertical), self.horizontal, groups=6)
         squared_magnitude = F.conv2d(d * d, self.pair_sum, groups=3) * self._inner(valid, self.edge_border)
         gray_edge = self._minkowski6(squared_magnitude)
         brightness = channel_sum(inner) * usable
