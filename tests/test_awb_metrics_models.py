@@ -182,6 +182,32 @@ def test_classical_votes_are_the_reference_baselines_and_can_take_over() -> None
     assert torch.allclose(head(features, image[:2]), create_baseline("white_patch")(image[:2]), atol=1e-5)
 
 
+def test_gray_edge_vote_at_half_resolution_is_gray_edge_of_the_block_means() -> None:
+    image = torch.rand(2, 3, 32, 32) * 0.8 + 0.05  # every pixel usable
+    half = ClassicalEstimates(gray_edge_scale=2)
+    gray_edge = CLASSICAL_ESTIMATES.index("gray_edge")
+    estimates, defined = half(image)
+    pooled = torch.nn.functional.avg_pool2d(image, 2)
+    assert torch.allclose(estimates[:, gray_edge], ClassicalEstimates()(pooled)[0][:, gray_edge], atol=1e-6)
+    # The other statistics stay at full resolution.
+    others = [k for k in range(len(CLASSICAL_ESTIMATES)) if k != gray_edge]
+    assert torch.equal(estimates[:, others], ClassicalEstimates()(image)[0][:, others]) and defined.all()
+
+    # A block is usable only when every pixel in it is: a zeroed (masked) block is left out as Gray Edge leaves out a
+    # zero pixel of the block-mean image, and so is a block with a single zeroed pixel, whose mean is not zero.
+    def on_block_means(x: torch.Tensor) -> torch.Tensor:
+        return ClassicalEstimates()(torch.nn.functional.avg_pool2d(x, 2))[0][:, gray_edge]
+
+    block = image.clone()
+    block[:, :, 12:14, 12:14] = 0.0
+    assert torch.allclose(half(block)[0][:, gray_edge], on_block_means(block), atol=1e-6)
+    one = image.clone()
+    one[:, :, 12, 12] = 0.0
+    assert not torch.allclose(half(one)[0][:, gray_edge], on_block_means(one), atol=1e-4)
+    with pytest.raises(ValueError, match="gray_edge_scale"):
+        ClassicalEstimates(gray_edge_scale=0)
+
+
 def test_exposure_normalize_relative_to_the_maximum() -> None:
     x = torch.rand(2, 3, 8, 8)
     normalize = ExposureNormalize(encoding="log", reference="max")

@@ -35,6 +35,9 @@ class AWBOptions:
             same and votes on the same regions at any input size (``None``: one vote per feature location).
         classical_votes: confidence head: the classical estimates (Gray World, Shades of Gray, max-RGB, Gray Edge,
             bright pixels) join the local votes, each with a learned confidence and gain.
+        gray_edge_scale: confidence head with ``classical_votes``: the Gray Edge vote on the image (1) or on its
+            2 x 2 block means (2: a quarter of that statistic's cost; see
+            :class:`~moto_vision.models.awb.ClassicalEstimates`).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
     """
 
@@ -46,6 +49,7 @@ class AWBOptions:
     global_context: bool = True
     vote_grid: int | None = None
     classical_votes: bool = False
+    gray_edge_scale: int = 1
     reproduction_weight: float = 0.0
 
 
@@ -97,6 +101,7 @@ class AWBKit(TaskKit):
                 global_context=o.global_context,
                 grid=o.vote_grid,
                 classical_votes=o.classical_votes,
+                gray_edge_scale=o.gray_edge_scale,
             )
         else:
             head = PoolingMLPHead(width, hidden=o.head_channels, dropout=o.dropout)

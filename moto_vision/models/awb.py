@@ -247,6 +247,8 @@ class ConfidencePoolingHead(nn.Module):
         global_context: give every location the global average of the features too.
         grid: pool the feature map to at most ``grid x grid`` locations before voting (``None``: every location).
         classical_votes: add the classical estimates as weighted votes (needs the image in ``forward``).
+        gray_edge_scale: the classical votes' Gray Edge on the image (1) or on its ``scale x scale`` block means
+            (see :class:`ClassicalEstimates`).
     """
 
     def __init__(
@@ -258,6 +260,7 @@ class ConfidencePoolingHead(nn.Module):
         global_context: bool = True,
         grid: int | None = None,
         classical_votes: bool = False,
+        gray_edge_scale: int = 1,
     ) -> None:
         super().__init__()
         if grid is not None and grid < 1:
@@ -278,7 +281,7 @@ class ConfidencePoolingHead(nn.Module):
             nn.init.zeros_(self.body[-1].bias)
         self.classical_votes = classical_votes
         if classical_votes:
-            self.classical = ClassicalEstimates()
+            self.classical = ClassicalEstimates(gray_edge_scale)
             k = len(CLASSICAL_ESTIMATES)
             self.vote_mlp = nn.Sequential(
                 nn.Linear(2 * in_channels + 3 * k, 32), nn.ReLU(inplace=True), nn.Linear(32, 4 * k)
@@ -620,14 +623,21 @@ class ClassicalEstimates(nn.Module):
     ``forward(x)`` returns unit estimates ``(B, K, 3)`` in :data:`CLASSICAL_ESTIMATES` order and ``(B, K)`` floats,
     1 where an estimate is defined and 0 where not (no usable pixel, or no edge); undefined estimates are grey.
     Every op runs in XNNPACK (sums as global average pooling, the border as slices, the root through exp and log).
+
+    Args:
+        gray_edge_scale: 1 computes Gray Edge on the image itself (sigma = 1, as the reference baseline); 2 (or more)
+            on the image area-averaged over 2 x 2 blocks, a quarter of the cost of its derivatives and norm.
     """
 
     #: int8 exports keep this module in float (:data:`moto_vision.deploy.quantize.FLOAT_ONLY`): maxima, 6th powers
     #: and ratios of raw pixel values do not survive 8 bits (ONNX int8 with it quantized: 18.5 degrees mean, measured).
     float_only_in_int8 = True
 
-    def __init__(self) -> None:
+    def __init__(self, gray_edge_scale: int = 1) -> None:
         super().__init__()
+        if gray_edge_scale < 1:
+            raise ValueError(f"ClassicalEstimates: gray_edge_scale must be a positive integer, got {gray_edge_scale}.")
+        self.gray_edge_scale = int(gray_edge_scale)
         # d/dx and d/dy Gaussian derivatives of gDer.m, separably: a vertical pass (g0 and g1 per channel) and a
         # horizontal one (g1 on the g0 pass: d/dx; g0 on the g1 pass: d/dy). The same numbers as one 7 x 7 depthwise
         # convolution per output at a third of its ExecuTorch cost (measured). No torch.cat here (nor below): the
@@ -685,9 +695,15 @@ class ClassicalEstimates(nn.Module):
         brightest = channel_max(white)
         shades = self._minkowski6(values * values, brightest * brightest)
         white_patch = white.flatten(1)
+        edges, edge_valid = x, valid
+        if self.gray_edge_scale > 1:
+            # Gray Edge on the image area-averaged over scale x scale blocks (about sigma = scale at full resolution,
+            # at 1 / scale^2 of the cost); a block is usable when every pixel in it is.
+            edges = F.avg_pool2d(x, self.gray_edge_scale)
+            edge_valid = 1.0 - F.max_pool2d(1.0 - valid, self.gray_edge_scale)
         # Unpadded convolutions: their output is the image less the Gray Edge border, the only part it uses.
-        d = F.conv2d(F.conv2d(x, self.vertical), self.horizontal, groups=6)
-        squared_magnitude = F.conv2d(d * d, self.pair_sum, groups=3) * self._inner(valid, self.edge_border)
+        d = F.conv2d(F.conv2d(edges, self.vertical), self.horizontal, groups=6)
+        squared_magnitude = F.conv2d(d * d, self.pair_sum, groups=3) * self._inner(edge_valid, self.edge_border)
         gray_edge = self._minkowski6(squared_magnitude)
         brightness = channel_sum(inner) * usable
         b = brightness / spatial_max(brightness).clamp_min(1e-12)

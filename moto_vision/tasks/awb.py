@@ -68,6 +68,8 @@ class AWBRegressor(KitTask):
             the same and votes on the same regions at any input size (``None``: one vote per feature location).
         classical_votes: confidence head only: the classical estimates (Gray World, Shades of Gray, max-RGB, Gray
             Edge, bright pixels) join the local votes, each with a learned confidence and gain.
+        gray_edge_scale: with ``classical_votes``: the Gray Edge vote on the image (1) or on its 2 x 2 block means
+            (2: a quarter of that statistic's cost).
         input_reference: the backbone sees the image relative to its mean brightness (``"mean"``) or to its
             brightest value (``"max"``, what bright-pixel reasoning needs).
         gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
@@ -105,6 +107,7 @@ class AWBRegressor(KitTask):
         global_context: bool = True,
         vote_grid: int | None = None,
         classical_votes: bool = False,
+        gray_edge_scale: int = 1,
         input_reference: Literal["mean", "max"] = "mean",
         gain_equivariant: bool = False,
         camera_input: bool = False,
