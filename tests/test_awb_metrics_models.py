@@ -156,7 +156,10 @@ def test_confidence_head_votes_with_local_colours() -> None:
 
 
 def test_classical_votes_are_the_reference_baselines_and_can_take_over() -> None:
-    image = torch.rand(3, 3, 32, 32) * 0.9
+    # 64 x 64, the model's input size, and a fixed draw: on 32 x 32 noise the 3-pixel border is a fifth of the image
+    # and the Gray Edge vote's angle to the reference varied from 0.1 to 1.2 degrees between draws (0.45 median), so
+    # an unseeded draw failed this test about half the time; at 64 x 64 it stayed under 0.42 in 80 draws.
+    image = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.9
     image[2] = 0.0  # nothing usable: every classical estimate is undefined and cannot vote
     image[0, :, 10:14, 10:14] = 1.0  # clipped: it and its neighbours are left out, as by the reference
     estimates, defined = ClassicalEstimates()(image)
@@ -183,7 +186,7 @@ def test_classical_votes_are_the_reference_baselines_and_can_take_over() -> None
 
 
 def test_gray_edge_vote_at_half_resolution_is_gray_edge_of_the_block_means() -> None:
-    image = torch.rand(2, 3, 32, 32) * 0.8 + 0.05  # every pixel usable
+    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.05  # every pixel usable
     half = ClassicalEstimates(gray_edge_scale=2)
     gray_edge = CLASSICAL_ESTIMATES.index("gray_edge")
     estimates, defined = half(image)
