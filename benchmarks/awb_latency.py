@@ -34,9 +34,15 @@ DEFAULT_VARIANTS = {
 def _variant(text: str) -> tuple[str, dict[str, Any]]:
     """``--variant name={json}``: a row name and the model arguments it overrides."""
     name, sep, overrides = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--variant wants name={{json}}, got {text!r}")
-    return name, json.loads(overrides)
+    try:
+        parsed = json.loads(overrides) if sep else None
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"--variant {name!r}: the arguments are not JSON ({error})") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(
+            f"--variant wants name={{json object}}, e.g. 'h16={{\"head_channels\": 16}}', got {text!r}"
+        )
+    return name, parsed
 
 
 def main() -> None:
@@ -47,35 +53,32 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=25, help="timed runs per variant and round")
     args = parser.parse_args()
 
-    from executorch.extension.pybindings import portable_lib
-    from executorch.runtime import Runtime
+    from multitask import _executorch_runner  # benchmarks/multitask.py: the same lowering and runtime
 
-    from moto_vision.deploy.exporters import lower_executorch
     from moto_vision.deploy.profile import count_parameters
     from moto_vision.tasks import AWBRegressor
 
     torch.set_num_threads(1)
-    portable_lib._unsafe_reset_threadpool(1)  # process-wide, as in moto_vision.deploy.runtime
     recipe_args = yaml.safe_load(RECIPE.read_text())["model"]["init_args"]
     example = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    methods, programs, params = {}, [], {}
-    variants = dict(args.variant) or DEFAULT_VARIANTS
-    for name, overrides in variants.items():
-        model = AWBRegressor(**{**recipe_args, **overrides, "image_size": args.size}).eval()
+    runners, params = {}, {}
+    for name, overrides in (dict(args.variant) or DEFAULT_VARIANTS).items():
+        try:
+            model = AWBRegressor(**{**recipe_args, **overrides, "image_size": args.size}).eval()
+        except (TypeError, ValueError) as error:
+            parser.error(f"--variant {name!r}: {error}")
         params[name] = count_parameters(model)
         with torch.no_grad():
-            buffer = lower_executorch(model.export_module().eval(), (example,)).to_executorch().buffer
-        programs.append(Runtime.get().load_program(buffer))  # the program must outlive its method
-        methods[name] = programs[-1].load_method("forward")
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    for method in methods.values():
+            runners[name], _ = _executorch_runner(model.export_module().eval(), example, threads=1)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for run in runners.values():
         for _ in range(50):
-            method.execute([example])
+            run()
     for _ in range(args.rounds):
-        for name, method in methods.items():
+        for name, run in runners.items():
             for _ in range(args.runs):
                 start = time.perf_counter()
-                method.execute([example])
+                run()
                 times[name].append(time.perf_counter() - start)
     size, count = f"{args.size} x {args.size}", f"{args.rounds} x {args.runs}"
     print(f"\nExecuTorch fp32, {size}, batch 1, one thread, {count} runs each:\n")
