@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from moto_vision.heads import AWBKit
 from moto_vision.metrics import AngularError, error_statistics, recovery_angular_error, reproduction_angular_error
 from moto_vision.models import (
     AngularLoss,
@@ -209,6 +211,13 @@ def test_gray_edge_vote_at_half_resolution_is_gray_edge_of_the_block_means() -> 
     assert not torch.allclose(half(one)[0][:, gray_edge], on_block_means(one), atol=1e-4)
     with pytest.raises(ValueError, match="gray_edge_scale"):
         ClassicalEstimates(gray_edge_scale=0)
+    with pytest.raises(ValueError, match="use a smaller gray_edge_scale"):
+        ClassicalEstimates(gray_edge_scale=8)(image)  # 32 / 8: a 4 x 4 image, under the 7-tap derivative
+    # Before any step: the kit names the option against the data's image size.
+    kit = AWBKit({"classical_votes": True, "gray_edge_scale": 16})
+    with pytest.raises(ValueError, match=r"--model.init_args.gray_edge_scale 16 .* 64 x 64 .*at most 9\)"):
+        kit.check_data(SimpleNamespace(image_size=64))
+    AWBKit({"classical_votes": True, "gray_edge_scale": 9}).check_data(SimpleNamespace(image_size=64))
 
 
 def test_exposure_normalize_relative_to_the_maximum() -> None:

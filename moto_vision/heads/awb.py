@@ -13,7 +13,13 @@ from torchmetrics import MetricCollection
 from moto_vision.heads.base import TaskKit
 from moto_vision.heads.registry import register_kit
 from moto_vision.metrics.angular import AngularError, format_table
-from moto_vision.models.awb import AngularLoss, ConfidencePoolingHead, PoolingMLPHead, apply_white_balance
+from moto_vision.models.awb import (
+    AngularLoss,
+    ConfidencePoolingHead,
+    PoolingMLPHead,
+    apply_white_balance,
+    check_gray_edge_scale,
+)
 
 __all__ = ["AWBKit", "AWBOptions", "render_white_balance_grid"]
 
@@ -141,6 +147,11 @@ class AWBKit(TaskKit):
         row = {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix) and k != f"{prefix}loss"}
         print("\nAWB head: angular errors in degrees on the test split (lower is better):\n")
         print(format_table({title or "model": row}) + "\n")
+
+    def check_data(self, datamodule: Any, where: str = "--model.init_args.") -> None:
+        size = getattr(datamodule, "image_size", None)
+        if size is not None and self.options.classical_votes:
+            check_gray_edge_scale(self.options.gray_edge_scale, (size, size), f"{where}gray_edge_scale")
 
     def export_metadata(self, parts: Any) -> dict[str, Any]:
         return {

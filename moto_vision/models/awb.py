@@ -59,6 +59,7 @@ __all__ = [
     "WhitePatch",
     "apply_white_balance",
     "channel_reference",
+    "check_gray_edge_scale",
     "create_baseline",
     "edge_magnitude",
     "estimation_mask",
@@ -490,6 +491,11 @@ def gaussian_derivative_kernel(sigma: float, order: int) -> Tensor:
     return kernel / (0.5 * x * x * kernel).sum()
 
 
+#: Gray Edge of the classical votes (:class:`ClassicalEstimates`): the reference's sigma and its kernel's taps.
+_GRAY_EDGE_SIGMA = 1.0
+_GRAY_EDGE_TAPS = gaussian_derivative_kernel(_GRAY_EDGE_SIGMA, 0).numel()
+
+
 def gaussian_derivative(x: Tensor, sigma: float, order_x: int, order_y: int) -> Tensor:
     """Gaussian derivative ``d^(order_x + order_y) / dx^order_x dy^order_y`` of every channel, as ``gDer.m``.
 
@@ -608,6 +614,20 @@ def general_colour_constancy(
 CLASSICAL_ESTIMATES = ("gray_world", "shades_of_gray", "white_patch", "gray_edge", "bright_pixels")
 
 
+def check_gray_edge_scale(scale: int, size: tuple[int, int], name: str = "gray_edge_scale") -> None:
+    """Raise a ``ValueError`` naming ``name`` when Gray Edge would lack pixels at this scale and image size.
+
+    Gray Edge on ``scale x scale`` block means of a ``size`` image needs at least as many block means per side as its
+    derivative kernel has taps (7).
+    """
+    smallest = _GRAY_EDGE_TAPS
+    if min(size) < smallest * scale:
+        raise ValueError(
+            f"{name} {scale} leaves fewer than {smallest} pixels per side of a {size[0]} x {size[1]} image for the "
+            f"Gray Edge vote; use a smaller {name} (at most {min(size) // smallest}) or a larger image."
+        )
+
+
 class ClassicalEstimates(nn.Module):
     """Gray World, Shades of Gray (p = 6), max-RGB, Gray Edge (order 1, p = 6, sigma = 1) and bright pixels at once.
 
@@ -625,8 +645,9 @@ class ClassicalEstimates(nn.Module):
     Every op runs in XNNPACK (sums as global average pooling, the border as slices, the root through exp and log).
 
     Args:
-        gray_edge_scale: 1 computes Gray Edge on the image itself (sigma = 1, as the reference baseline); 2 (or more)
-            on the image area-averaged over 2 x 2 blocks, a quarter of the cost of its derivatives and norm.
+        gray_edge_scale: 1 computes Gray Edge on the image itself (sigma = 1, as the reference baseline); ``s > 1`` on
+            the image area-averaged over ``s x s`` blocks, ``1 / s^2`` of the cost of its derivatives and norm (2: a
+            quarter).
     """
 
     #: int8 exports keep this module in float (:data:`moto_vision.deploy.quantize.FLOAT_ONLY`): maxima, 6th powers
@@ -646,7 +667,8 @@ class ClassicalEstimates(nn.Module):
         # The vertical pass is a dense 3 -> 6 convolution whose weights are zero across channels: the same sums (the
         # zero products add exactly 0), and 20% faster in ExecuTorch than the grouped form (0.084 vs 0.103 ms for both
         # passes at 64 x 64, measured), whose 7 x 1 depthwise kernel XNNPACK runs slowly.
-        g0, g1 = gaussian_derivative_kernel(1.0, 0).float(), gaussian_derivative_kernel(1.0, 1).float()
+        g0 = gaussian_derivative_kernel(_GRAY_EDGE_SIGMA, 0).float()
+        g1 = gaussian_derivative_kernel(_GRAY_EDGE_SIGMA, 1).float()
         k = g0.numel()
         vertical = torch.zeros(6, 3, k, 1)
         for channel in range(3):
@@ -699,6 +721,7 @@ class ClassicalEstimates(nn.Module):
         if self.gray_edge_scale > 1:
             # Gray Edge on the image area-averaged over scale x scale blocks (about sigma = scale at full resolution,
             # at 1 / scale^2 of the cost); a block is usable when every pixel in it is.
+            check_gray_edge_scale(self.gray_edge_scale, tuple(x.shape[-2:]))
             edges = F.avg_pool2d(x, self.gray_edge_scale)
             edge_valid = 1.0 - F.max_pool2d(1.0 - valid, self.gray_edge_scale)
         # Unpadded convolutions: their output is the image less the Gray Edge border, the only part it uses.
