@@ -51,6 +51,19 @@ def test_baseline_method_is_a_task_and_cannot_be_fitted(tmp_path: Path) -> None:
         _trainer(tmp_path, max_steps=1).fit(model, datamodule=data)
 
 
+def test_every_baseline_is_a_method() -> None:
+    """``method`` (a Literal, so that LightningCLI lists and checks it) names exactly the registered baselines."""
+    from typing import get_args
+
+    from moto_vision.models.awb import BASELINE_TITLES, BASELINES
+    from moto_vision.tasks.awb import Method
+
+    assert set(get_args(Method)) == {"learned", *BASELINES} and set(BASELINE_TITLES) == set(BASELINES)
+    x = torch.rand(1, 3, 64, 64)
+    model = AWBRegressor(backbone="mobilenetv3_small_050", method="gray_index")
+    assert torch.allclose(model(x), BASELINES["gray_index"]()(x))
+
+
 def test_test_prints_one_table_with_baselines_and_saves_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     model = AWBRegressor(backbone="mobilenetv3_small_050", feature_level=2, image_size=64)
     data = AWBDataModule(image_size=64, train_size=8, val_size=8, test_size=24, batch_size=8)
@@ -65,6 +78,7 @@ def test_test_prints_one_table_with_baselines_and_saves_it(tmp_path: Path, capsy
         "White Patch (99th pct, not general_cc)",
         "Shades of Gray (p=6)",
         "Gray Edge (1st order, p=6, sigma=1)",
+        "Grayness Index (0.1% gray pixels)",
         "AWBRegressor (mobilenetv3_small_050, confidence head)",
     ]
     assert "Rec. Med." in rows[0] and "Rep. Med." in rows[0]

@@ -13,6 +13,7 @@ from moto_vision.metrics.angular import format_table, prctile
 from moto_vision.metrics.segmentation import BoundaryFScore, PooledBoundaryFScore, seg2bmap, tolerance_pixels
 from moto_vision.models.awb import (
     GrayEdge,
+    GrayIndex,
     GrayWorld,
     ShadesOfGray,
     WhitePatch,
@@ -117,6 +118,39 @@ def test_baseline_classes_are_the_reference_settings() -> None:
             x[0].permute(1, 2, 0).double().numpy(), *args, mask_im=(x[0].amax(0) == 0).double().numpy()
         )
         assert recovery_angular_error(estimator(x).double(), torch.from_numpy(expected)[None]).item() < 1e-3
+
+
+@pytest.mark.parametrize("percent", [0.1, 1.0, 5.0])
+def test_gray_index_matches_the_reference(percent: float) -> None:
+    """GrayIndex against the SciPy version of GPconstancy_GI.m, on textured images with charts and highlights."""
+    for seed in range(3):
+        image = _random_image(seed, size=(48, 64), masked=seed > 0)
+        image[30:40, 2:12] = np.random.default_rng(seed).random((10, 10, 1)) * np.array([0.6, 0.9, 0.4])  # grey
+        expected = torch.from_numpy(ref.grayness_index(image, npre=percent))[None]
+        ours = GrayIndex(percent=percent)(torch.from_numpy(image).permute(2, 0, 1)[None].float()).double()
+        assert recovery_angular_error(ours, expected).item() < 1e-2
+
+
+def test_gray_index_finds_the_grey_surface() -> None:
+    """Colourful surfaces with chromatic texture and one grey surface with achromatic texture: GI takes its colour,
+    where Gray World is pulled by the colours."""
+    rng = torch.Generator().manual_seed(0)
+    light = torch.tensor([0.8, 0.5, 0.3])
+    reflectance = torch.zeros(3, 128, 128)
+    for i, colour in enumerate([(0.8, 0.2, 0.1), (0.1, 0.6, 0.2), (0.2, 0.3, 0.9), (0.7, 0.7, 0.1)]):
+        texture = 1 + 0.3 * torch.randn(3, 32, 128, generator=rng)
+        reflectance[:, 32 * i : 32 * (i + 1)] = torch.tensor(colour).view(3, 1, 1) * texture
+    reflectance[:, 50:80, 50:80] = 0.5 * (1 + 0.3 * torch.randn(1, 30, 30, generator=rng))
+    image = (reflectance.clamp_min(0.01) * light.view(3, 1, 1))[None]
+    image = image / image.max() * 0.9
+    assert recovery_angular_error(GrayIndex()(image), light[None]).item() < 0.5
+    assert recovery_angular_error(GrayWorld()(image), light[None]).item() > 3.0
+
+
+def test_gray_index_is_undefined_without_pixels() -> None:
+    assert GrayIndex()(torch.zeros(1, 3, 32, 32)).isnan().all()
+    with pytest.raises(ValueError, match="percent"):
+        GrayIndex(percent=0)
 
 
 def test_mask_dilates_clipped_pixels_and_excludes_the_border() -> None:

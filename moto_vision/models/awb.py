@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from moto_vision.models.gray_index import GrayIndex
 from moto_vision.models.ops import (
     block_mean,
     blockwise_mean,
@@ -52,6 +53,7 @@ __all__ = [
     "ExposureNormalize",
     "InputEncoding",
     "GrayEdge",
+    "GrayIndex",
     "GrayWorld",
     "PercentileWhitePatch",
     "PoolingMLPHead",
@@ -869,6 +871,7 @@ BASELINES: dict[str, type[nn.Module]] = {
     "white_patch_p99": PercentileWhitePatch,
     "shades_of_gray": ShadesOfGray,
     "gray_edge": GrayEdge,
+    "gray_index": GrayIndex,
 }
 
 #: Row names of the baselines (default settings) in result tables.
@@ -878,6 +881,7 @@ BASELINE_TITLES: dict[str, str] = {
     "white_patch_p99": "White Patch (99th pct, not general_cc)",
     "shades_of_gray": "Shades of Gray (p=6)",
     "gray_edge": "Gray Edge (1st order, p=6, sigma=1)",
+    "gray_index": "Grayness Index (0.1% gray pixels)",
 }
 
 

@@ -40,7 +40,7 @@ from moto_vision.tasks.base import KitTask
 __all__ = ["AWBRegressor"]
 
 Batch = dict[str, Any]
-Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge"]
+Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge", "gray_index"]
 #: Row of the phone's own AWB (``AsShotNeutral`` in the batch as ``as_shot_neutral``) in result tables.
 CAMERA_AWB_TITLE = "Camera AWB (AsShotNeutral)"
 

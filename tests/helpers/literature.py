@@ -7,6 +7,9 @@ Written from the reference sources, not from moto-vision's torch code, so that t
 - FFCC ``internal/ErrorMetrics.m`` (github.com/google/ffcc);
 - van de Weijer's ``general_cc.m`` with ``gDer.m`` / ``fill_border``, ``norm_derivative.m``, ``set_border.m`` and
   ``dilation33.m`` (Edge-Based Color Constancy code), with MATLAB's ``filter2`` as SciPy's 2-D correlation;
+- Qian et al.'s Grayness Index, ``GPconstancy_GI.m`` / ``DerivGauss.m`` / ``runme.m`` (github.com/yanlinqian/
+  Grayness-Index), with SciPy's ``correlate`` (``mode="wrap"``) for ``imfilter(..., 'circular')`` and
+  ``ndimage.convolve`` (``mode="nearest"``) for ``imfilter(..., 'conv', 'replicate')``;
 - DAVIS ``db_eval_boundary`` / ``f_measure`` / ``_seg2bmap`` (davis2017-evaluation, ``davis2017/metrics.py``), with
   scikit-image's ``disk`` and SciPy's binary dilation in place of OpenCV's.
 """
@@ -115,6 +118,46 @@ def general_cc(
 
 
 # --------------------------------------------------------------------------------------- DAVIS boundary F
+# --------------------------------------------------------------------------------------- Grayness Index
+def deriv_gauss(channel: np.ndarray, sigma: float = 0.5) -> np.ndarray:
+    """``DerivGauss.m``: gradient magnitude through the derivative-of-Gaussian kernel and its transpose."""
+    widths = [w for w in range(1, 51) if math.exp(-(w * w) / (2 * sigma * sigma)) > 1e-6]
+    width = widths[-1] if widths else 1
+    y, x = np.mgrid[-width : width + 1, -width : width + 1].astype(np.float64)
+    kernel = -x * np.exp(-(x * x + y * y) / (2 * sigma * sigma)) / (math.pi * sigma * sigma)
+    ax = ndimage.convolve(channel, kernel, mode="nearest")
+    ay = ndimage.convolve(channel, kernel.T, mode="nearest")
+    return np.sqrt(ax * ax + ay * ay)
+
+
+def _average7_circular(channel: np.ndarray) -> np.ndarray:
+    """``imfilter(c, fspecial('average', [7 7]), 'circular')`` as direct sums (a running-sum filter such as
+    ``uniform_filter`` leaves -1e-17 where the image is 0, whose log is NaN)."""
+    return ndimage.correlate(channel, np.full((7, 7), 1.0 / 49.0), mode="wrap")
+
+
+def grayness_index(image: np.ndarray, npre: float = 0.1, delta_threshold: float = 1e-4) -> np.ndarray:
+    """``runme.m`` + ``GPconstancy_GI.m`` on an ``(H, W, 3)`` image in ``[0, 1]``: the unit illuminant estimate."""
+    eps = np.finfo(np.float64).eps
+    mask = (image.max(axis=2) >= 0.95) | (image.sum(axis=2) <= 0.0315)
+    r, g, b = (_average7_circular(image[..., c]) for c in range(3))
+    mask = mask | (r == 0) | (g == 0) | (b == 0)
+    r, g, b = (np.where(c == 0, eps, c) for c in (r, g, b))
+    norm1 = r + g + b
+    dr, dg, db = deriv_gauss(r), deriv_gauss(g), deriv_gauss(b)
+    mask = mask | ((dr <= delta_threshold) & (dg <= delta_threshold) & (db <= delta_threshold))
+    dlr = deriv_gauss(np.log(r) - np.log(norm1))
+    dlb = deriv_gauss(np.log(b) - np.log(norm1))
+    mask = mask | np.isinf(dlr) | np.isinf(dlb)
+    gi = np.sqrt(dlr**2 + dlb**2)
+    gi[mask] = gi.max()
+    gi = _average7_circular(gi)
+    num = math.floor(npre * gi.size / 100)
+    chosen = gi <= np.sort(gi.ravel())[num - 1]
+    estimate = image[chosen].mean(axis=0)
+    return estimate / np.linalg.norm(estimate)
+
+
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
     seg = seg.astype(bool)
     e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
