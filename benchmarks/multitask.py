@@ -395,16 +395,27 @@ def _seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    """``--rounds`` / ``--runs`` / ``--instances``: a count of at least 1 (0 would leave nothing to time)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["cost", "quality", "all"])
     parser.add_argument("--size", type=int, default=256, help="cost: input size")
     parser.add_argument("--backbone", default=None, help="cost: backbone (default: the multi-task recipe's)")
-    parser.add_argument("--rounds", type=int, default=15, help="cost: interleaved timing rounds")
-    parser.add_argument("--runs", type=int, default=10, help="cost: timed runs per model per round")
+    parser.add_argument("--rounds", type=_positive_int, default=15, help="cost: interleaved timing rounds")
+    parser.add_argument("--runs", type=_positive_int, default=10, help="cost: timed runs per model per round")
     parser.add_argument(
         "--instances",
-        type=int,
+        type=_positive_int,
         default=3,
         help="cost: programs loaded per model and runtime, timed in turn (memory placement moves latency)",
     )

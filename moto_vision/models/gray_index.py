@@ -60,7 +60,7 @@ def gray_pixel_derivative(x: Tensor, sigma: float = 0.5) -> Tensor:
     return d.pow(2).sum(dim=1).sqrt().reshape(b, c, h, w)
 
 
-def _box7_circular(x: Tensor, size: int) -> Tensor:
+def _box_circular(x: Tensor, size: int) -> Tensor:
     """``imfilter(x, fspecial('average', [size size]), 'circular')`` per channel."""
     r = size // 2
     return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="circular"), size, stride=1)
@@ -76,7 +76,7 @@ def gray_index_map(
 ) -> Tensor:
     """The smoothed grayness index ``(B, 1, H, W)`` of linear RGB ``(B, 3, H, W)`` (small: gray; see the module)."""
     mask = (x.amax(dim=1, keepdim=True) >= saturation) | (x.sum(dim=1, keepdim=True) <= dark_sum)
-    smooth = _box7_circular(x, window)
+    smooth = _box_circular(x, window)
     mask = mask | (smooth == 0).any(dim=1, keepdim=True)
     smooth = smooth.masked_fill(smooth == 0, _MATLAB_EPS)
     delta = gray_pixel_derivative(smooth, sigma)
@@ -88,7 +88,7 @@ def gray_index_map(
     index = delta_log.pow(2).sum(dim=1, keepdim=True).sqrt()
     index = index.masked_fill(~torch.isfinite(index), math.inf)
     peak = index.amax(dim=(1, 2, 3), keepdim=True)
-    return _box7_circular(torch.where(mask, peak, index), window)
+    return _box_circular(torch.where(mask, peak, index), window)
 
 
 class GrayIndex(nn.Module):

@@ -117,7 +117,6 @@ def general_cc(
     return white / math.sqrt(np.sum(white**2))
 
 
-# --------------------------------------------------------------------------------------- DAVIS boundary F
 # --------------------------------------------------------------------------------------- Grayness Index
 def deriv_gauss(channel: np.ndarray, sigma: float = 0.5) -> np.ndarray:
     """``DerivGauss.m``: gradient magnitude through the derivative-of-Gaussian kernel and its transpose."""
@@ -158,6 +157,7 @@ def grayness_index(image: np.ndarray, npre: float = 0.1, delta_threshold: float 
     return estimate / np.linalg.norm(estimate)
 
 
+# --------------------------------------------------------------------------------------- DAVIS boundary F
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
     seg = seg.astype(bool)
     e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
