@@ -187,6 +187,37 @@ def test_classical_votes_are_the_reference_baselines_and_can_take_over() -> None
     assert torch.allclose(head(features, image[:2]), create_baseline("white_patch")(image[:2]), atol=1e-5)
 
 
+def _vote_mlp_chroma(head: ConfidencePoolingHead, estimates: torch.Tensor) -> torch.Tensor:
+    """The part of the vote MLP's input that describes the classical ``estimates`` ``(B, K, 3)``: ``(B, 3 K)``."""
+    seen: list[torch.Tensor] = []
+    head.classical.forward = lambda image: (estimates, torch.ones(estimates.shape[:2]))  # type: ignore[method-assign]
+    handle = head.vote_mlp.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    features = torch.randn(estimates.shape[0], 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        head(features, torch.rand(estimates.shape[0], 3, 32, 32))
+    handle.remove()
+    return seen[0][:, 2 * features.shape[1] :]
+
+
+def test_relative_vote_chromaticity_does_not_see_where_the_camera_puts_the_light() -> None:
+    k = len(CLASSICAL_ESTIMATES)
+    estimates = _unit(torch.rand(2, k, 3, generator=torch.Generator().manual_seed(2)) + 0.2)
+    # Another raw space (or another light) scales every estimate by the same channel gains.
+    moved = _unit(estimates * torch.tensor([0.4, 1.0, 0.7]))
+    relative = ConfidencePoolingHead(4, hidden=4, classical_votes=True, vote_chromaticity="relative")
+    absolute = ConfidencePoolingHead(4, hidden=4, classical_votes=True)
+    a, b = _vote_mlp_chroma(relative, estimates), _vote_mlp_chroma(relative, moved)
+    assert torch.allclose(a, b, atol=1e-5)  # relative to their mean, nothing moved
+    assert torch.allclose(a.view(2, k, 3).sum(dim=1), torch.zeros(2, 3), atol=1e-5)
+    c, d = _vote_mlp_chroma(absolute, estimates), _vote_mlp_chroma(absolute, moved)
+    assert not torch.allclose(c, d, atol=1e-2)  # the absolute log chromaticities moved with the gains
+    log_rgb = estimates.log()
+    assert torch.allclose(c, (log_rgb - log_rgb.mean(dim=-1, keepdim=True)).flatten(1), atol=1e-6)
+    assert torch.allclose(a, (c.view(2, k, 3) - c.view(2, k, 3).mean(dim=1, keepdim=True)).flatten(1), atol=1e-6)
+    with pytest.raises(ValueError, match="vote_chromaticity must be one of"):
+        ConfidencePoolingHead(4, classical_votes=True, vote_chromaticity="xy")  # type: ignore[arg-type]
+
+
 def test_gray_edge_vote_at_half_resolution_is_gray_edge_of_the_block_means() -> None:
     image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.05  # every pixel usable
     half = ClassicalEstimates(gray_edge_scale=2)

@@ -17,6 +17,7 @@ from moto_vision.models.awb import (
     AngularLoss,
     ConfidencePoolingHead,
     PoolingMLPHead,
+    VoteChromaticity,
     apply_white_balance,
     check_gray_edge_scale,
 )
@@ -44,6 +45,8 @@ class AWBOptions:
         gray_edge_scale: confidence head with ``classical_votes``: the Gray Edge vote on the image (1) or on its
             2 x 2 block means (2: a quarter of that statistic's cost; see
             :class:`~moto_vision.models.awb.ClassicalEstimates`).
+        vote_chromaticity: confidence head with ``classical_votes``: the vote MLP sees each classical estimate's log
+            chromaticity as it is (``"absolute"``) or relative to the mean of the estimates (``"relative"``).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
     """
 
@@ -56,6 +59,7 @@ class AWBOptions:
     vote_grid: int | None = None
     classical_votes: bool = False
     gray_edge_scale: int = 1
+    vote_chromaticity: VoteChromaticity = "absolute"
     reproduction_weight: float = 0.0
 
 
@@ -108,6 +112,7 @@ class AWBKit(TaskKit):
                 grid=o.vote_grid,
                 classical_votes=o.classical_votes,
                 gray_edge_scale=o.gray_edge_scale,
+                vote_chromaticity=o.vote_chromaticity,
             )
         else:
             head = PoolingMLPHead(width, hidden=o.head_channels, dropout=o.dropout)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -211,6 +211,9 @@ def _unit(x: Tensor) -> Tensor:
     return unit_length(x, dim=-1, eps=_EPS)
 
 
+#: What :class:`ConfidencePoolingHead`'s classical-vote MLP sees of the estimates (``vote_chromaticity``).
+VoteChromaticity = Literal["absolute", "relative"]
+
 #: The confidence logit of a vote that cannot vote (see ``ConfidencePoolingHead._local_votes``).
 _NO_VOTE = -30.0
 
@@ -252,6 +255,9 @@ class ConfidencePoolingHead(nn.Module):
         classical_votes: add the classical estimates as weighted votes (needs the image in ``forward``).
         gray_edge_scale: the classical votes' Gray Edge on the image (1) or on its ``scale x scale`` block means
             (see :class:`ClassicalEstimates`).
+        vote_chromaticity: what the classical votes' MLP sees of each estimate: its log chromaticity in the
+            camera's raw space (``"absolute"``), or relative to the mean of the estimates (``"relative"``: how they
+            disagree, not where this camera puts the light, which differs from camera to camera).
     """
 
     def __init__(
@@ -264,10 +270,17 @@ class ConfidencePoolingHead(nn.Module):
         grid: int | None = None,
         classical_votes: bool = False,
         gray_edge_scale: int = 1,
+        vote_chromaticity: VoteChromaticity = "absolute",
     ) -> None:
         super().__init__()
         if grid is not None and grid < 1:
             raise ValueError(f"ConfidencePoolingHead: grid must be a positive number of votes per side, got {grid}.")
+        if vote_chromaticity not in get_args(VoteChromaticity):
+            raise ValueError(
+                f"ConfidencePoolingHead: vote_chromaticity must be one of {get_args(VoteChromaticity)}, "
+                f"got {vote_chromaticity!r}."
+            )
+        self.vote_chromaticity = vote_chromaticity
         self.local_colour = local_colour
         self.global_context = global_context
         self.grid = grid
@@ -346,6 +359,8 @@ class ConfidencePoolingHead(nn.Module):
         # kernels (4 partitions instead of 1: 0.45 against 0.40 ms at 64 x 64, measured).
         log_rgb = torch.log(estimates.clamp_min(1e-4))
         chroma = log_rgb - log_rgb.mean(dim=-1, keepdim=True)
+        if self.vote_chromaticity == "relative":
+            chroma = chroma - chroma.mean(dim=1, keepdim=True)  # relative to the mean of the K estimates
         pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3)), chroma.flatten(1)], dim=1)
         out = self.vote_mlp(pooled)
         k = estimates.shape[1]

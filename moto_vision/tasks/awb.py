@@ -31,6 +31,7 @@ from moto_vision.models.awb import (
     BASELINES,
     CameraPriorHead,
     ExposureNormalize,
+    VoteChromaticity,
     channel_reference,
     create_baseline,
 )
@@ -70,6 +71,9 @@ class AWBRegressor(KitTask):
             Edge, bright pixels) join the local votes, each with a learned confidence and gain.
         gray_edge_scale: with ``classical_votes``: the Gray Edge vote on the image (1) or on its 2 x 2 block means
             (2: a quarter of that statistic's cost).
+        vote_chromaticity: with ``classical_votes``: the vote MLP sees each classical estimate's log chromaticity as
+            it is in the camera's raw space (``"absolute"``) or relative to the mean of the estimates (``"relative"``,
+            the recipe's: how they disagree, not where this camera puts the light).
         input_reference: the backbone sees the image relative to its mean brightness (``"mean"``) or to its
             brightest value (``"max"``, what bright-pixel reasoning needs).
         gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
@@ -108,6 +112,7 @@ class AWBRegressor(KitTask):
         vote_grid: int | None = None,
         classical_votes: bool = False,
         gray_edge_scale: int = 1,
+        vote_chromaticity: VoteChromaticity = "absolute",
         input_reference: Literal["mean", "max"] = "mean",
         gain_equivariant: bool = False,
         camera_input: bool = False,
