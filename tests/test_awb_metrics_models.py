@@ -218,6 +218,34 @@ def test_relative_vote_chromaticity_does_not_see_where_the_camera_puts_the_light
         ConfidencePoolingHead(4, classical_votes=True, vote_chromaticity="xy")  # type: ignore[arg-type]
 
 
+def test_local_votes_in_training_only() -> None:
+    image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 0.9
+    features = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    head = ConfidencePoolingHead(4, hidden=4, classical_votes=True, local_votes="training")
+    always = ConfidencePoolingHead(4, hidden=4, classical_votes=True)
+    always.load_state_dict(head.state_dict())
+    with torch.no_grad():
+        head.body[-1].weight.normal_(generator=torch.Generator().manual_seed(6))  # local votes that have a say
+        always.body[-1].weight.copy_(head.body[-1].weight)
+        head.train(), always.train()
+        assert torch.equal(head(features, image), always(features, image))  # training: the same head
+        head.eval(), always.eval()
+        deployed = head(features, image)
+        assert not torch.allclose(deployed, always(features, image), atol=1e-4)
+        # Eval mode: the classical votes alone, with their learned confidences and gains; the local votes' weights
+        # do not matter, and they hold no confidence.
+        classical, logits = head._classical_votes(features, image, None)
+        expected = torch.nn.functional.normalize((classical * torch.softmax(logits, -1)[:, None]).sum(-1), dim=-1)
+        assert torch.allclose(deployed, expected, atol=1e-6)
+        head.body[-1].weight.zero_()
+        assert torch.allclose(head(features, image), deployed, atol=1e-6)
+        assert head.local_estimates(features, image)[1].abs().sum() == 0
+    with pytest.raises(ValueError, match="needs classical_votes=True"):
+        ConfidencePoolingHead(4, local_votes="training")
+    with pytest.raises(ValueError, match="local_votes must be one of"):
+        ConfidencePoolingHead(4, classical_votes=True, local_votes="never")  # type: ignore[arg-type]
+
+
 def test_gray_edge_vote_at_half_resolution_is_gray_edge_of_the_block_means() -> None:
     image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.05  # every pixel usable
     half = ClassicalEstimates(gray_edge_scale=2)

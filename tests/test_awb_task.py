@@ -143,7 +143,8 @@ def test_recipe_fit_then_test_best_prints_table(tmp_path: Path, capsys: pytest.C
     assert "| Gray World |" in out and "| AWBRegressor (mobilenetv3_small_100, confidence head) |" in out
     model = AWBRegressor.load_from_checkpoint(next(tmp_path.rglob("best.ckpt")))
     assert model.hparams.feature_level == 1 and model(torch.rand(1, 3, 64, 64)).shape == (1, 3)
-    assert model.hparams.classical_votes and model.head.classical_votes  # the recipe's option reaches the head
+    assert model.hparams.classical_votes and model.head.classical_votes  # the recipe's options reach the head
+    assert model.head.vote_chromaticity == "relative" and model.head.local_votes == "training"
 
 
 @pytest.mark.parametrize(

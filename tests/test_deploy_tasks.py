@@ -44,7 +44,14 @@ def _scene() -> tuple[Any, Any]:
 def _awb() -> tuple[Any, Any]:
     task, data = _classes("AWBRegressor", "AWBDataModule")
     return (
-        task(backbone="test_efficientnet", image_size=SIZE, baselines=[], classical_votes=True),  # as the recipe
+        task(  # the recipe's head: classical votes, relative to each other, alone in the exported graph
+            backbone="test_efficientnet",
+            image_size=SIZE,
+            baselines=[],
+            classical_votes=True,
+            vote_chromaticity="relative",
+            local_votes="training",
+        ),
         data(image_size=SIZE, train_size=16, val_size=8, test_size=16, batch_size=8),
     )
 

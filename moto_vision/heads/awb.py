@@ -16,6 +16,7 @@ from moto_vision.metrics.angular import AngularError, format_table
 from moto_vision.models.awb import (
     AngularLoss,
     ConfidencePoolingHead,
+    LocalVotes,
     PoolingMLPHead,
     VoteChromaticity,
     apply_white_balance,
@@ -47,6 +48,8 @@ class AWBOptions:
             :class:`~moto_vision.models.awb.ClassicalEstimates`).
         vote_chromaticity: confidence head with ``classical_votes``: the vote MLP sees each classical estimate's log
             chromaticity as it is (``"absolute"``) or relative to the mean of the estimates (``"relative"``).
+        local_votes: confidence head: ``"always"``, or ``"training"`` (with ``classical_votes``: the local votes take
+            part in training only; in eval mode the classical votes alone decide).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
     """
 
@@ -60,6 +63,7 @@ class AWBOptions:
     classical_votes: bool = False
     gray_edge_scale: int = 1
     vote_chromaticity: VoteChromaticity = "absolute"
+    local_votes: LocalVotes = "always"
     reproduction_weight: float = 0.0
 
 
@@ -113,6 +117,7 @@ class AWBKit(TaskKit):
                 classical_votes=o.classical_votes,
                 gray_edge_scale=o.gray_edge_scale,
                 vote_chromaticity=o.vote_chromaticity,
+                local_votes=o.local_votes,
             )
         else:
             head = PoolingMLPHead(width, hidden=o.head_channels, dropout=o.dropout)

@@ -214,6 +214,9 @@ def _unit(x: Tensor) -> Tensor:
 #: What :class:`ConfidencePoolingHead`'s classical-vote MLP sees of the estimates (``vote_chromaticity``).
 VoteChromaticity = Literal["absolute", "relative"]
 
+#: When :class:`ConfidencePoolingHead`'s local votes take part (``local_votes``).
+LocalVotes = Literal["always", "training"]
+
 #: The confidence logit of a vote that cannot vote (see ``ConfidencePoolingHead._local_votes``).
 _NO_VOTE = -30.0
 
@@ -258,6 +261,9 @@ class ConfidencePoolingHead(nn.Module):
         vote_chromaticity: what the classical votes' MLP sees of each estimate: its log chromaticity in the
             camera's raw space (``"absolute"``), or relative to the mean of the estimates (``"relative"``: how they
             disagree, not where this camera puts the light, which differs from camera to camera).
+        local_votes: ``"always"``, or ``"training"``: the local votes take part in training only, and in eval mode
+            (validation, test, export) the classical votes alone decide, with the confidences and gains learned
+            beside the local votes (needs ``classical_votes``; see docs/awb.md#local-votes-in-training-only).
     """
 
     def __init__(
@@ -271,6 +277,7 @@ class ConfidencePoolingHead(nn.Module):
         classical_votes: bool = False,
         gray_edge_scale: int = 1,
         vote_chromaticity: VoteChromaticity = "absolute",
+        local_votes: LocalVotes = "always",
     ) -> None:
         super().__init__()
         if grid is not None and grid < 1:
@@ -281,6 +288,16 @@ class ConfidencePoolingHead(nn.Module):
                 f"got {vote_chromaticity!r}."
             )
         self.vote_chromaticity = vote_chromaticity
+        if local_votes not in get_args(LocalVotes):
+            raise ValueError(
+                f"ConfidencePoolingHead: local_votes must be one of {get_args(LocalVotes)}, got {local_votes!r}."
+            )
+        if local_votes == "training" and not classical_votes:
+            raise ValueError(
+                "ConfidencePoolingHead: local_votes='training' needs classical_votes=True (in eval mode only the "
+                "classical votes vote)."
+            )
+        self.local_votes = local_votes
         self.local_colour = local_colour
         self.global_context = global_context
         self.grid = grid
@@ -320,6 +337,8 @@ class ConfidencePoolingHead(nn.Module):
         rgb, logits = self._local_votes(features, image)
         if not self.classical_votes:
             return rgb, torch.softmax(logits.flatten(2), dim=-1).view_as(logits)
+        if self._classical_only:
+            return rgb, torch.zeros_like(logits)
         _, all_logits = self._classical_votes(features, image, logits.flatten(1))
         weights = torch.softmax(all_logits, dim=-1)[:, : logits[0].numel()]
         return rgb, weights.view_as(logits)
@@ -348,8 +367,18 @@ class ConfidencePoolingHead(nn.Module):
             rgb = F.softplus(out[:, :3]) + _EPS
         return unit_length(rgb), logits
 
-    def _classical_votes(self, features: Tensor, image: Tensor | None, local_logits: Tensor) -> tuple[Tensor, Tensor]:
-        """The classical votes: unit RGB ``(B, 3, K)`` and the logits of all votes ``(B, N + K)`` (local first)."""
+    @property
+    def _classical_only(self) -> bool:
+        """Whether the classical votes alone decide now (``local_votes="training"`` in eval mode)."""
+        return self.local_votes == "training" and not self.training
+
+    def _classical_votes(
+        self, features: Tensor, image: Tensor | None, local_logits: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """The classical votes: unit RGB ``(B, 3, K)`` and the logits of all votes ``(B, N + K)`` (local first).
+
+        Without ``local_logits`` only the classical logits ``(B, K)``.
+        """
         if image is None:
             raise ValueError("ConfidencePoolingHead(classical_votes=True) needs the input image in forward().")
         estimates, defined = self.classical(image)  # (B, K, 3), (B, K) 0 / 1
@@ -367,10 +396,13 @@ class ConfidencePoolingHead(nn.Module):
         logits = out[:, :k].masked_fill(defined < 0.5, _NO_VOTE)
         gains = torch.exp(out[:, k:].reshape(-1, k, 3).clamp(-3.0, 3.0))
         rgb = F.normalize(estimates * gains, dim=-1).transpose(1, 2)
-        return rgb, torch.cat([local_logits, logits], dim=-1)
+        return rgb, logits if local_logits is None else torch.cat([local_logits, logits], dim=-1)
 
     def forward(self, features: Tensor, image: Tensor | None = None) -> Tensor:
         """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)`` (and the image, see above)."""
+        if self._classical_only:
+            rgb, logits = self._classical_votes(features, image, None)
+            return _unit(weighted_sum(rgb, torch.softmax(logits, dim=-1)))
         rgb, logits = self._local_votes(features, image)
         rgb, logits = rgb.flatten(2), logits.flatten(1)
         if self.classical_votes:

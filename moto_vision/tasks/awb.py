@@ -31,6 +31,7 @@ from moto_vision.models.awb import (
     BASELINES,
     CameraPriorHead,
     ExposureNormalize,
+    LocalVotes,
     VoteChromaticity,
     channel_reference,
     create_baseline,
@@ -74,6 +75,9 @@ class AWBRegressor(KitTask):
         vote_chromaticity: with ``classical_votes``: the vote MLP sees each classical estimate's log chromaticity as
             it is in the camera's raw space (``"absolute"``) or relative to the mean of the estimates (``"relative"``,
             the recipe's: how they disagree, not where this camera puts the light).
+        local_votes: confidence head only: ``"always"``, or ``"training"`` (with ``classical_votes``): the local votes
+            take part in training only, and validation, test and the exported graph use the classical votes alone,
+            with the confidences and gains learned beside the local votes.
         input_reference: the backbone sees the image relative to its mean brightness (``"mean"``) or to its
             brightest value (``"max"``, what bright-pixel reasoning needs).
         gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
@@ -113,6 +117,7 @@ class AWBRegressor(KitTask):
         classical_votes: bool = False,
         gray_edge_scale: int = 1,
         vote_chromaticity: VoteChromaticity = "absolute",
+        local_votes: LocalVotes = "always",
         input_reference: Literal["mean", "max"] = "mean",
         gain_equivariant: bool = False,
         camera_input: bool = False,
