@@ -27,7 +27,7 @@ DEFAULT_VARIANTS = {
     "head_channels 64": {"head_channels": 64},
     "head_channels 32": {"head_channels": 32},
     "recipe": {},
-    "recipe, no classical_votes": {"classical_votes": False},
+    "recipe, no classical_votes": {"classical_votes": False, "local_votes": "always"},  # nothing else would vote
 }
 
 

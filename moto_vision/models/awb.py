@@ -295,7 +295,7 @@ class ConfidencePoolingHead(nn.Module):
         if local_votes == "training" and not classical_votes:
             raise ValueError(
                 "ConfidencePoolingHead: local_votes='training' needs classical_votes=True (in eval mode only the "
-                "classical votes vote)."
+                "classical votes vote); without classical votes set local_votes='always'."
             )
         self.local_votes = local_votes
         self.local_colour = local_colour

@@ -189,7 +189,10 @@ class AWBRegressor(KitTask):
             self._camera = None
 
     def confidence_map(self, x: Tensor) -> Tensor | None:
-        """FC4 confidence ``(B, 1, h, w)`` of each feature location (``None`` for the MLP head / baselines)."""
+        """FC4 confidence ``(B, 1, h, w)`` of each feature location (``None`` for the MLP head / baselines).
+
+        Zeros in eval mode with ``local_votes="training"``: the classical votes alone decide there.
+        """
         if self.baseline is not None:
             return None
         if self.hparams.get("gain_equivariant", False):
