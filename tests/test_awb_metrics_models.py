@@ -246,6 +246,12 @@ def test_local_votes_in_training_only() -> None:
         ConfidencePoolingHead(4, classical_votes=True, local_votes="never")  # type: ignore[arg-type]
 
 
+def test_saturated_pixel_dilation_is_a_3x3_max_pool() -> None:
+    mask = (torch.rand(3, 1, 17, 23, generator=torch.Generator().manual_seed(8)) > 0.9).float()
+    expected = torch.nn.functional.max_pool2d(mask, 3, 1, 1)[:, :, 1:-1, 1:-1]
+    assert torch.equal(ClassicalEstimates._dilate_inner(mask), expected)
+
+
 def test_gray_edge_vote_at_half_resolution_is_gray_edge_of_the_block_means() -> None:
     image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.05  # every pixel usable
     half = ClassicalEstimates(gray_edge_scale=2)
