@@ -23,6 +23,7 @@ from moto_vision.models import (
     create_baseline,
 )
 from moto_vision.models.awb import CLASSICAL_ESTIMATES, ClassicalEstimates, ExposureNormalize
+from moto_vision.tasks import AWBRegressor
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -244,6 +245,38 @@ def test_local_votes_in_training_only() -> None:
         ConfidencePoolingHead(4, local_votes="training")
     with pytest.raises(ValueError, match="local_votes must be one of"):
         ConfidencePoolingHead(4, classical_votes=True, local_votes="never")  # type: ignore[arg-type]
+
+
+def test_feature_blind_classical_votes_need_no_backbone_when_deployed() -> None:
+    image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 0.9
+    features = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    head = ConfidencePoolingHead(4, hidden=4, classical_votes=True, local_votes="training", vote_features=False)
+    k = len(CLASSICAL_ESTIMATES)
+    assert head.vote_mlp[0].in_features == 3 * k  # the estimates' chromaticities only
+    with torch.no_grad():
+        head.vote_mlp[-1].weight.normal_(generator=torch.Generator().manual_seed(6))
+        head.body[-1].weight.normal_(generator=torch.Generator().manual_seed(6))  # local votes that have a say
+        assert head.needs_features  # training: the local votes read the features
+        other = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(7))
+        assert not torch.allclose(head(features, image), head(other, image), atol=1e-4)
+        head.eval()
+        assert not head.needs_features
+        deployed = head(None, image)
+        assert torch.equal(deployed, head(features, image)) and torch.equal(deployed, head(other, image))
+    with pytest.raises(ValueError, match="vote_features=True\\) needs the feature map"):
+        ConfidencePoolingHead(4, hidden=4, classical_votes=True, local_votes="training").eval()(None, image)
+    # The task skips its backbone then: the deployed graph is the statistics and the vote MLP.
+    model = AWBRegressor(head_channels=8, classical_votes=True, local_votes="training", vote_features=False).eval()
+    model.backbone.forward = None  # type: ignore[assignment,method-assign]  # called, it would raise a TypeError
+    with torch.no_grad():
+        assert model(image).shape == (2, 3)
+        exported = torch.export.export(model.export_module(), (image[:1],))
+    read = {
+        exported.graph_signature.inputs_to_parameters.get(node.name, "")
+        for node in exported.graph.nodes
+        if node.op == "placeholder" and node.users
+    }
+    assert {name for name in read if name} and not any(name.startswith("backbone") for name in read)
 
 
 def test_saturated_pixel_dilation_is_a_3x3_max_pool() -> None:

@@ -145,6 +145,7 @@ def test_recipe_fit_then_test_best_prints_table(tmp_path: Path, capsys: pytest.C
     assert model.hparams.feature_level == 1 and model(torch.rand(1, 3, 64, 64)).shape == (1, 3)
     assert model.hparams.classical_votes and model.head.classical_votes  # the recipe's options reach the head
     assert model.head.vote_chromaticity == "relative" and model.head.local_votes == "training"
+    assert not model.head.vote_features and not model.eval().kit.needs_features(model)  # deployed: no backbone
 
 
 @pytest.mark.parametrize(

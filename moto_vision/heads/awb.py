@@ -50,6 +50,9 @@ class AWBOptions:
             chromaticity as it is (``"absolute"``) or relative to the mean of the estimates (``"relative"``).
         local_votes: confidence head: ``"always"``, or ``"training"`` (with ``classical_votes``: the local votes take
             part in training only; in eval mode the classical votes alone decide).
+        vote_features: confidence head with ``classical_votes``: the vote MLP also sees the pooled features
+            (``True``) or only the estimates (``False``; with ``local_votes="training"`` the deployed model then needs
+            no backbone).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
     """
 
@@ -64,6 +67,7 @@ class AWBOptions:
     gray_edge_scale: int = 1
     vote_chromaticity: VoteChromaticity = "absolute"
     local_votes: LocalVotes = "always"
+    vote_features: bool = True
     reproduction_weight: float = 0.0
 
 
@@ -118,6 +122,7 @@ class AWBKit(TaskKit):
                 gray_edge_scale=o.gray_edge_scale,
                 vote_chromaticity=o.vote_chromaticity,
                 local_votes=o.local_votes,
+                vote_features=o.vote_features,
             )
         else:
             head = PoolingMLPHead(width, hidden=o.head_channels, dropout=o.dropout)
@@ -127,8 +132,13 @@ class AWBKit(TaskKit):
         """The feature map the head reads, out of the backbone's list."""
         return features[self._level(len(features))]
 
-    def forward(self, parts: Any, features: Sequence[Tensor], image: Tensor) -> Tensor:
-        return parts.head(self.head_features(features), image)
+    def forward(self, parts: Any, features: Sequence[Tensor] | None, image: Tensor) -> Tensor:
+        """The illuminant from the backbone's features (``None`` where :meth:`needs_features` is ``False``)."""
+        return parts.head(None if features is None else self.head_features(features), image)
+
+    def needs_features(self, parts: Any) -> bool:
+        """Whether the head reads the backbone's features now (not when feature-blind classical votes alone decide)."""
+        return getattr(parts.head, "needs_features", True)
 
     def confidence_map(self, parts: Any, features: Sequence[Tensor], image: Tensor) -> Tensor | None:
         """FC4 confidence ``(B, 1, h, w)`` of each vote (``None`` for the MLP head)."""

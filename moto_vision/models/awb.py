@@ -264,6 +264,9 @@ class ConfidencePoolingHead(nn.Module):
         local_votes: ``"always"``, or ``"training"``: the local votes take part in training only, and in eval mode
             (validation, test, export) the classical votes alone decide, with the confidences and gains learned
             beside the local votes (needs ``classical_votes``; see docs/awb.md#local-votes-in-training-only).
+        vote_features: the classical votes' MLP also sees the feature map's global mean and maximum (``True``), or
+            only the estimates' chromaticities (``False``). With ``local_votes="training"`` and ``False``, the
+            classical votes do not depend on the features in eval mode (:attr:`needs_features` is ``False``).
     """
 
     def __init__(
@@ -278,6 +281,7 @@ class ConfidencePoolingHead(nn.Module):
         gray_edge_scale: int = 1,
         vote_chromaticity: VoteChromaticity = "absolute",
         local_votes: LocalVotes = "always",
+        vote_features: bool = True,
     ) -> None:
         super().__init__()
         if grid is not None and grid < 1:
@@ -298,6 +302,7 @@ class ConfidencePoolingHead(nn.Module):
                 "classical votes vote); without classical votes set local_votes='always'."
             )
         self.local_votes = local_votes
+        self.vote_features = vote_features
         self.local_colour = local_colour
         self.global_context = global_context
         self.grid = grid
@@ -316,9 +321,8 @@ class ConfidencePoolingHead(nn.Module):
         if classical_votes:
             self.classical = ClassicalEstimates(gray_edge_scale)
             k = len(CLASSICAL_ESTIMATES)
-            self.vote_mlp = nn.Sequential(
-                nn.Linear(2 * in_channels + 3 * k, 32), nn.ReLU(inplace=True), nn.Linear(32, 4 * k)
-            )
+            context = 2 * in_channels if vote_features else 0
+            self.vote_mlp = nn.Sequential(nn.Linear(context + 3 * k, 32), nn.ReLU(inplace=True), nn.Linear(32, 4 * k))
             nn.init.zeros_(self.vote_mlp[-1].weight)
             nn.init.zeros_(self.vote_mlp[-1].bias)
             # Start with the classical votes holding about half of the confidence against 16 x 16 local votes
@@ -368,12 +372,17 @@ class ConfidencePoolingHead(nn.Module):
         return unit_length(rgb), logits
 
     @property
+    def needs_features(self) -> bool:
+        """Whether :meth:`forward` reads its feature map now (not when only feature-blind classical votes decide)."""
+        return not (self._classical_only and not self.vote_features)
+
+    @property
     def _classical_only(self) -> bool:
         """Whether the classical votes alone decide now (``local_votes="training"`` in eval mode)."""
         return self.local_votes == "training" and not self.training
 
     def _classical_votes(
-        self, features: Tensor, image: Tensor | None, local_logits: Tensor | None
+        self, features: Tensor | None, image: Tensor | None, local_logits: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """The classical votes: unit RGB ``(B, 3, K)`` and the logits of all votes ``(B, N + K)`` (local first).
 
@@ -390,7 +399,12 @@ class ConfidencePoolingHead(nn.Module):
         chroma = log_rgb - log_rgb.mean(dim=-1, keepdim=True)
         if self.vote_chromaticity == "relative":
             chroma = chroma - chroma.mean(dim=1, keepdim=True)  # relative to the mean of the K estimates
-        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3)), chroma.flatten(1)], dim=1)
+        if self.vote_features:
+            if features is None:
+                raise ValueError("ConfidencePoolingHead(vote_features=True) needs the feature map in forward().")
+            pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3)), chroma.flatten(1)], dim=1)
+        else:
+            pooled = chroma.flatten(1)
         out = self.vote_mlp(pooled)
         k = estimates.shape[1]
         logits = out[:, :k].masked_fill(defined < 0.5, _NO_VOTE)
@@ -398,8 +412,11 @@ class ConfidencePoolingHead(nn.Module):
         rgb = F.normalize(estimates * gains, dim=-1).transpose(1, 2)
         return rgb, logits if local_logits is None else torch.cat([local_logits, logits], dim=-1)
 
-    def forward(self, features: Tensor, image: Tensor | None = None) -> Tensor:
-        """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)`` (and the image, see above)."""
+    def forward(self, features: Tensor | None, image: Tensor | None = None) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)`` (and the image, see above).
+
+        ``features`` may be ``None`` when :attr:`needs_features` is ``False``.
+        """
         if self._classical_only:
             rgb, logits = self._classical_votes(features, image, None)
             return _unit(weighted_sum(rgb, torch.softmax(logits, dim=-1)))

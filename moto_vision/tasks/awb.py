@@ -78,6 +78,9 @@ class AWBRegressor(KitTask):
         local_votes: confidence head only: ``"always"``, or ``"training"`` (with ``classical_votes``): the local votes
             take part in training only, and validation, test and the exported graph use the classical votes alone,
             with the confidences and gains learned beside the local votes.
+        vote_features: with ``classical_votes``: the vote MLP also sees the backbone's pooled features (``True``),
+            or only the classical estimates (``False``); with ``local_votes="training"`` the backbone then runs in
+            training only, and the exported graph is the classical statistics and the vote MLP.
         input_reference: the backbone sees the image relative to its mean brightness (``"mean"``) or to its
             brightest value (``"max"``, what bright-pixel reasoning needs).
         gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
@@ -118,6 +121,7 @@ class AWBRegressor(KitTask):
         gray_edge_scale: int = 1,
         vote_chromaticity: VoteChromaticity = "absolute",
         local_votes: LocalVotes = "always",
+        vote_features: bool = True,
         input_reference: Literal["mean", "max"] = "mean",
         gain_equivariant: bool = False,
         camera_input: bool = False,
@@ -166,9 +170,12 @@ class AWBRegressor(KitTask):
         reference = channel_reference(x) if self.hparams.get("gain_equivariant", False) else None
         if reference is not None:
             x = x / reference[:, :, None, None]
+        camera = camera if camera is not None else self._camera
+        if self.camera_head is None and not self.kit.needs_features(self):
+            # The feature-blind classical votes alone decide (eval mode): no backbone in this graph.
+            return unit_length(self._undo_reference(self.kit.forward(self, None, x), reference))
         features = self.backbone(self.normalize(x))
         estimate = self.kit.forward(self, features, x)
-        camera = camera if camera is not None else self._camera
         if self.camera_head is not None and camera is not None:
             pooled = self.kit.head_features(features).mean(dim=(2, 3))
             refined = self.camera_head(estimate, camera, pooled, reference)
@@ -176,9 +183,12 @@ class AWBRegressor(KitTask):
                 keep = torch.rand(x.shape[0], 1, device=x.device) >= self.hparams.camera_dropout
                 refined = torch.where(keep, refined, estimate)
             estimate = refined
-        if reference is not None:
-            estimate = estimate * reference
-        return unit_length(estimate)
+        return unit_length(self._undo_reference(estimate, reference))
+
+    @staticmethod
+    def _undo_reference(estimate: Tensor, reference: Tensor | None) -> Tensor:
+        """The estimate in the input's raw space again, after ``gain_equivariant``'s division by ``reference``."""
+        return estimate if reference is None else estimate * reference
 
     def shared_step(self, batch: Batch, split: str) -> tuple[Tensor, Any]:
         # The camera rides along with the batch for camera-aware models (`forward(x)` stays the one-input contract).
