@@ -79,6 +79,7 @@ def test_test_prints_one_table_with_baselines_and_saves_it(tmp_path: Path, capsy
         "Shades of Gray (p=6)",
         "Gray Edge (1st order, p=6, sigma=1)",
         "Grayness Index (0.1% gray pixels)",
+        "Cheng PCA (3.5% brightest + darkest)",
         "AWBRegressor (mobilenetv3_small_050, confidence head)",
     ]
     assert "Rec. Med." in rows[0] and "Rep. Med." in rows[0]
@@ -140,7 +141,8 @@ def test_recipe_fit_then_test_best_prints_table(tmp_path: Path, capsys: pytest.C
     capsys.readouterr()
     assert main(["test", *common, "--ckpt_path", "best"]) == 0
     out = capsys.readouterr().out
-    assert "| Gray World |" in out and "| AWBRegressor (mobilenetv3_small_100, confidence head) |" in out
+    title = "AWBRegressor (classical votes, trained beside mobilenetv3_small_100 local votes)"  # no backbone deployed
+    assert "| Gray World |" in out and f"| {title} |" in out
     model = AWBRegressor.load_from_checkpoint(next(tmp_path.rglob("best.ckpt")))
     assert model.hparams.feature_level == 1 and model(torch.rand(1, 3, 64, 64)).shape == (1, 3)
     assert model.hparams.classical_votes and model.head.classical_votes  # the recipe's options reach the head

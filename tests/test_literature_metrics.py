@@ -7,11 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from moto_vision.metrics import AngularError, error_statistics, recovery_angular_error, reproduction_angular_error
 from moto_vision.metrics.angular import format_table, prctile
 from moto_vision.metrics.segmentation import BoundaryFScore, PooledBoundaryFScore, seg2bmap, tolerance_pixels
 from moto_vision.models.awb import (
+    BrightDarkPCA,
     GrayEdge,
     GrayIndex,
     GrayWorld,
@@ -151,6 +153,35 @@ def test_gray_index_is_undefined_without_pixels() -> None:
     assert GrayIndex()(torch.zeros(1, 3, 32, 32)).isnan().all()
     with pytest.raises(ValueError, match="percent"):
         GrayIndex(percent=0)
+
+
+@pytest.mark.parametrize("percent", [3.5, 10.0, 50.0])
+def test_bright_dark_pca_matches_illumpca(percent: float) -> None:
+    """BrightDarkPCA against the NumPy version of illumpca, with the baselines' mask of zeroed and clipped pixels."""
+    for seed in range(3):
+        image = _random_image(seed, masked=seed > 0)
+        peak = image.max(axis=2)
+        mask = (peak > 0) & (ref.dilation33((peak >= 1.0).astype(np.float64)) == 0)
+        expected = torch.from_numpy(ref.illumpca(image, percent, mask))[None]
+        ours = BrightDarkPCA(percent)(torch.from_numpy(image).permute(2, 0, 1)[None]).double()
+        assert recovery_angular_error(ours, expected).item() < 1e-6
+
+
+def test_bright_dark_pca_recovers_the_light_of_grey_surfaces_and_is_undefined_without_pixels() -> None:
+    """Grey surfaces of any brightness lie on the light's line through the origin: the first component is the light,
+    whatever colourful surfaces sit at medium brightness (Gray World is pulled by them)."""
+    rng = torch.Generator().manual_seed(0)
+    light = torch.tensor([0.8, 0.5, 0.3])
+    grey = torch.rand(1, 32, 64, generator=rng) * light.view(3, 1, 1)
+    colourful = (0.3 + 0.1 * torch.rand(1, 32, 64, generator=rng)) * torch.tensor([0.9, 0.1, 0.2]).view(3, 1, 1)
+    image = torch.cat([grey, colourful * light.view(3, 1, 1)], dim=1)[None]
+    assert recovery_angular_error(BrightDarkPCA(percent=10)(image), light[None]).item() < 0.5
+    assert recovery_angular_error(GrayWorld()(image), light[None]).item() > 3.0
+    assert BrightDarkPCA()(torch.zeros(2, 3, 8, 8)).isnan().all()
+    single = torch.tensor([0.2, 0.4, 0.6]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    torch.testing.assert_close(BrightDarkPCA()(single)[0], F.normalize(torch.tensor([0.2, 0.4, 0.6]), dim=0))
+    with pytest.raises(ValueError, match="percent"):
+        BrightDarkPCA(percent=60)
 
 
 def test_mask_dilates_clipped_pixels_and_excludes_the_border() -> None:

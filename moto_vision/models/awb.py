@@ -47,6 +47,7 @@ __all__ = [
     "BASELINE_TITLES",
     "CLASSICAL_ESTIMATES",
     "AngularLoss",
+    "BrightDarkPCA",
     "CameraPriorHead",
     "ClassicalEstimates",
     "ConfidencePoolingHead",
@@ -601,7 +602,9 @@ def edge_magnitude(x: Tensor, sigma: float, order: Literal[1, 2]) -> Tensor:
     raise ValueError(f"edge_magnitude: order must be 1 or 2, got {order}.")
 
 
-def estimation_mask(x: Tensor, sigma: float = 0.0, saturation: float = 1.0, dark: float = 0.0) -> Tensor:
+def estimation_mask(
+    x: Tensor, sigma: float = 0.0, saturation: float = 1.0, dark: float = 0.0, border: bool = True
+) -> Tensor:
     """``(B, 1, H, W)`` bool mask of the pixels the classical estimators use (the reference's ``mask_im2``).
 
     As ``general_cc.m``: a pixel is excluded when it is masked (``mask_im``), or when it or one of its 8 neighbours
@@ -609,12 +612,15 @@ def estimation_mask(x: Tensor, sigma: float = 0.0, saturation: float = 1.0, dark
     when it lies within ``sigma + 1`` pixels of the image border (``set_border``: 1-based coordinates ``u`` are
     kept where ``sigma + 1 < u < size - sigma``). Our datasets mark masked (colour chart) and clipped pixels as
     zeros, so ``mask_im`` is "maximum channel ``<= dark``", by default the pixels that are exactly zero. Masked
-    pixels are excluded themselves but not dilated, as in the reference.
+    pixels are excluded themselves but not dilated, as in the reference. ``border=False`` keeps the border, for
+    estimators without filters (:class:`BrightDarkPCA`).
     """
     peak = x.amax(dim=1, keepdim=True)
     # max_pool2d pads with -inf, which equals dilation33's edge replication for a max.
     saturated = F.max_pool2d((peak >= saturation).to(x.dtype), kernel_size=3, stride=1, padding=1) > 0
     valid = ~saturated & (peak > dark)
+    if not border:
+        return valid
     width = sigma + 1
     h, w = x.shape[-2:]
     rows = torch.arange(1, h + 1, device=x.device)
@@ -945,6 +951,76 @@ class GrayEdge(_StatisticsBaseline):
         self.order, self.p, self.sigma = int(order), float(p), float(sigma)
 
 
+class BrightDarkPCA(nn.Module):
+    """Cheng, Prasad & Brown's PCA method (JOSA A 2014): the main direction of the brightest and darkest colours.
+
+    Written here (kornia, OpenCV and scikit-image have no such estimator) after the authors' definition and MATLAB's
+    ``illumpca`` (Image Processing Toolbox), step for step, per image:
+
+    1. the usable pixels ``A`` (``N x 3``): not masked (maximum channel ``> dark``: our zeroed charts) and neither
+       saturated nor next to a saturated pixel (the 3 x 3 dilation of :func:`estimation_mask`; no border is left
+       out, as there is no filter);
+    2. each colour's projection on the mean colour ``m``, ``d_i = A_i . m / |m|^2``, sorted (stably);
+    3. the ``k = max(1, floor(percent / 100 * N))`` lowest and ``k`` highest of that order are kept (all colours when
+       ``percent >= 50`` or ``N = 1``);
+    4. the estimate is the first principal component of the kept colours *without* mean-centring (so it passes
+       through the origin), its signs made positive; ``illumpca`` returns the kept colours' mean instead in its
+       degenerate cases (one colour; the right singular vectors are the standard basis; the three singular values
+       equal to within 10 machine epsilon), and so does this.
+
+    The principal component is the eigenvector of the largest eigenvalue of the kept colours' ``3 x 3`` Gram matrix
+    in float64 (the same direction as the first right singular vector of ``illumpca``'s ``svd``). A parameter-free
+    baseline, not part of the deployed model: it sorts each image's pixels.
+
+    Args:
+        percent: share of the darkest and of the brightest colours kept, in ``(0, 50]`` (the reference's 3.5).
+        saturation: clipped-pixel threshold on the maximum channel, ``[0, 1]`` scale (see :func:`estimation_mask`).
+        dark: pixels whose maximum channel is at or below this are masked (default 0: the zeroed pixels).
+    """
+
+    def __init__(self, percent: float = 3.5, saturation: float = 1.0, dark: float = 0.0) -> None:
+        super().__init__()
+        if not 0 < percent <= 50:
+            raise ValueError(f"BrightDarkPCA: percent must be in (0, 50], got {percent}.")
+        self.percent = float(percent)
+        self.saturation = float(saturation)
+        self.dark = float(dark)
+
+    def _estimate(self, colours: Tensor) -> Tensor:
+        """The unit estimate of one image's usable colours ``(N, 3)`` in float64 (NaN for ``N = 0``)."""
+        n = colours.shape[0]
+        if n == 0:
+            return torch.full((3,), math.nan, dtype=colours.dtype)
+        mean = colours.mean(dim=0)
+        order = torch.sort(colours @ mean / mean.dot(mean), stable=True).indices
+        if self.percent < 50 and n > 1:
+            k = max(1, math.floor(self.percent / 100.0 * n))
+            order = torch.cat([order[:k], order[n - k :]])
+        kept = colours[order]
+        gram = kept.T @ kept
+        values, vectors = torch.linalg.eigh(gram)  # ascending eigenvalues
+        singular = values.clamp_min(0).sqrt().flip(0)
+        tolerance = 10 * torch.finfo(colours.dtype).eps
+        off_diagonal_zero = bool((gram - torch.diag(gram.diagonal())).eq(0).all())
+        standard_basis = off_diagonal_zero and bool((gram.diagonal()[:-1] >= gram.diagonal()[1:]).all())
+        equal = bool(singular[0] - singular[1] <= tolerance) and bool(singular[0] - singular[2] <= tolerance)
+        if kept.shape[0] < 2 or standard_basis or equal:
+            estimate = kept.mean(dim=0)
+        else:
+            estimate = vectors[:, -1].abs()
+        norm = estimate.norm()
+        return estimate / norm if norm > 0 else torch.full((3,), math.nan, dtype=colours.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Unit-norm illuminant ``(B, 3)`` of linear RGB ``(B, 3, H, W)`` (NaN where no pixel is usable)."""
+        valid = estimation_mask(x, saturation=self.saturation, dark=self.dark, border=False).flatten(1)
+        pixels = x.detach().double().flatten(2).transpose(1, 2)  # (B, N, 3)
+        return torch.stack([self._estimate(p[m]) for p, m in zip(pixels, valid, strict=True)]).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"percent={self.percent}, saturation={self.saturation}, dark={self.dark}"
+
+
 #: Classical baselines by the names used in configs and result tables.
 BASELINES: dict[str, type[nn.Module]] = {
     "gray_world": GrayWorld,
@@ -953,6 +1029,7 @@ BASELINES: dict[str, type[nn.Module]] = {
     "shades_of_gray": ShadesOfGray,
     "gray_edge": GrayEdge,
     "gray_index": GrayIndex,
+    "bright_dark_pca": BrightDarkPCA,
 }
 
 #: Row names of the baselines (default settings) in result tables.
@@ -963,6 +1040,7 @@ BASELINE_TITLES: dict[str, str] = {
     "shades_of_gray": "Shades of Gray (p=6)",
     "gray_edge": "Gray Edge (1st order, p=6, sigma=1)",
     "gray_index": "Grayness Index (0.1% gray pixels)",
+    "bright_dark_pca": "Cheng PCA (3.5% brightest + darkest)",
 }
 
 

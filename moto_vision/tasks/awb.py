@@ -42,7 +42,16 @@ from moto_vision.tasks.base import KitTask
 __all__ = ["AWBRegressor"]
 
 Batch = dict[str, Any]
-Method = Literal["learned", "gray_world", "white_patch", "white_patch_p99", "shades_of_gray", "gray_edge", "gray_index"]
+Method = Literal[
+    "learned",
+    "gray_world",
+    "white_patch",
+    "white_patch_p99",
+    "shades_of_gray",
+    "gray_edge",
+    "gray_index",
+    "bright_dark_pca",
+]
 #: Row of the phone's own AWB (``AsShotNeutral`` in the batch as ``as_shot_neutral``) in result tables.
 CAMERA_AWB_TITLE = "Camera AWB (AsShotNeutral)"
 
@@ -279,6 +288,9 @@ class AWBRegressor(KitTask):
         hp = self.hparams
         if hp.method != "learned":
             return BASELINE_TITLES[hp.method]
+        if hp.head == "confidence" and hp.get("local_votes") == "training" and not hp.get("vote_features", True):
+            # What is scored and deployed reads no backbone: say so, not only what it was trained beside.
+            return f"AWBRegressor (classical votes, trained beside {hp.backbone} local votes)"
         return f"AWBRegressor ({hp.backbone}, {hp.head} head)"
 
     def test_results_table(self, values: Mapping[str, float]) -> tuple[str, dict[str, dict[str, float]]]:

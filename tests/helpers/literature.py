@@ -10,6 +10,7 @@ Written from the reference sources, not from moto-vision's torch code, so that t
 - Qian et al.'s Grayness Index, ``GPconstancy_GI.m`` / ``DerivGauss.m`` / ``runme.m`` (github.com/yanlinqian/
   Grayness-Index), with SciPy's ``correlate`` (``mode="wrap"``) for ``imfilter(..., 'circular')`` and
   ``ndimage.convolve`` (``mode="nearest"``) for ``imfilter(..., 'conv', 'replicate')``;
+- Cheng, Prasad & Brown's PCA method (JOSA A 2014) as MATLAB's ``illumpca`` documents it, with NumPy's ``svd``;
 - DAVIS ``db_eval_boundary`` / ``f_measure`` / ``_seg2bmap`` (davis2017-evaluation, ``davis2017/metrics.py``), with
   scikit-image's ``disk`` and SciPy's binary dilation in place of OpenCV's.
 """
@@ -154,6 +155,28 @@ def grayness_index(image: np.ndarray, npre: float = 0.1, delta_threshold: float 
     num = math.floor(npre * gi.size / 100)
     chosen = gi <= np.sort(gi.ravel())[num - 1]
     estimate = image[chosen].mean(axis=0)
+    return estimate / np.linalg.norm(estimate)
+
+
+# --------------------------------------------------------------------------------------- Cheng's PCA
+def illumpca(image: np.ndarray, percentage: float = 3.5, mask: np.ndarray | None = None) -> np.ndarray:
+    """``illumpca(A, percentage, 'Mask', mask)`` on an ``(H, W, 3)`` image; ``mask`` is True on the pixels used."""
+    colours = image.reshape(-1, 3).astype(np.float64)
+    if mask is not None:
+        colours = colours[mask.ravel()]
+    mean = colours.mean(axis=0)
+    projection = (colours * mean).sum(axis=1) / (mean**2).sum()
+    ordered = colours[np.argsort(projection, kind="stable")]
+    if percentage >= 50 or len(ordered) == 1:
+        selected = ordered
+    else:
+        low = max(1, math.floor(percentage / 100 * len(ordered)))
+        selected = np.vstack([ordered[:low], ordered[len(ordered) - low :]])
+    _, s, vt = np.linalg.svd(selected, full_matrices=False)
+    eps = 10 * np.finfo(np.float64).eps
+    s = np.pad(s, (0, 3 - s.size))
+    degenerate = len(selected) < 2 or np.array_equal(vt.T, np.eye(3)) or (s[0] - s[1] <= eps and s[0] - s[2] <= eps)
+    estimate = selected.mean(axis=0) if degenerate else np.abs(vt[0])
     return estimate / np.linalg.norm(estimate)
 
 
