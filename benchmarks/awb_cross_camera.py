@@ -34,7 +34,8 @@ max-RGB White Patch on the same draws. Camera-aware checkpoints get a second row
 least-squares XYZ -> raw matrix; for set 2, XYZ -> linear sRGB).
 
     python benchmarks/awb_cross_camera.py --ckpt runs/awb/lightning_logs/version_0/checkpoints/best.ckpt \\
-        [--ckpt other.ckpt ...] [--photos DIR] [--output bench/awb_cross_camera.json] [--cache /tmp/awb_sets.pt]
+        [--ckpt other.ckpt ...] [--photos DIR] [--output bench/awb_cross_camera.json] [--cache /tmp/awb_sets.pt] \\
+        [--votes]   # how each checkpoint weighs its classical votes
 """
 
 from __future__ import annotations
@@ -51,13 +52,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from moto_vision.data import AWBDataModule
 from moto_vision.isp import SRGB_TO_XYZ, XYZ_TO_SRGB, planckian_illuminant, srgb_to_linear
 from moto_vision.isp.spectral import camera_response, daylight_spd, fit_xyz_to_raw, planck_spd, spectral_data
 from moto_vision.metrics.angular import error_statistics, recovery_angular_error
-from moto_vision.models.awb import BASELINE_TITLES, BASELINES, create_baseline
+from moto_vision.models.awb import (
+    BASELINE_TITLES,
+    BASELINES,
+    CLASSICAL_ESTIMATES,
+    ConfidencePoolingHead,
+    create_baseline,
+)
 
 SIZE = 64
 PHOTO_LIST = Path(__file__).with_name("awb_photos.txt")
@@ -381,6 +388,39 @@ def build_sets(args: argparse.Namespace) -> dict[str, tuple[Tensor, ...]]:
     return sets
 
 
+def vote_report(name: str, model: nn.Module, sets: dict[str, tuple[Tensor, ...]]) -> str:
+    """How a classical-votes model uses its votes on each set, as Markdown (``--votes``).
+
+    Per vote: its error alone (mean / median), after the learned gain, the share of images where it is the best of
+    the K, and its mean weight in the deployed model; then the best vote per image (the oracle of the K) and the mean
+    of each image's largest weight (1: the model picks one vote, 1 / K: it averages them).
+    """
+    head = next((m for m in model.modules() if isinstance(m, ConfidencePoolingHead) and m.classical_votes), None)
+    if head is None:
+        return f"\n{name}: no classical votes\n"
+    lines = [f"\n{name}: the classical votes (recovery error alone mean / median, degrees)\n"]
+    for set_name, (images, labels, _, _) in sets.items():
+        with torch.no_grad():
+            estimates, gained, weights = head.classical_weights(None, images)
+        alone = torch.stack([recovery_angular_error(estimates[:, k], labels) for k in range(estimates.shape[1])], 1)
+        after = torch.stack([recovery_angular_error(gained[:, k], labels) for k in range(gained.shape[1])], 1)
+        best = alone.argmin(dim=1)
+        oracle = alone.min(dim=1).values
+        lines += [
+            f"{set_name}: oracle of the {alone.shape[1]} {oracle.mean():.2f} / {oracle.median():.2f}, mean largest "
+            f"weight {weights.max(dim=1).values.mean():.2f}\n",
+            "| vote | alone | after its gain | best of the votes | mean weight |",
+            "|---|---|---|---|---|",
+        ]
+        for k, vote in enumerate(CLASSICAL_ESTIMATES):
+            lines.append(
+                f"| {vote} | {alone[:, k].mean():.2f} / {alone[:, k].median():.2f} | {after[:, k].mean():.2f} / "
+                f"{after[:, k].median():.2f} | {(best == k).float().mean():.0%} | {weights[:, k].mean():.2f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", action="append", default=[], help="AWBRegressor checkpoint (repeatable)")
@@ -393,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--cache", type=Path, default=None, help="save the built test sets here / load them from here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--votes", action="store_true", help="also report how each checkpoint weighs its classical votes per set"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from moto_vision.tasks import AWBRegressor
@@ -404,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         methods[name] = AWBRegressor.load_from_checkpoint(path, map_location="cpu").eval()
     results = evaluate(methods, sets, args.bootstrap, args.seed)
     print(format_results(results, sets))
+    if args.votes:
+        for name, method in methods.items():
+            if name not in BASELINES:
+                print(vote_report(name, method, sets))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(results, indent=2) + "\n")

@@ -238,7 +238,17 @@ def test_local_votes_in_training_only() -> None:
         classical, logits = head._classical_votes(features, image, None)
         expected = torch.nn.functional.normalize((classical * torch.softmax(logits, -1)[:, None]).sum(-1), dim=-1)
         assert torch.allclose(deployed, expected, atol=1e-6)
+        # classical_weights: the same votes and weights, the estimates as ClassicalEstimates gives them.
+        head.vote_mlp[-1].weight.normal_(generator=torch.Generator().manual_seed(7))
+        estimates, gained, weights = head.classical_weights(features, image)
+        assert torch.equal(estimates, head.classical(image)[0]) and torch.allclose(weights.sum(-1), torch.ones(2))
+        rebuilt = torch.nn.functional.normalize((gained * weights[..., None]).sum(1), dim=-1)
+        assert torch.allclose(head(features, image), rebuilt, atol=1e-6)
+        assert not torch.allclose(gained, estimates, atol=1e-3)  # the learned gains act
         head.body[-1].weight.zero_()
+        head.vote_mlp[-1].weight.zero_()
+        deployed = head(features, image)
+        head.body[-1].weight.normal_(generator=torch.Generator().manual_seed(8))
         assert torch.allclose(head(features, image), deployed, atol=1e-6)
         assert head.local_estimates(features, image)[1].abs().sum() == 0
     with pytest.raises(ValueError, match="needs classical_votes=True"):

@@ -348,6 +348,20 @@ class ConfidencePoolingHead(nn.Module):
         weights = torch.softmax(all_logits, dim=-1)[:, : logits[0].numel()]
         return rgb, weights.view_as(logits)
 
+    def classical_weights(self, features: Tensor | None, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The classical votes as the deployed model weighs them (``classical_votes`` only).
+
+        Returns the estimates ``(B, K, 3)`` of :class:`ClassicalEstimates` (unit), the votes after their learned
+        gains ``(B, K, 3)`` (unit) and their weights ``(B, K)`` among themselves (a softmax over the K votes: the
+        weights of the eval-mode model with ``local_votes="training"``). ``features`` may be ``None`` when
+        ``vote_features`` is ``False``.
+        """
+        if not self.classical_votes:
+            raise ValueError("ConfidencePoolingHead.classical_weights needs classical_votes=True.")
+        estimates, _ = self.classical(image)
+        rgb, logits = self._classical_votes(features, image, None)
+        return estimates, rgb.transpose(1, 2), torch.softmax(logits, dim=-1)
+
     def _local_votes(self, features: Tensor, image: Tensor | None) -> tuple[Tensor, Tensor]:
         """Per-location unit RGB ``(B, 3, h, w)`` and confidence logits ``(B, 1, h, w)``."""
         if self.grid is not None and (features.shape[-2] > self.grid or features.shape[-1] > self.grid):
