@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import torch
 pytest.importorskip("executorch")
 pytest.importorskip("onnxruntime")
 
+import moto_vision  # noqa: E402
 from moto_vision.deploy import ExportSession, load  # noqa: E402
 from moto_vision.deploy.quantize import float_only_classes, onnx_nodes_of_classes  # noqa: E402
 from tests.helpers.deploy import make_checkpoint  # noqa: E402
@@ -147,6 +149,22 @@ def test_int8_onnx_is_smaller_and_scored(exported):
         # Constants too: the quantizer gets the float-only nodes' own copies of constants shared with quantized ones.
         bad = [(n.name, n.op_type, sorted(set(n.input) & dequantized)) for n in kept if set(n.input) & dequantized]
         assert kept and not bad, bad
+
+
+def test_onnx_files_carry_no_stack_traces_or_local_paths(exported):
+    """The exporter's per-node debug metadata (stack traces with this checkout's paths) stays out of the files; the
+    module classes that int8 quantization reads stay in."""
+    import onnx
+
+    from moto_vision.deploy.exporters import DEBUG_NODE_METADATA
+
+    checkout = str(Path(moto_vision.__file__).resolve().parent.parent).encode()
+    for precision in ("fp32", "int8"):
+        path = exported["results"]["onnx", precision].path
+        keys = {p.key for n in onnx.load(str(path)).graph.node for p in n.metadata_props}
+        assert not keys & set(DEBUG_NODE_METADATA) and checkout not in Path(path).read_bytes(), (precision, keys)
+        if precision == "fp32":
+            assert "pkg.torch.onnx.class_hierarchy" in keys
 
 
 def test_predictors_have_the_task_call_and_metadata(exported):
