@@ -5,7 +5,7 @@ them), exported as ``moto-vision export --format executorch`` lowers it and time
 thread, round by round across the variants. ``moto-vision benchmark --ckpt`` times one trained checkpoint in every
 format; this compares designs before training them.
 
-    python benchmarks/awb_latency.py             # the recipe, with the pooled features in the vote MLP, no votes
+    python benchmarks/awb_latency.py   # the recipe, the recipes before it, half-resolution Gray Edge, no votes
     python benchmarks/awb_latency.py --variant 'h64={"head_channels": 64}' --variant 'recipe={}' [--rounds 60]
 """
 
@@ -25,8 +25,9 @@ import yaml
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "awb.yaml"
 DEFAULT_VARIANTS = {
     "recipe": {},
-    "vote_features true (the recipe of 2026-12-04)": {"vote_features": True},
-    "vote_features true, gray_edge_scale 2": {"vote_features": True, "gray_edge_scale": 2},
+    "vote_hidden 32 (the recipe before)": {"vote_hidden": 32},
+    "vote_features true, vote_hidden 32 (the recipe before that)": {"vote_features": True, "vote_hidden": 32},
+    "recipe, gray_edge_scale 2": {"gray_edge_scale": 2},
     "recipe, no classical_votes": {"classical_votes": False, "local_votes": "always"},  # nothing else would vote
 }
 

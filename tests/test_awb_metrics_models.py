@@ -273,6 +273,10 @@ def test_feature_blind_classical_votes_need_no_backbone_when_deployed() -> None:
         assert not head.needs_features
         deployed = head(None, image)
         assert torch.equal(deployed, head(features, image)) and torch.equal(deployed, head(other, image))
+    narrow = ConfidencePoolingHead(4, classical_votes=True, vote_features=False, vote_hidden=8)
+    assert [narrow.vote_mlp[0].out_features, narrow.vote_mlp[-1].in_features] == [8, 8]
+    with pytest.raises(ValueError, match="vote_hidden must be a positive width"):
+        ConfidencePoolingHead(4, classical_votes=True, vote_hidden=0)
     with pytest.raises(ValueError, match="vote_features=True\\) needs the feature map"):
         ConfidencePoolingHead(4, hidden=4, classical_votes=True, local_votes="training").eval()(None, image)
     # The task skips its backbone then: the deployed graph is the statistics and the vote MLP.

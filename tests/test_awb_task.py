@@ -148,6 +148,7 @@ def test_recipe_fit_then_test_best_prints_table(tmp_path: Path, capsys: pytest.C
     assert model.hparams.classical_votes and model.head.classical_votes  # the recipe's options reach the head
     assert model.head.vote_chromaticity == "relative" and model.head.local_votes == "training"
     assert not model.head.vote_features and not model.eval().kit.needs_features(model)  # deployed: no backbone
+    assert model.head.vote_mlp[0].out_features == model.hparams.vote_hidden == 8
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ class AWBOptions:
         vote_features: confidence head with ``classical_votes``: the vote MLP also sees the pooled features
             (``True``) or only the estimates (``False``; with ``local_votes="training"`` the deployed model then needs
             no backbone).
+        vote_hidden: confidence head with ``classical_votes``: hidden width of the vote MLP.
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
     """
 
@@ -68,6 +69,7 @@ class AWBOptions:
     vote_chromaticity: VoteChromaticity = "absolute"
     local_votes: LocalVotes = "always"
     vote_features: bool = True
+    vote_hidden: int = 32
     reproduction_weight: float = 0.0
 
 
@@ -123,6 +125,7 @@ class AWBKit(TaskKit):
                 vote_chromaticity=o.vote_chromaticity,
                 local_votes=o.local_votes,
                 vote_features=o.vote_features,
+                vote_hidden=o.vote_hidden,
             )
         else:
             head = PoolingMLPHead(width, hidden=o.head_channels, dropout=o.dropout)

@@ -268,6 +268,7 @@ class ConfidencePoolingHead(nn.Module):
         vote_features: the classical votes' MLP also sees the feature map's global mean and maximum (``True``), or
             only the estimates' chromaticities (``False``). With ``local_votes="training"`` and ``False``, the
             classical votes do not depend on the features in eval mode (:attr:`needs_features` is ``False``).
+        vote_hidden: hidden width of the classical votes' MLP (its one hidden layer).
     """
 
     def __init__(
@@ -283,8 +284,11 @@ class ConfidencePoolingHead(nn.Module):
         vote_chromaticity: VoteChromaticity = "absolute",
         local_votes: LocalVotes = "always",
         vote_features: bool = True,
+        vote_hidden: int = 32,
     ) -> None:
         super().__init__()
+        if vote_hidden < 1:
+            raise ValueError(f"ConfidencePoolingHead: vote_hidden must be a positive width, got {vote_hidden}.")
         if grid is not None and grid < 1:
             raise ValueError(f"ConfidencePoolingHead: grid must be a positive number of votes per side, got {grid}.")
         if vote_chromaticity not in get_args(VoteChromaticity):
@@ -323,7 +327,9 @@ class ConfidencePoolingHead(nn.Module):
             self.classical = ClassicalEstimates(gray_edge_scale)
             k = len(CLASSICAL_ESTIMATES)
             context = 2 * in_channels if vote_features else 0
-            self.vote_mlp = nn.Sequential(nn.Linear(context + 3 * k, 32), nn.ReLU(inplace=True), nn.Linear(32, 4 * k))
+            self.vote_mlp = nn.Sequential(
+                nn.Linear(context + 3 * k, vote_hidden), nn.ReLU(inplace=True), nn.Linear(vote_hidden, 4 * k)
+            )
             nn.init.zeros_(self.vote_mlp[-1].weight)
             nn.init.zeros_(self.vote_mlp[-1].bias)
             # Start with the classical votes holding about half of the confidence against 16 x 16 local votes

@@ -90,6 +90,7 @@ class AWBRegressor(KitTask):
         vote_features: with ``classical_votes``: the vote MLP also sees the backbone's pooled features (``True``),
             or only the classical estimates (``False``); with ``local_votes="training"`` the backbone then runs in
             training only, and the exported graph is the classical statistics and the vote MLP.
+        vote_hidden: with ``classical_votes``: hidden width of the vote MLP.
         input_reference: the backbone sees the image relative to its mean brightness (``"mean"``) or to its
             brightest value (``"max"``, what bright-pixel reasoning needs).
         gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
@@ -131,6 +132,7 @@ class AWBRegressor(KitTask):
         vote_chromaticity: VoteChromaticity = "absolute",
         local_votes: LocalVotes = "always",
         vote_features: bool = True,
+        vote_hidden: int = 32,
         input_reference: Literal["mean", "max"] = "mean",
         gain_equivariant: bool = False,
         camera_input: bool = False,
