@@ -364,8 +364,8 @@ class ConfidencePoolingHead(nn.Module):
         """
         if not self.classical_votes:
             raise ValueError("ConfidencePoolingHead.classical_weights needs classical_votes=True.")
-        estimates, _ = self.classical(image)
-        rgb, logits = self._classical_votes(features, image, None)
+        estimates, defined = self.classical(image)
+        rgb, logits = self._weigh_classical(estimates, defined, features)
         return estimates, rgb.transpose(1, 2), torch.softmax(logits, dim=-1)
 
     def _local_votes(self, features: Tensor, image: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -411,7 +411,11 @@ class ConfidencePoolingHead(nn.Module):
         """
         if image is None:
             raise ValueError("ConfidencePoolingHead(classical_votes=True) needs the input image in forward().")
-        estimates, defined = self.classical(image)  # (B, K, 3), (B, K) 0 / 1
+        rgb, logits = self._weigh_classical(*self.classical(image), features)
+        return rgb, logits if local_logits is None else torch.cat([local_logits, logits], dim=-1)
+
+    def _weigh_classical(self, estimates: Tensor, defined: Tensor, features: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Unit RGB ``(B, 3, K)`` and logits ``(B, K)`` of the classical estimates ``(B, K, 3)`` (``defined`` 0 / 1)."""
         # Plain ops on purpose: written with models/ops.py (channel_sum, select, unit_length) they are quantized in
         # int8 exports and the AWB error rose (one model: ONNX int8 5.2 -> 19.4, ExecuTorch int8 7.3 -> 9.8 degrees
         # mean, measured); as they are, int8 keeps them in float, and ExecuTorch fp32 runs them in its portable
@@ -430,8 +434,7 @@ class ConfidencePoolingHead(nn.Module):
         k = estimates.shape[1]
         logits = out[:, :k].masked_fill(defined < 0.5, _NO_VOTE)
         gains = torch.exp(out[:, k:].reshape(-1, k, 3).clamp(-3.0, 3.0))
-        rgb = F.normalize(estimates * gains, dim=-1).transpose(1, 2)
-        return rgb, logits if local_logits is None else torch.cat([local_logits, logits], dim=-1)
+        return F.normalize(estimates * gains, dim=-1).transpose(1, 2), logits
 
     def forward(self, features: Tensor | None, image: Tensor | None = None) -> Tensor:
         """Unit-norm illuminant ``(B, 3)`` from a feature map ``(B, C, h, w)`` (and the image, see above).
