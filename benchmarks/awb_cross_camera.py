@@ -31,7 +31,8 @@ black level subtracted, colour chart zeroed, 64 x 64, divided by the maximum):
 The bootstrap (``--bootstrap``, default 1000 draws) resamples *photos* (all images of a drawn photo together), so
 the intervals say how much the figures would move with other photos; ``Δ`` columns are paired differences against
 max-RGB White Patch on the same draws. Camera-aware checkpoints get a second row with the camera given (its
-least-squares XYZ -> raw matrix; for set 2, XYZ -> linear sRGB).
+least-squares XYZ -> raw matrix; for set 2, XYZ -> linear sRGB). A ``MultiTaskPerception`` checkpoint is scored by
+its ``"awb"`` output.
 
     python benchmarks/awb_cross_camera.py --ckpt runs/awb/lightning_logs/version_0/checkpoints/best.ckpt \\
         [--ckpt other.ckpt ...] [--photos DIR] [--output bench/awb_cross_camera.json] [--cache /tmp/awb_sets.pt] \\
@@ -421,9 +422,38 @@ def vote_report(name: str, model: nn.Module, sets: dict[str, tuple[Tensor, ...]]
     return "\n".join(lines)
 
 
+class _AWBOutput(nn.Module):
+    """The ``"awb"`` output of a multi-task model, as an estimator ``x -> (B, 3)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)["awb"]
+
+
+def load_estimator(path: str) -> nn.Module:
+    """An ``AWBRegressor`` checkpoint, or the AWB head of a ``MultiTaskPerception`` one, in eval mode."""
+    from moto_vision.tasks import AWBRegressor, MultiTaskPerception
+
+    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if "head_options" not in hparams:
+        return AWBRegressor.load_from_checkpoint(path, map_location="cpu").eval()
+    model = MultiTaskPerception.load_from_checkpoint(path, map_location="cpu").eval()
+    if "awb" not in model.kits:
+        raise SystemExit(f"{path}: a multi-task checkpoint without an AWB head (heads: {list(model.kits)}).")
+    return _AWBOutput(model).eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", action="append", default=[], help="AWBRegressor checkpoint (repeatable)")
+    parser.add_argument(
+        "--ckpt",
+        action="append",
+        default=[],
+        help="AWBRegressor checkpoint, or a MultiTaskPerception one (its AWB head is scored; repeatable)",
+    )
     parser.add_argument("--name", action="append", default=[], help="row name per --ckpt")
     parser.add_argument("--photos", action="append", type=Path, default=[], help="extra folder of real photos")
     parser.add_argument(
@@ -438,13 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from moto_vision.tasks import AWBRegressor
-
     sets = build_sets(args)
     methods: dict[str, Callable[..., Tensor]] = {name: create_baseline(name) for name in BASELINES}
     for k, path in enumerate(args.ckpt):
         name = args.name[k] if k < len(args.name) else Path(path).parent.parent.name + "/" + Path(path).stem
-        methods[name] = AWBRegressor.load_from_checkpoint(path, map_location="cpu").eval()
+        methods[name] = load_estimator(path)
     results = evaluate(methods, sets, args.bootstrap, args.seed)
     print(format_results(results, sets))
     if args.votes:

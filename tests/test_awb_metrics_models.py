@@ -188,6 +188,33 @@ def test_classical_votes_are_the_reference_baselines_and_can_take_over() -> None
     assert torch.allclose(head(features, image[:2]), create_baseline("white_patch")(image[:2]), atol=1e-5)
 
 
+def test_classical_statistics_at_a_fixed_size_see_block_means_and_keep_saturated_blocks_out() -> None:
+    small = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(9)) * 0.9
+    small[:, :, 40:44, 8:12] = 0.0  # a zeroed chart
+    small[1, :, 20, 30] = 1.0  # a clipped pixel: it and its 8 neighbours are left out
+    frame = small.repeat_interleave(4, dim=-2).repeat_interleave(4, dim=-1)  # the same scene at 256 x 256
+    frame[1, :, 80:84, 120:124] = small[1, :, 20, 30, None, None] * 0.9  # the clipped block's other pixels not clipped
+    frame[1, 0, 81, 122] = 1.0  # one channel of one pixel clipped marks the whole 4 x 4 block saturated
+    expected, defined = ClassicalEstimates()(small)
+    got, got_defined = ClassicalEstimates(size=64)(frame)
+    assert torch.allclose(got, expected, atol=1e-6) and torch.equal(got_defined, defined)
+    # Block means, not a subsample: the 64 x 64 statistics of a 256 x 256 frame are those of its area average.
+    noise = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(10)) * 0.9
+    averaged = torch.nn.functional.avg_pool2d(noise, 4)
+    assert torch.allclose(ClassicalEstimates(size=64)(noise)[0], ClassicalEstimates()(averaged)[0], atol=1e-6)
+    # Not larger than the size: the image itself; a size the Gray Edge vote cannot use is refused.
+    assert torch.equal(ClassicalEstimates(size=64)(small)[0], expected)
+    with pytest.raises(ValueError, match="size 12 leaves the Gray Edge vote fewer than 7 pixels per side"):
+        ClassicalEstimates(gray_edge_scale=2, size=12)
+    # The option reaches the statistics from the task, and the deployed model takes any frame size.
+    model = AWBRegressor(
+        classical_votes=True, local_votes="training", vote_features=False, head_channels=4, statistics_size=64
+    ).eval()
+    assert model.head.classical.size == 64
+    with torch.no_grad():
+        assert torch.allclose(model(frame), model(small), atol=1e-5)
+
+
 def _vote_mlp_chroma(head: ConfidencePoolingHead, estimates: torch.Tensor) -> torch.Tensor:
     """The part of the vote MLP's input that describes the classical ``estimates`` ``(B, K, 3)``: ``(B, 3 K)``."""
     seen: list[torch.Tensor] = []
@@ -266,14 +293,15 @@ def test_feature_blind_classical_votes_need_no_backbone_when_deployed() -> None:
     with torch.no_grad():
         head.vote_mlp[-1].weight.normal_(generator=torch.Generator().manual_seed(6))
         head.body[-1].weight.normal_(generator=torch.Generator().manual_seed(6))  # local votes that have a say
-        assert head.needs_features  # training: the local votes read the features
+        assert head.needs_features and head.deploys_without_features  # training: the local votes read the features
         other = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(7))
         assert not torch.allclose(head(features, image), head(other, image), atol=1e-4)
         head.eval()
-        assert not head.needs_features
+        assert not head.needs_features and head.deploys_without_features
         deployed = head(None, image)
         assert torch.equal(deployed, head(features, image)) and torch.equal(deployed, head(other, image))
     narrow = ConfidencePoolingHead(4, classical_votes=True, vote_features=False, vote_hidden=8)
+    assert not narrow.eval().deploys_without_features and narrow.needs_features  # the local votes always vote
     assert [narrow.vote_mlp[0].out_features, narrow.vote_mlp[-1].in_features] == [8, 8]
     with pytest.raises(ValueError, match="vote_hidden must be a positive width"):
         ConfidencePoolingHead(4, classical_votes=True, vote_hidden=0)

@@ -54,6 +54,9 @@ class AWBOptions:
             (``True``) or only the estimates (``False``; with ``local_votes="training"`` the deployed model then needs
             no backbone).
         vote_hidden: confidence head with ``classical_votes``: hidden width of the vote MLP.
+        statistics_size: confidence head with ``classical_votes``: the classical statistics on the image's block
+            means at most this many pixels per side (``None``: at the input's size), so they cost the same at any
+            input size (the multi-task recipe: 64, its training size, for 256 px frames).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
     """
 
@@ -70,6 +73,7 @@ class AWBOptions:
     local_votes: LocalVotes = "always"
     vote_features: bool = True
     vote_hidden: int = 32
+    statistics_size: int | None = None
     reproduction_weight: float = 0.0
 
 
@@ -126,6 +130,7 @@ class AWBKit(TaskKit):
                 local_votes=o.local_votes,
                 vote_features=o.vote_features,
                 vote_hidden=o.vote_hidden,
+                statistics_size=o.statistics_size,
             )
         else:
             head = PoolingMLPHead(width, hidden=o.head_channels, dropout=o.dropout)
@@ -174,6 +179,8 @@ class AWBKit(TaskKit):
     def check_data(self, datamodule: Any, where: str = "--model.init_args.") -> None:
         size = getattr(datamodule, "image_size", None)
         if size is not None and self.options.classical_votes:
+            if self.options.statistics_size is not None:
+                size = min(size, self.options.statistics_size)
             check_gray_edge_scale(self.options.gray_edge_scale, (size, size), f"{where}gray_edge_scale")
 
     def export_metadata(self, parts: Any) -> dict[str, Any]:
@@ -183,6 +190,7 @@ class AWBKit(TaskKit):
             "meaning": "unit-norm camera RGB of the light; correct with x / illuminant * illuminant[:, 1:2]",
             "feature_level": self.options.feature_level,
             "vote_grid": self.options.vote_grid,
+            "statistics_size": self.options.statistics_size,
         }
 
 

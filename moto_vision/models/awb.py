@@ -269,6 +269,9 @@ class ConfidencePoolingHead(nn.Module):
             only the estimates' chromaticities (``False``). With ``local_votes="training"`` and ``False``, the
             classical votes do not depend on the features in eval mode (:attr:`needs_features` is ``False``).
         vote_hidden: hidden width of the classical votes' MLP (its one hidden layer).
+        statistics_size: the classical votes' statistics on the image's block means at most this many pixels per
+            side (``None``: on the image itself; see :class:`ClassicalEstimates`), so they cost the same at any input
+            size: a model trained on 64 px images and deployed on 256 px frames takes them at 64 x 64.
     """
 
     def __init__(
@@ -285,6 +288,7 @@ class ConfidencePoolingHead(nn.Module):
         local_votes: LocalVotes = "always",
         vote_features: bool = True,
         vote_hidden: int = 32,
+        statistics_size: int | None = None,
     ) -> None:
         super().__init__()
         if vote_hidden < 1:
@@ -324,7 +328,7 @@ class ConfidencePoolingHead(nn.Module):
             nn.init.zeros_(self.body[-1].bias)
         self.classical_votes = classical_votes
         if classical_votes:
-            self.classical = ClassicalEstimates(gray_edge_scale)
+            self.classical = ClassicalEstimates(gray_edge_scale, statistics_size)
             k = len(CLASSICAL_ESTIMATES)
             context = 2 * in_channels if vote_features else 0
             self.vote_mlp = nn.Sequential(
@@ -393,9 +397,18 @@ class ConfidencePoolingHead(nn.Module):
         return unit_length(rgb), logits
 
     @property
+    def deploys_without_features(self) -> bool:
+        """Whether the eval-mode head (validation, test, export) reads no feature map, whatever the current mode.
+
+        True when feature-blind classical votes decide alone there (``local_votes="training"``,
+        ``vote_features=False``).
+        """
+        return self.local_votes == "training" and not self.vote_features
+
+    @property
     def needs_features(self) -> bool:
         """Whether :meth:`forward` reads its feature map now (not when only feature-blind classical votes decide)."""
-        return not (self._classical_only and not self.vote_features)
+        return self.training or not self.deploys_without_features
 
     @property
     def _classical_only(self) -> bool:
@@ -739,21 +752,34 @@ class ClassicalEstimates(nn.Module):
     1 where an estimate is defined and 0 where not (no usable pixel, or no edge); undefined estimates are grey.
     Every op runs in XNNPACK (sums as global average pooling, the border as slices, the root through exp and log).
 
+    With ``size``, an image larger than ``size x size`` is area-averaged to at most that many pixels per side first
+    (:func:`~moto_vision.models.ops.block_mean`) and the statistics are taken on the block means, so they cost the
+    same at any input size and see what a model trained at that size saw. A block holding a saturated pixel counts
+    as saturated (it and its 8 neighbours are left out, as a saturated pixel and its neighbours are at full size).
+
     Args:
         gray_edge_scale: 1 computes Gray Edge on the image itself (sigma = 1, as the reference baseline); ``s > 1`` on
             the image area-averaged over ``s x s`` blocks, ``1 / s^2`` of the cost of its derivatives and norm (2: a
             quarter).
+        size: the largest image side the statistics are taken at (``None``: the input's own size).
     """
 
     #: int8 exports keep this module in float (:data:`moto_vision.deploy.quantize.FLOAT_ONLY`): maxima, 6th powers
     #: and ratios of raw pixel values do not survive 8 bits (ONNX int8 with it quantized: 18.5 degrees mean, measured).
     float_only_in_int8 = True
 
-    def __init__(self, gray_edge_scale: int = 1) -> None:
+    def __init__(self, gray_edge_scale: int = 1, size: int | None = None) -> None:
         super().__init__()
         if gray_edge_scale < 1:
             raise ValueError(f"ClassicalEstimates: gray_edge_scale must be a positive integer, got {gray_edge_scale}.")
+        smallest = _GRAY_EDGE_TAPS * gray_edge_scale
+        if size is not None and size < smallest:
+            raise ValueError(
+                f"ClassicalEstimates: size {size} leaves the Gray Edge vote fewer than {_GRAY_EDGE_TAPS} pixels per "
+                f"side at gray_edge_scale {gray_edge_scale}; use a size of at least {smallest}."
+            )
         self.gray_edge_scale = int(gray_edge_scale)
+        self.size = None if size is None else int(size)
         # d/dx and d/dy Gaussian derivatives of gDer.m, separably: a vertical pass (g0 and g1 per channel) and a
         # horizontal one (g1 on the g0 pass: d/dx; g0 on the g1 pass: d/dy). The same numbers as one 7 x 7 depthwise
         # convolution per output at a third of its ExecuTorch cost (measured). No torch.cat here (nor below): the
@@ -814,7 +840,25 @@ class ClassicalEstimates(nn.Module):
         rows = torch.maximum(torch.maximum(m[:, :, : h - 2], m[:, :, 1 : h - 1]), m[:, :, 2:])
         return torch.maximum(torch.maximum(rows[..., : w - 2], rows[..., 1 : w - 1]), rows[..., 2:])
 
+    def at_size(self, x: Tensor) -> Tensor:
+        """The image the statistics are taken on: ``x``, or its block means at most :attr:`size` pixels per side.
+
+        A block with a saturated pixel (a channel at 1) is set to 1 in every channel, so it stays saturated.
+        """
+        h, w = x.shape[-2:]
+        if self.size is None or (h <= self.size and w <= self.size):
+            return x
+        size = (min(self.size, h), min(self.size, w))
+        # The block maxima first, then the channel maximum and the threshold on the small grid: one full-frame op.
+        if h % size[0] or w % size[1]:
+            block_peak = F.adaptive_max_pool2d(x, size)
+        else:
+            block_peak = F.max_pool2d(x, (h // size[0], w // size[1]))
+        saturated = step(channel_max(block_peak), 1.0 - 1e-6)
+        return select(saturated, 1.0, block_mean(x, size))
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.at_size(x)
         peak = channel_max(x)
         # Indicators as clamps of differences (the images are in [0, 1]): saturated at 1, valid above 0. Every
         # statistic leaves out the 1-pixel border, where the saturated pixels' 3 x 3 dilation needs no padding.

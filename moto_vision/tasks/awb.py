@@ -91,6 +91,9 @@ class AWBRegressor(KitTask):
             or only the classical estimates (``False``); with ``local_votes="training"`` the backbone then runs in
             training only, and the exported graph is the classical statistics and the vote MLP.
         vote_hidden: with ``classical_votes``: hidden width of the vote MLP.
+        statistics_size: with ``classical_votes``: the classical statistics on the image's block means at most this
+            many pixels per side (``None``: at the input's size), so a model trained at 64 px costs the same and sees
+            the same statistics on larger frames.
         input_reference: the backbone sees the image relative to its mean brightness (``"mean"``) or to its
             brightest value (``"max"``, what bright-pixel reasoning needs).
         gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
@@ -133,6 +136,7 @@ class AWBRegressor(KitTask):
         local_votes: LocalVotes = "always",
         vote_features: bool = True,
         vote_hidden: int = 32,
+        statistics_size: int | None = None,
         input_reference: Literal["mean", "max"] = "mean",
         gain_equivariant: bool = False,
         camera_input: bool = False,
@@ -290,7 +294,7 @@ class AWBRegressor(KitTask):
         hp = self.hparams
         if hp.method != "learned":
             return BASELINE_TITLES[hp.method]
-        if hp.head == "confidence" and hp.get("local_votes") == "training" and not hp.get("vote_features", True):
+        if getattr(self.head, "deploys_without_features", False):
             # What is scored and deployed reads no backbone: say so, not only what it was trained beside.
             return f"AWBRegressor (classical votes, trained beside {hp.backbone} local votes)"
         return f"AWBRegressor ({hp.backbone}, {hp.head} head)"
