@@ -23,6 +23,7 @@ portrait ``boundary_weight``, ...) override the single-task recipe's.
     python benchmarks/multitask.py quality [--steps 1024] [--seeds 0,1,2]   # mean and spread over seeds
     python benchmarks/multitask.py quality --summarize run0/quality.json run1/quality.json  # summary of earlier runs
     python benchmarks/multitask.py quality --multitask-only --model-args '{"weighting": "uncertainty"}'  # sweep
+    python benchmarks/multitask.py quality --overlay recipes/overlays/multitask_awb_votes.yaml  # recipe + overlay
     python benchmarks/multitask.py all
 
 Results go to ``--out`` (default ``runs/benchmarks/multitask``) as JSON and Markdown.
@@ -36,6 +37,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +53,24 @@ RECIPES = REPO / "recipes"
 MARGINAL_TARGET = 1.10
 
 
-def _recipe(name: str) -> dict[str, Any]:
-    return yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
+def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overlay``'s keys, nested mappings merged key by key (as a second ``--config`` merges)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
-def _model_args(name: str, **overrides: Any) -> dict[str, Any]:
-    return {**_recipe(name)["model"]["init_args"], **overrides}
+def _recipe(name: str, overlays: Sequence[Path] = ()) -> dict[str, Any]:
+    """A recipe's YAML, with each overlay config (``--overlay``, e.g. ``recipes/overlays/*.yaml``) merged in."""
+    recipe = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
+    for path in overlays:
+        recipe = _merged(recipe, yaml.safe_load(Path(path).read_text()) or {})
+    return recipe
+
+
+def _model_args(name: str, overlays: Sequence[Path] = (), **overrides: Any) -> dict[str, Any]:
+    return {**_recipe(name, overlays)["model"]["init_args"], **overrides}
 
 
 def _single_tasks() -> dict[str, tuple[type, dict[str, Any]]]:
@@ -96,12 +110,15 @@ class _Tuple(nn.Module):
         return tuple(out.values()) if isinstance(out, dict) else out
 
 
-def cost_models(backbone: str, size: int) -> dict[str, nn.Module]:
-    """The four export graphs: multi-task (three heads) and the three single-task models, same backbone."""
+def cost_models(backbone: str, size: int, overlays: Sequence[Path] = ()) -> dict[str, nn.Module]:
+    """The four export graphs: multi-task (three heads) and the three single-task models, same backbone.
+
+    ``overlays`` are merged into the multi-task recipe (and so reach the single-task models' shared head options).
+    """
     from moto_vision.tasks import MultiTaskPerception
 
     # Like for like: each single-task model carries exactly the multi-task model's head for its task.
-    multitask = _model_args("multitask", backbone=backbone, image_size=size, log_predictions=False)
+    multitask = _model_args("multitask", overlays, backbone=backbone, image_size=size, log_predictions=False)
     tasks = {"multitask (awb + portrait + scene)": MultiTaskPerception(**multitask)}
     for task, (cls, extra) in _single_tasks().items():
         options = {**_shared_head_options(cls, multitask, task), **extra}
@@ -149,9 +166,9 @@ def _executorch_runner(module: nn.Module, example: torch.Tensor, threads: int):
 
 def run_cost(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    backbone = args.backbone or _model_args("multitask")["backbone"]
+    backbone = args.backbone or _model_args("multitask", args.overlay)["backbone"]
     example = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    models = cost_models(backbone, args.size)
+    models = cost_models(backbone, args.size, args.overlay)
     results: dict[str, Any] = {
         "backbone": backbone,
         "input": [1, 3, args.size, args.size],
@@ -288,7 +305,7 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
     from moto_vision.data.multitask import DATA_OPTIONS
     from moto_vision.tasks import MultiTaskPerception
 
-    recipe = _recipe("multitask")
+    recipe = _recipe("multitask", args.overlay)
     model_args = {**recipe["model"]["init_args"], **json.loads(args.model_args)}
     data_args = {**recipe["data"]["init_args"], **json.loads(args.data_args)}
     # The model takes the data's image size (as `moto-vision fit` links them).
@@ -446,8 +463,19 @@ def main() -> None:
     parser.add_argument(
         "--multitask-only", action="store_true", help="quality: train and test the multi-task model only (sweeps)"
     )
+    parser.add_argument(
+        "--overlay",
+        action="append",
+        type=Path,
+        default=[],
+        help="cost and quality: a config merged into the multi-task recipe, as a second --config of `moto-vision fit` "
+        "(repeatable), e.g. recipes/overlays/multitask_awb_votes.yaml",
+    )
     parser.add_argument("--out", default="runs/benchmarks/multitask")
     args = parser.parse_args()
+    missing = [str(path) for path in args.overlay if not path.is_file()]
+    if missing:
+        parser.error(f"--overlay: no such file {', '.join(missing)}")
     missing = [path for path in args.summarize or [] if not Path(path).is_file()]
     if missing:
         parser.error(f"--summarize: no such file {', '.join(missing)} (a quality.json written by an earlier run)")

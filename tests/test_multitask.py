@@ -397,3 +397,27 @@ def test_recipe_runs_through_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["test", *common, "--ckpt_path", "best"]) == 0
     out = capsys.readouterr().out
     assert "AWB head" in out and "portrait head" in out and "Scene detection" in out
+
+
+def test_awb_votes_overlay_gives_the_multitask_model_the_single_task_deployed_awb(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    import yaml
+
+    recipe = REPO / "recipes" / "multitask.yaml"
+    overlay = REPO / "recipes" / "overlays" / "multitask_awb_votes.yaml"
+    assert main(["fit", "--config", str(recipe), "--config", str(overlay), "--print_config"]) == 0
+    model_args = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    awb = model_args["head_options"]["awb"]
+    # The overlay adds the classical votes and keeps the recipe's own AWB options (merged, not replaced).
+    assert awb["classical_votes"] and awb["local_votes"] == "training" and not awb["vote_features"]
+    assert (awb["feature_level"], awb["vote_grid"], awb["head_channels"], awb["statistics_size"]) == (1, 16, 64, 64)
+    assert model_args["head_options"]["portrait"]["boundary_weight"] == 1.0
+    model = MultiTaskPerception(**{**model_args, "backbone": BACKBONE, "log_predictions": False}).eval()
+    head = model.branches["awb"].head
+    assert head.deploys_without_features and head.classical.size == 64
+    # Deployed on a 256 px frame, the AWB output is that of the frame's 64 x 64 block means.
+    small = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.9
+    frame = small.repeat_interleave(4, dim=-2).repeat_interleave(4, dim=-1)
+    with torch.no_grad():
+        assert torch.allclose(model(frame)["awb"], model(small)["awb"], atol=1e-5)
