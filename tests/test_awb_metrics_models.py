@@ -202,6 +202,9 @@ def test_classical_statistics_at_a_fixed_size_see_block_means_and_keep_saturated
     noise = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(10)) * 0.9
     averaged = torch.nn.functional.avg_pool2d(noise, 4)
     assert torch.allclose(ClassicalEstimates(size=64)(noise)[0], ClassicalEstimates()(averaged)[0], atol=1e-6)
+    # A 4:3 frame keeps its aspect ratio: square 4 x 4 blocks, 64 x 48 of them.
+    wide = noise[..., :192]
+    assert torch.allclose(ClassicalEstimates(size=64)(wide)[0], ClassicalEstimates()(averaged[..., :48])[0], atol=1e-6)
     # Not larger than the size: the image itself; a size the Gray Edge vote cannot use is refused.
     assert torch.equal(ClassicalEstimates(size=64)(small)[0], expected)
     with pytest.raises(ValueError, match="size 12 leaves the Gray Edge vote fewer than 7 pixels per side"):

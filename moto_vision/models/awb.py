@@ -843,12 +843,14 @@ class ClassicalEstimates(nn.Module):
     def at_size(self, x: Tensor) -> Tensor:
         """The image the statistics are taken on: ``x``, or its block means at most :attr:`size` pixels per side.
 
-        A block with a saturated pixel (a channel at 1) is set to 1 in every channel, so it stays saturated.
+        The blocks are square (one factor for both sides, so a 4:3 frame keeps its aspect ratio and Gray Edge its
+        isotropy). A block with a saturated pixel (a channel at 1) is set to 1 in every channel, so it stays saturated.
         """
         h, w = x.shape[-2:]
         if self.size is None or (h <= self.size and w <= self.size):
             return x
-        size = (min(self.size, h), min(self.size, w))
+        factor = max(math.ceil(h / self.size), math.ceil(w / self.size))
+        size = (max(1, h // factor), max(1, w // factor))
         # The block maxima first, then the channel maximum and the threshold on the small grid: one full-frame op.
         if h % size[0] or w % size[1]:
             block_peak = F.adaptive_max_pool2d(x, size)
