@@ -434,16 +434,24 @@ class _AWBOutput(nn.Module):
 
 
 def load_estimator(path: str) -> nn.Module:
-    """An ``AWBRegressor`` checkpoint, or the AWB head of a ``MultiTaskPerception`` one, in eval mode."""
+    """An ``AWBRegressor`` checkpoint, or the AWB head of a ``MultiTaskPerception`` one, in eval mode.
+
+    Loaded as ``moto-vision export`` loads one (:func:`moto_vision.deploy.source.load_task`: weights only, a recorded
+    moto-vision task class, checked arguments and weights); a missing, unreadable or refused file stops the run with
+    one line naming it.
+    """
+    from moto_vision.deploy.source import load_task
     from moto_vision.tasks import AWBRegressor, MultiTaskPerception
 
-    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    if "head_options" not in hparams:
-        return AWBRegressor.load_from_checkpoint(path, map_location="cpu").eval()
-    model = MultiTaskPerception.load_from_checkpoint(path, map_location="cpu").eval()
-    if "awb" not in model.kits:
-        raise SystemExit(f"{path}: a multi-task checkpoint without an AWB head (heads: {list(model.kits)}).")
-    return _AWBOutput(model).eval()
+    try:
+        task, _ = load_task(path)
+    except (OSError, ValueError) as error:  # UntrustedCheckpointError is a ValueError
+        raise SystemExit(f"--ckpt {path}: {error}") from None
+    if isinstance(task, AWBRegressor):
+        return task
+    if isinstance(task, MultiTaskPerception) and "awb" in task.kits:
+        return _AWBOutput(task).eval()
+    raise SystemExit(f"--ckpt {path}: a {type(task).__name__} checkpoint without an AWB head; nothing to score.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -468,11 +476,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    sets = build_sets(args)
     methods: dict[str, Callable[..., Tensor]] = {name: create_baseline(name) for name in BASELINES}
-    for k, path in enumerate(args.ckpt):
+    for k, path in enumerate(args.ckpt):  # before the sets are built: a bad checkpoint stops the run at once
         name = args.name[k] if k < len(args.name) else Path(path).parent.parent.name + "/" + Path(path).stem
         methods[name] = load_estimator(path)
+    sets = build_sets(args)
     results = evaluate(methods, sets, args.bootstrap, args.seed)
     print(format_results(results, sets))
     if args.votes:
