@@ -22,7 +22,7 @@ from moto_vision.models import (
     apply_white_balance,
     create_baseline,
 )
-from moto_vision.models.awb import CLASSICAL_ESTIMATES, ClassicalEstimates, ExposureNormalize
+from moto_vision.models.awb import CLASSICAL_ESTIMATES, ClassicalEstimates, ExposureNormalize, statistics_grid
 from moto_vision.tasks import AWBRegressor
 
 
@@ -207,8 +207,19 @@ def test_classical_statistics_at_a_fixed_size_see_block_means_and_keep_saturated
     assert torch.allclose(ClassicalEstimates(size=64)(wide)[0], ClassicalEstimates()(averaged[..., :48])[0], atol=1e-6)
     # Not larger than the size: the image itself; a size the Gray Edge vote cannot use is refused.
     assert torch.equal(ClassicalEstimates(size=64)(small)[0], expected)
-    with pytest.raises(ValueError, match="size 12 leaves the Gray Edge vote fewer than 7 pixels per side"):
+    with pytest.raises(
+        ValueError, match=r"size 12 \(the AWB option statistics_size\) leaves the Gray Edge vote fewer than 7 pixels"
+    ):
         ClassicalEstimates(gray_edge_scale=2, size=12)
+    # The grid: square blocks, at most `size` per side; the kit checks Gray Edge against it, not against min(size).
+    assert [statistics_grid((256, 192), 64), statistics_grid((64, 64), 64), statistics_grid((100, 100), 64)] == [
+        (64, 48),
+        (64, 64),
+        (50, 50),
+    ]
+    with pytest.raises(ValueError, match=r"--model.init_args.gray_edge_scale 1 .* 6 x 6 "):
+        AWBKit({"classical_votes": True, "statistics_size": 7}).check_data(SimpleNamespace(image_size=65))
+    AWBKit({"classical_votes": True, "statistics_size": 7}).check_data(SimpleNamespace(image_size=63))
     # The option reaches the statistics from the task, and the deployed model takes any frame size.
     model = AWBRegressor(
         classical_votes=True, local_votes="training", vote_features=False, head_channels=4, statistics_size=64

@@ -21,6 +21,7 @@ from moto_vision.models.awb import (
     VoteChromaticity,
     apply_white_balance,
     check_gray_edge_scale,
+    statistics_grid,
 )
 
 __all__ = ["AWBKit", "AWBOptions", "render_white_balance_grid"]
@@ -56,7 +57,7 @@ class AWBOptions:
         vote_hidden: confidence head with ``classical_votes``: hidden width of the vote MLP.
         statistics_size: confidence head with ``classical_votes``: the classical statistics on the image's block
             means at most this many pixels per side (``None``: at the input's size), so they cost the same at any
-            input size (the multi-task recipe: 64, its training size, for 256 px frames).
+            input size (``recipes/awb.yaml`` and ``recipes/overlays/multitask_awb_votes.yaml``: 64, the training size).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
     """
 
@@ -179,9 +180,16 @@ class AWBKit(TaskKit):
     def check_data(self, datamodule: Any, where: str = "--model.init_args.") -> None:
         size = getattr(datamodule, "image_size", None)
         if size is not None and self.options.classical_votes:
-            if self.options.statistics_size is not None:
-                size = min(size, self.options.statistics_size)
-            check_gray_edge_scale(self.options.gray_edge_scale, (size, size), f"{where}gray_edge_scale")
+            grid = statistics_grid((size, size), self.options.statistics_size)
+            try:
+                check_gray_edge_scale(self.options.gray_edge_scale, grid, f"{where}gray_edge_scale")
+            except ValueError as error:
+                if grid == (size, size):
+                    raise
+                raise ValueError(
+                    f"{error} The statistics are taken at {grid[0]} x {grid[1]} because of {where}statistics_size "
+                    f"{self.options.statistics_size} on {size} x {size} images: a larger statistics_size also works."
+                ) from None
 
     def export_metadata(self, parts: Any) -> dict[str, Any]:
         return {

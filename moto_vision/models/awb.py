@@ -70,6 +70,7 @@ __all__ = [
     "gaussian_derivative_kernel",
     "general_colour_constancy",
     "safe_angle",
+    "statistics_grid",
 ]
 
 _EPS = 1e-6
@@ -736,6 +737,20 @@ def check_gray_edge_scale(scale: int, size: tuple[int, int], name: str = "gray_e
         )
 
 
+def statistics_grid(image_size: tuple[int, int], size: int | None) -> tuple[int, int]:
+    """The height and width :class:`ClassicalEstimates` takes its statistics at, for an image of ``image_size``.
+
+    The image itself when ``size`` is ``None`` or the image is no larger than ``size`` per side; else its block means
+    over square blocks (one factor for both sides, so a 4:3 frame keeps its aspect ratio and Gray Edge its isotropy),
+    at most ``size`` per side.
+    """
+    h, w = image_size
+    if size is None or (h <= size and w <= size):
+        return h, w
+    factor = max(math.ceil(h / size), math.ceil(w / size))
+    return max(1, h // factor), max(1, w // factor)
+
+
 class ClassicalEstimates(nn.Module):
     """Gray World, Shades of Gray (p = 6), max-RGB, Gray Edge (order 1, p = 6, sigma = 1) and bright pixels at once.
 
@@ -775,8 +790,9 @@ class ClassicalEstimates(nn.Module):
         smallest = _GRAY_EDGE_TAPS * gray_edge_scale
         if size is not None and size < smallest:
             raise ValueError(
-                f"ClassicalEstimates: size {size} leaves the Gray Edge vote fewer than {_GRAY_EDGE_TAPS} pixels per "
-                f"side at gray_edge_scale {gray_edge_scale}; use a size of at least {smallest}."
+                f"ClassicalEstimates: size {size} (the AWB option statistics_size) leaves the Gray Edge vote fewer "
+                f"than {_GRAY_EDGE_TAPS} pixels per side at gray_edge_scale {gray_edge_scale}; use a size of at least "
+                f"{smallest}."
             )
         self.gray_edge_scale = int(gray_edge_scale)
         self.size = None if size is None else int(size)
@@ -841,16 +857,14 @@ class ClassicalEstimates(nn.Module):
         return torch.maximum(torch.maximum(rows[..., : w - 2], rows[..., 1 : w - 1]), rows[..., 2:])
 
     def at_size(self, x: Tensor) -> Tensor:
-        """The image the statistics are taken on: ``x``, or its block means at most :attr:`size` pixels per side.
+        """The image the statistics are taken on: ``x``, or its block means on :func:`statistics_grid`.
 
-        The blocks are square (one factor for both sides, so a 4:3 frame keeps its aspect ratio and Gray Edge its
-        isotropy). A block with a saturated pixel (a channel at 1) is set to 1 in every channel, so it stays saturated.
+        A block with a saturated pixel (a channel at 1) is set to 1 in every channel, so it stays saturated.
         """
         h, w = x.shape[-2:]
-        if self.size is None or (h <= self.size and w <= self.size):
+        size = statistics_grid((h, w), self.size)
+        if size == (h, w):
             return x
-        factor = max(math.ceil(h / self.size), math.ceil(w / self.size))
-        size = (max(1, h // factor), max(1, w // factor))
         # The block maxima first, then the channel maximum and the threshold on the small grid: one full-frame op.
         if h % size[0] or w % size[1]:
             block_peak = F.adaptive_max_pool2d(x, size)
