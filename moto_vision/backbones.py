@@ -26,6 +26,8 @@ import timm
 import torch
 from torch import nn
 
+from moto_vision.errors import OptionError
+
 __all__ = [
     "Backbone",
     "BackboneWeightsError",
@@ -232,7 +234,7 @@ def create_backbone(
     """
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0][:8]}*")[:8]
-        raise ValueError(f"Unknown timm backbone {name!r}. Similar names: {close}. See timm.list_models().")
+        raise OptionError(f"Unknown timm backbone {name!r}. Similar names: {close}. See timm.list_models().")
     kwargs = _feature_kwargs(out_indices, in_chans)
     if pretrained is True:
         return Backbone(name, _create_from_hub(name, kwargs))

@@ -178,7 +178,8 @@ def _sdk_available() -> bool:
 
 # --------------------------------------------------------------------------------------- LightningCLI
 def _run_lightning_cli(args: list[str]) -> int:
-    from moto_vision.data.errors import DataError, DataOptionError, MissingExtraError
+    from moto_vision.data.errors import DataError, MissingExtraError
+    from moto_vision.errors import OptionError
 
     debug = "--debug" in args
     trainer_args = [arg for arg in args if arg != "--debug"]
@@ -190,8 +191,9 @@ def _run_lightning_cli(args: list[str]) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Exception as raised:
-        # Bad data or a missing optional package is the user's to fix, not a bug: one message, no traceback.
-        error = _cause_of_type(raised, (DataError, MissingExtraError))
+        # Bad data, a bad option or a missing optional package is the user's to fix, not a bug: one message, no
+        # traceback. jsonargparse wraps an error of a class's __init__ in its own; the cause chain still holds it.
+        error = _cause_of_type(raised, (DataError, OptionError, MissingExtraError))
         if error is None or debug:
             raise
         print(f"error: {_plain_message(error)}", file=sys.stderr)
@@ -199,7 +201,7 @@ def _run_lightning_cli(args: list[str]) -> int:
         if hint:
             print(hint, file=sys.stderr)
         print("(add --debug for the traceback)", file=sys.stderr)
-        return 2 if isinstance(error, (DataOptionError, MissingExtraError)) else 1
+        return 2 if isinstance(error, (OptionError, MissingExtraError)) else 1
     return 0
 
 

@@ -14,6 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["MOTO_VISION_ISP_COMPILE"] = "0"
 
 
+import lightning.pytorch  # noqa: E402, F401  (its log handler binds sys.stderr at import: the real one, not a test's capture)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

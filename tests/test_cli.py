@@ -219,3 +219,35 @@ def test_the_model_takes_the_datas_arguments_and_refuses_a_different_one(tmp_pat
     capsys.readouterr()
     assert main(["fit", *common, "--data.image_size", "24", "--model.image_size", "40"]) == 2
     assert "takes it from the data" in capsys.readouterr().err
+
+
+AWB_SMALL = ["--config", str(REPO / "recipes" / "awb.yaml"), "--data.init_args.train_size", "8"]
+AWB_SMALL += ["--data.init_args.val_size", "8", "--trainer.max_steps", "1", "--trainer.logger", "false"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        # refused in the task's __init__, which jsonargparse wraps in its own "Does not validate" error
+        ("--model.init_args.statistics_size", "0", "use a size of at least 7"),
+        ("--model.init_args.backbone", "mobilenetv3_smal_100", "Unknown timm backbone 'mobilenetv3_smal_100'"),
+        # refused when the model first sees the data (setup), before the first step
+        ("--model.init_args.statistics_size", "7", "a larger statistics_size also works"),
+    ],
+)
+def test_a_bad_model_option_is_one_message_not_a_traceback(tmp_path, capsys, option, value, message):
+    args = ["fit", *AWB_SMALL, option, value, "--trainer.default_root_dir", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "Does not validate" not in err
+    ours = [line for line in err.splitlines() if not line.startswith(("INFO", "Seed set"))]  # Lightning's log
+    assert len(ours) == 2 and ours[0].startswith("error: ") and "--debug" in ours[1], err
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_a_bad_model_option_shows_its_traceback_with_debug(tmp_path):
+    from moto_vision.errors import OptionError
+
+    args = ["fit", *AWB_SMALL, "--model.init_args.statistics_size", "7", "--trainer.default_root_dir", str(tmp_path)]
+    with pytest.raises(OptionError, match="statistics_size"):
+        main([*args, "--debug"])

@@ -6,6 +6,8 @@ naming the file, and a hint to run ``moto-vision data check``) from a bug (a tra
 
 from __future__ import annotations
 
+from moto_vision.errors import OptionError
+
 __all__ = ["DataError", "DataFileNotFoundError", "DataOptionError", "MissingExtraError"]
 
 
@@ -17,7 +19,7 @@ class DataFileNotFoundError(DataError, FileNotFoundError):
     """A dataset root, ground-truth file or listed image does not exist (also a ``FileNotFoundError``)."""
 
 
-class DataOptionError(DataError):
+class DataOptionError(DataError, OptionError):
     """Data options that do not fit together: a root without a format, an option the chosen format ignores."""
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from moto_vision.errors import OptionError
 from moto_vision.heads.base import TaskKit
 from moto_vision.heads.registry import register_kit
 from moto_vision.metrics.angular import AngularError, format_table
@@ -110,7 +111,7 @@ class AWBKit(TaskKit):
         if level is None:
             return num_levels - 1
         if not 0 <= level < num_levels:
-            raise ValueError(f"AWB feature_level {level} is outside the backbone's {num_levels} feature levels.")
+            raise OptionError(f"AWB feature_level {level} is outside the backbone's {num_levels} feature levels.")
         return level
 
     # ------------------------------------------------------------------------------------------ model
@@ -186,7 +187,7 @@ class AWBKit(TaskKit):
             except ValueError as error:
                 if grid == (size, size):
                     raise
-                raise ValueError(
+                raise OptionError(
                     f"{error} The statistics are taken at {grid[0]} x {grid[1]} because of {where}statistics_size "
                     f"{self.options.statistics_size} on {size} x {size} images: a larger statistics_size also works."
                 ) from None

@@ -27,6 +27,8 @@ from typing import Any, ClassVar, Literal, get_args
 from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 
+from moto_vision.errors import OptionError
+
 __all__ = ["IGNORE_INDEX", "TASKS", "ColorDomain", "TaskKit", "TaskName"]
 
 #: The built-in tasks, in the order every multi-task model and datamodule uses. A kit registered by another package
@@ -84,7 +86,7 @@ class TaskKit(ABC):
             known = [f.name for f in dataclasses.fields(cls.options_type)]
             unknown = sorted(set(value) - set(known))
             if unknown:
-                raise ValueError(f"The {cls.name} head has no option(s) {unknown}; its options are {known}.")
+                raise OptionError(f"The {cls.name} head has no option(s) {unknown}; its options are {known}.")
             return cls.options_type(**value)
         raise TypeError(f"{cls.name} head options must be a {cls.options_type.__name__} or a dict, got {value!r}.")
 

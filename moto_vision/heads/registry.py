@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from moto_vision.errors import OptionError
 from moto_vision.heads.base import TASKS, TaskKit
 
 __all__ = ["create_kit", "get_kit", "kit_names", "register_kit"]
@@ -42,7 +43,7 @@ def get_kit(name: str) -> type[TaskKit]:
     try:
         return _KITS[name]
     except KeyError:
-        raise ValueError(f"Unknown task {name!r}; the registered tasks are {kit_names()}.") from None
+        raise OptionError(f"Unknown task {name!r}; the registered tasks are {kit_names()}.") from None
 
 
 def create_kit(name: str, options: Any = None) -> TaskKit:

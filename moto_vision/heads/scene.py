@@ -32,6 +32,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.wrappers import ClasswiseWrapper
 
+from moto_vision.errors import OptionError
 from moto_vision.heads.base import TaskKit
 from moto_vision.heads.registry import register_kit
 from moto_vision.heads.scene_taxonomy import resolve_class_names
@@ -99,7 +100,7 @@ class SceneKit(TaskKit):
         super().__init__(options)
         names = resolve_class_names(self.options.class_names)
         if len(names) < 2:
-            raise ValueError(f"Scene detection needs at least two classes, got {names}.")
+            raise OptionError(f"Scene detection needs at least two classes, got {names}.")
         # The resolved list replaces a taxonomy name or file path, so checkpoints are self-contained.
         self.options = dataclasses.replace(self.options, class_names=names)
 
@@ -245,14 +246,14 @@ class SceneKit(TaskKit):
         data_names = getattr(datamodule, "class_names", None)
         if data_names is not None and list(data_names) != self.class_names:
             listing = data_names if len(data_names) <= 40 else f"{len(data_names)} classes (first: {data_names[:5]})"
-            raise ValueError(
+            raise OptionError(
                 f"The scene data's classes {listing} differ from the model's {self.class_names} (names and order "
                 f"must match). Pass the data's classes to the model: {where}class_names '[...]' or a text file with "
                 "one name per line, or choose the data's classes with the data's `classes`."
             )
         data_multi_label = getattr(datamodule, "multi_label", None)
         if data_multi_label is not None and bool(data_multi_label) != self.multi_label:
-            raise ValueError(
+            raise OptionError(
                 f"The model's multi_label={self.multi_label} but the scene data's multi_label={data_multi_label}; set "
                 f"both the same ({where}multi_label)."
             )

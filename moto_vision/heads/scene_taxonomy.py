@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from moto_vision.errors import OptionError
+
 __all__ = [
     "CAMERA_SCENES",
     "SYNTHETIC_SCENES",
@@ -118,19 +120,19 @@ def resolve_class_names(class_names: list[str] | tuple[str, ...] | str) -> list[
         else:
             path = Path(class_names).expanduser()
             if not path.is_file():
-                raise ValueError(
+                raise OptionError(
                     f"class_names={class_names!r} is neither a list of names, 'synthetic', 'camera', nor an existing "
                     "text file with one class name per line."
                 )
             lines = (line.strip() for line in path.read_text().splitlines())
             names = [line for line in lines if line and not line.startswith("#")]
             if not names:
-                raise ValueError(f"Class-name file {path} lists no class names (one name per line expected).")
+                raise OptionError(f"Class-name file {path} lists no class names (one name per line expected).")
     else:
         names = [str(name) for name in class_names]
     if not names:
-        raise ValueError("class_names is empty; give at least two scene classes.")
+        raise OptionError("class_names is empty; give at least two scene classes.")
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ValueError(f"class_names lists {duplicates} more than once; class names must be unique.")
+        raise OptionError(f"class_names lists {duplicates} more than once; class names must be unique.")
     return names

@@ -16,6 +16,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.wrappers import ClasswiseWrapper
 
+from moto_vision.errors import OptionError
 from moto_vision.heads.base import IGNORE_INDEX, TaskKit
 from moto_vision.heads.registry import register_kit
 from moto_vision.metrics.segmentation import BoundaryFScore
@@ -169,13 +170,13 @@ class SegmentationKit(TaskKit):
         data_outputs = getattr(datamodule, "num_classes", None)
         num_classes, names = self.options.num_classes, self.options.class_names
         if data_outputs is not None and data_outputs != num_classes:
-            raise ValueError(
+            raise OptionError(
                 f"The portrait data has {data_outputs} output class(es) ({data_classes}) but the model has "
                 f"num_classes={num_classes}. Set {where}num_classes {data_outputs} and {where}class_names, or "
                 "change the data's labels."
             )
         if data_classes and names and list(data_classes) != list(names):
-            raise ValueError(
+            raise OptionError(
                 f"Model class_names {list(names)} differ from the portrait data's {list(data_classes)}; make them "
                 f"equal ({where}class_names): they name the output channels in checkpoints and exports."
             )
@@ -228,10 +229,10 @@ def check_mask_classes(num_classes: int, class_names: list[str] | None, prefix: 
     prefix in the error.
     """
     if num_classes < 1:
-        raise ValueError(f"{prefix}num_classes must be >= 1 (1 = binary person mask), got {num_classes}.")
+        raise OptionError(f"{prefix}num_classes must be >= 1 (1 = binary person mask), got {num_classes}.")
     labels = 2 if num_classes == 1 else num_classes
     if class_names is not None and len(class_names) != labels:
-        raise ValueError(
+        raise OptionError(
             f"{prefix}class_names has {len(class_names)} names but {prefix}num_classes={num_classes} needs {labels} "
             f"({'background and person' if num_classes == 1 else 'one per class, background first'})."
         )

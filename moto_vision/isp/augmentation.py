@@ -21,6 +21,7 @@ import torch
 from kornia.augmentation import IntensityAugmentationBase2D
 from torch import Tensor, nn
 
+from moto_vision.errors import OptionError
 from moto_vision.isp.color import (
     XYZ_TO_SRGB,
     _smoothstep,
@@ -71,7 +72,7 @@ def _uniform(n: int, bounds: Range, generator: torch.Generator | None) -> Tensor
 def _check_range(name: str, bounds: Range, lo: float = -float("inf"), hi: float = float("inf")) -> Range:
     bounds = (float(bounds[0]), float(bounds[1]))
     if not (lo <= bounds[0] <= bounds[1] <= hi):
-        raise ValueError(f"{name}={bounds} must be an increasing (low, high) pair within [{lo}, {hi}]")
+        raise OptionError(f"{name}={bounds} must be an increasing (low, high) pair within [{lo}, {hi}]")
     return bounds
 
 
@@ -93,7 +94,7 @@ class _ISPAugmentation(IntensityAugmentationBase2D):
     ) -> None:
         super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
         if domain not in ("linear", "srgb"):
-            raise ValueError(f"domain must be 'linear' or 'srgb', got {domain!r}")
+            raise OptionError(f"domain must be 'linear' or 'srgb', got {domain!r}")
         self.domain = domain
         self.generator = generator
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from moto_vision.errors import OptionError
 from moto_vision.isp.spectral import WAVELENGTHS, fit_xyz_to_raw, sensitivities_from_matrix, spectral_data
 
 __all__ = ["CameraPool", "camera_from_spec"]
@@ -183,7 +184,7 @@ def camera_from_spec(spec: str | Sequence[float]) -> CameraPool:
         content = json.loads(path.read_text()) if path.suffix.lower() == ".json" else yaml.safe_load(path.read_text())
         key = next((k for k in ("xyz_to_raw", "color_matrix", "ColorMatrix2") if k in (content or {})), None)
         if key is None:
-            raise ValueError(f"{path}: expected an `xyz_to_raw` (or `color_matrix`) entry with 9 numbers")
+            raise OptionError(f"{path}: expected an `xyz_to_raw` (or `color_matrix`) entry with 9 numbers")
         return CameraPool([path.stem], sensitivities_from_matrix(_matrix(content[key], str(path)))[None])
     try:
         numbers = [float(v) for v in spec.replace("[", " ").replace("]", " ").replace(",", " ").split()]
@@ -192,7 +193,7 @@ def camera_from_spec(spec: str | Sequence[float]) -> CameraPool:
     if len(numbers) == 9:
         return CameraPool(["user matrix"], sensitivities_from_matrix(_matrix(numbers, "--data.camera"))[None])
     close = [n for n in pool.names if spec.lower() in n.lower()][:5]
-    raise ValueError(
+    raise OptionError(
         f"--data.camera {spec!r}: not a pool camera, a .csv / .json / .yaml file or 9 numbers"
         + (f" (did you mean {close}?)" if close else "")
     )
@@ -201,10 +202,10 @@ def camera_from_spec(spec: str | Sequence[float]) -> CameraPool:
 def _matrix(values: Sequence[float] | Sequence[Sequence[float]], where: str) -> np.ndarray:
     m = np.asarray(values, dtype=np.float64).reshape(-1)
     if m.size != 9 or not np.isfinite(m).all():
-        raise ValueError(f"{where}: an XYZ -> raw matrix needs 9 finite numbers, got {list(m)}")
+        raise OptionError(f"{where}: an XYZ -> raw matrix needs 9 finite numbers, got {list(m)}")
     m = m.reshape(3, 3)
     if abs(np.linalg.det(m)) < 1e-9 * np.abs(m).max() ** 3:
-        raise ValueError(f"{where}: the XYZ -> raw matrix is singular")
+        raise OptionError(f"{where}: the XYZ -> raw matrix is singular")
     return m / np.abs(m).max()
 
 
@@ -216,10 +217,10 @@ def _read_sensitivities_csv(path: Path) -> Tensor:
         wavelength = table[table.dtype.names[0]]
         columns = [table[name] for name in table.dtype.names[1:4]]
     except Exception as error:  # genfromtxt raises several types on malformed files
-        raise ValueError(f"{path}: expected a CSV with a header and columns wavelength,r,g,b ({error})") from None
+        raise OptionError(f"{path}: expected a CSV with a header and columns wavelength,r,g,b ({error})") from None
     if len(columns) != 3 or wavelength.min() > 420 or wavelength.max() < 680:
-        raise ValueError(f"{path}: needs columns wavelength,r,g,b covering 420-680 nm at least")
+        raise OptionError(f"{path}: needs columns wavelength,r,g,b covering 420-680 nm at least")
     sens = np.stack([np.interp(WAVELENGTHS.numpy(), wavelength, c, left=0.0, right=0.0) for c in columns], axis=1)
     if not np.isfinite(sens).all() or (sens < 0).any() or sens.max() <= 0:
-        raise ValueError(f"{path}: sensitivities must be finite, non-negative and not all zero")
+        raise OptionError(f"{path}: sensitivities must be finite, non-negative and not all zero")
     return torch.from_numpy(sens)

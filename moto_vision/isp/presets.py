@@ -8,6 +8,7 @@ import torch
 from kornia.augmentation import AugmentationSequential
 from torch import nn
 
+from moto_vision.errors import OptionError
 from moto_vision.isp.augmentation import (
     CameraPipeline,
     Domain,
@@ -129,9 +130,9 @@ def isp_preset(
         The augmentation module (``nn.Identity`` for ``none``).
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown ISP preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise OptionError(f"unknown ISP preset {name!r}; choose one of {', '.join(PRESETS)}")
     if domain not in ("srgb", "linear"):
-        raise ValueError(f"unknown colour domain {domain!r}; choose 'srgb' or 'linear'")
+        raise OptionError(f"unknown colour domain {domain!r}; choose 'srgb' or 'linear'")
     if name == "none":
         return nn.Identity()
     steps = _srgb(name, generator) if domain == "srgb" else _linear(name, generator)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from moto_vision.errors import OptionError
 from moto_vision.models.gray_index import GrayIndex
 from moto_vision.models.ops import (
     block_mean,
@@ -178,9 +179,9 @@ class ExposureNormalize(nn.Module):
             )
             encoding = "log" if log else "linear"
         if encoding not in ("linear", "log", "sqrt"):
-            raise ValueError(f"ExposureNormalize: encoding must be 'linear', 'log' or 'sqrt', got {encoding!r}.")
+            raise OptionError(f"ExposureNormalize: encoding must be 'linear', 'log' or 'sqrt', got {encoding!r}.")
         if reference not in ("mean", "max", "channel_mean"):
-            raise ValueError(
+            raise OptionError(
                 f"ExposureNormalize: reference must be 'mean', 'max' or 'channel_mean', got {reference!r}."
             )
         self.encoding = encoding
@@ -293,21 +294,21 @@ class ConfidencePoolingHead(nn.Module):
     ) -> None:
         super().__init__()
         if vote_hidden < 1:
-            raise ValueError(f"ConfidencePoolingHead: vote_hidden must be a positive width, got {vote_hidden}.")
+            raise OptionError(f"ConfidencePoolingHead: vote_hidden must be a positive width, got {vote_hidden}.")
         if grid is not None and grid < 1:
-            raise ValueError(f"ConfidencePoolingHead: grid must be a positive number of votes per side, got {grid}.")
+            raise OptionError(f"ConfidencePoolingHead: grid must be a positive number of votes per side, got {grid}.")
         if vote_chromaticity not in get_args(VoteChromaticity):
-            raise ValueError(
+            raise OptionError(
                 f"ConfidencePoolingHead: vote_chromaticity must be one of {get_args(VoteChromaticity)}, "
                 f"got {vote_chromaticity!r}."
             )
         self.vote_chromaticity = vote_chromaticity
         if local_votes not in get_args(LocalVotes):
-            raise ValueError(
+            raise OptionError(
                 f"ConfidencePoolingHead: local_votes must be one of {get_args(LocalVotes)}, got {local_votes!r}."
             )
         if local_votes == "training" and not classical_votes:
-            raise ValueError(
+            raise OptionError(
                 "ConfidencePoolingHead: local_votes='training' needs classical_votes=True (in eval mode only the "
                 "classical votes vote); without classical votes set local_votes='always'."
             )
@@ -731,7 +732,7 @@ def check_gray_edge_scale(scale: int, size: tuple[int, int], name: str = "gray_e
     """
     smallest = _GRAY_EDGE_TAPS
     if min(size) < smallest * scale:
-        raise ValueError(
+        raise OptionError(
             f"{name} {scale} leaves fewer than {smallest} pixels per side of a {size[0]} x {size[1]} image for the "
             f"Gray Edge vote; use a smaller {name} (at most {min(size) // smallest}) or a larger image."
         )
@@ -786,10 +787,10 @@ class ClassicalEstimates(nn.Module):
     def __init__(self, gray_edge_scale: int = 1, size: int | None = None) -> None:
         super().__init__()
         if gray_edge_scale < 1:
-            raise ValueError(f"ClassicalEstimates: gray_edge_scale must be a positive integer, got {gray_edge_scale}.")
+            raise OptionError(f"ClassicalEstimates: gray_edge_scale must be a positive integer, got {gray_edge_scale}.")
         smallest = _GRAY_EDGE_TAPS * gray_edge_scale
         if size is not None and size < smallest:
-            raise ValueError(
+            raise OptionError(
                 f"ClassicalEstimates: size {size} (the AWB option statistics_size) leaves the Gray Edge vote fewer "
                 f"than {_GRAY_EDGE_TAPS} pixels per side at gray_edge_scale {gray_edge_scale}; use a size of at least "
                 f"{smallest}."
@@ -985,7 +986,7 @@ class WhitePatch(_StatisticsBaseline):
     def __init__(self, percentile: float = 100.0, saturation: float = 1.0, dark: float = 0.0) -> None:
         super().__init__(saturation, dark)
         if not 0 < percentile <= 100:
-            raise ValueError(f"WhitePatch: percentile must be in (0, 100], got {percentile}.")
+            raise OptionError(f"WhitePatch: percentile must be in (0, 100], got {percentile}.")
         self.percentile = float(percentile)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -1028,9 +1029,9 @@ class GrayEdge(_StatisticsBaseline):
     ) -> None:
         super().__init__(saturation, dark)
         if order not in (1, 2):
-            raise ValueError(f"GrayEdge: order must be 1 or 2, got {order}.")
+            raise OptionError(f"GrayEdge: order must be 1 or 2, got {order}.")
         if sigma <= 0:
-            raise ValueError(f"GrayEdge: sigma must be > 0 (the derivative is a Gaussian derivative), got {sigma}.")
+            raise OptionError(f"GrayEdge: sigma must be > 0 (the derivative is a Gaussian derivative), got {sigma}.")
         self.order, self.p, self.sigma = int(order), float(p), float(sigma)
 
 
@@ -1064,7 +1065,7 @@ class BrightDarkPCA(nn.Module):
     def __init__(self, percent: float = 3.5, saturation: float = 1.0, dark: float = 0.0) -> None:
         super().__init__()
         if not 0 < percent <= 50:
-            raise ValueError(f"BrightDarkPCA: percent must be in (0, 50], got {percent}.")
+            raise OptionError(f"BrightDarkPCA: percent must be in (0, 50], got {percent}.")
         self.percent = float(percent)
         self.saturation = float(saturation)
         self.dark = float(dark)
@@ -1132,4 +1133,4 @@ def create_baseline(name: str) -> nn.Module:
     try:
         return BASELINES[name]()
     except KeyError:
-        raise ValueError(f"Unknown AWB baseline {name!r}; choose from {sorted(BASELINES)}.") from None
+        raise OptionError(f"Unknown AWB baseline {name!r}; choose from {sorted(BASELINES)}.") from None

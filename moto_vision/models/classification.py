@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from timm.loss import AsymmetricLossMultiLabel
 from torch import nn
 
+from moto_vision.errors import OptionError
 from moto_vision.models.ops import spatial_mean
 
 __all__ = ["ClassificationHead", "ClassificationLoss", "class_weights_from_counts"]
@@ -45,7 +46,7 @@ class ClassificationHead(nn.Module):
     ) -> None:
         super().__init__()
         if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}.")
+            raise OptionError(f"num_classes must be positive, got {num_classes}.")
         count = len(in_channels)
         self.feature_indices = [i % count for i in feature_indices]
         width = sum(in_channels[i] for i in self.feature_indices)

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from moto_vision.errors import OptionError
+
 __all__ = ["GrayIndex", "gray_index_map", "gray_pixel_derivative"]
 
 #: MATLAB's ``eps`` (the reference replaces zeros by it before the logs).
@@ -108,7 +110,7 @@ class GrayIndex(nn.Module):
     ) -> None:
         super().__init__()
         if not 0 < percent <= 100:
-            raise ValueError(f"GrayIndex: percent must be in (0, 100], got {percent}.")
+            raise OptionError(f"GrayIndex: percent must be in (0, 100], got {percent}.")
         self.percent = float(percent)
         self.saturation = float(saturation)
         self.dark_sum = float(dark_sum)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moto_vision.errors import OptionError
 from moto_vision.metrics.segmentation import boundary_pixels, dilate, erode
 
 __all__ = [
@@ -60,9 +61,9 @@ def _upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _check_levels(name: str, channels: Sequence[int], reductions: Sequence[int], minimum: int) -> None:
     if len(channels) != len(reductions):
-        raise ValueError(f"{name}: {len(channels)} channels but {len(reductions)} reductions.")
+        raise OptionError(f"{name}: {len(channels)} channels but {len(reductions)} reductions.")
     if len(channels) < minimum:
-        raise ValueError(
+        raise OptionError(
             f"{name} needs at least {minimum} feature levels, the backbone gives {len(channels)} "
             f"(reductions {list(reductions)}). Use a backbone with more stages or out_indices=None."
         )
@@ -182,7 +183,7 @@ def _strides_from_one(reductions: Sequence[int]) -> list[int]:
         strides.append(strides[-1] * 2)
     missing = sorted(set(reductions) - set(strides))
     if missing:
-        raise ValueError(f"Feature reductions {list(reductions)} are not powers of two; U-Net cannot align them.")
+        raise OptionError(f"Feature reductions {list(reductions)} are not powers of two; U-Net cannot align them.")
     return strides
 
 
@@ -343,7 +344,7 @@ def create_segmentation_decoder(
         A module ``decoder(features, size=None) -> logits (B, num_classes, H, W)``.
     """
     if name not in _CLASSES:
-        raise ValueError(f"Unknown segmentation decoder {name!r}; choose one of {list(DECODERS)}.")
+        raise OptionError(f"Unknown segmentation decoder {name!r}; choose one of {list(DECODERS)}.")
     width = _DEFAULT_CHANNELS[name] if channels is None else int(channels)
     return _CLASSES[name](list(in_channels), list(reductions), num_classes, channels=width)
 
@@ -380,7 +381,7 @@ class SegmentationLoss(nn.Module):
         self.binary = num_classes == 1
         self.num_labels = 2 if self.binary else num_classes
         if class_weights is not None and len(class_weights) != self.num_labels:
-            raise ValueError(
+            raise OptionError(
                 f"class_weights has {len(class_weights)} entries but the model has {self.num_labels} classes "
                 f"({'[background, foreground]' if self.binary else 'one per class'})."
             )

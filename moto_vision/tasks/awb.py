@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
+from moto_vision.errors import OptionError
 from moto_vision.heads.awb import AWBKit, render_white_balance_grid
 from moto_vision.metrics.angular import AngularError, format_table
 from moto_vision.models.awb import (
@@ -150,9 +151,9 @@ class AWBRegressor(KitTask):
     ) -> None:
         unknown = [b for b in baselines or [] if b not in BASELINES]
         if unknown:
-            raise ValueError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
+            raise OptionError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
         if export_camera is not None and (len(export_camera) != 9 or not camera_input):
-            raise ValueError("AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True.")
+            raise OptionError("AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True.")
         super().__init__(**kwargs)
         self._camera: Tensor | None = None
 

@@ -34,6 +34,7 @@ from torchmetrics import MetricCollection
 from moto_vision import viz
 from moto_vision.backbones import upgrade_keys_hook
 from moto_vision.data.multitask import labelled_rows
+from moto_vision.errors import OptionError
 from moto_vision.heads import (
     TASKS,
     AWBOptions,
@@ -224,12 +225,12 @@ class MultiTaskPerception(BaseTask):
         for argument, per_head in (("loss_weights", loss_weights), ("head_lr", head_lr)):
             unknown = sorted(set(per_head or {}) - set(heads))
             if unknown:
-                raise ValueError(
+                raise OptionError(
                     f"MultiTaskPerception: {argument} names {unknown}, which are not enabled heads {heads}."
                 )
         not_positive = {name: lr for name, lr in (head_lr or {}).items() if not lr > 0}
         if not_positive:
-            raise ValueError(f"MultiTaskPerception: head_lr must be positive learning rates, got {not_positive}.")
+            raise OptionError(f"MultiTaskPerception: head_lr must be positive learning rates, got {not_positive}.")
         arguments = locals()  # the deprecated flat arguments, by name
         flat = {name: arguments[name] for name in _FLAT_ARGUMENTS}
         # Primitive dicts, what checkpoints store (the heads not enabled keep their options unchecked).
@@ -427,7 +428,7 @@ class MultiTaskPerception(BaseTask):
         if data_tasks is not None:
             missing = [h for h in self.head_names if h not in data_tasks]
             if missing:
-                raise ValueError(
+                raise OptionError(
                     f"Heads {missing} have no data: the datamodule loads tasks {list(data_tasks)}. Add them to "
                     "--data.tasks (and configure their data) or remove them from --model.heads."
                 )
@@ -496,7 +497,7 @@ def _check_heads(heads: list[str] | None) -> list[str]:
     chosen = list(TASKS) if heads is None else list(dict.fromkeys(heads))
     registered = kit_names()
     if not chosen or any(h not in registered for h in chosen):
-        raise ValueError(f"MultiTaskPerception: heads must be a non-empty subset of {registered}, got {heads}.")
+        raise OptionError(f"MultiTaskPerception: heads must be a non-empty subset of {registered}, got {heads}.")
     return [name for name in registered if name in chosen]
 
 
@@ -513,7 +514,7 @@ def _head_options(head_options: Any, flat: Mapping[str, Any], heads: list[str]) 
         raise TypeError(f"MultiTaskPerception: head_options must be HeadOptions or a dict, got {head_options!r}.")
     unknown = sorted(set(sections) - set(kit_names()))
     if unknown:
-        raise ValueError(f"MultiTaskPerception: head_options names {unknown}, which are not registered tasks.")
+        raise OptionError(f"MultiTaskPerception: head_options names {unknown}, which are not registered tasks.")
     given = {name: value for name, value in flat.items() if value is not None}
     if given:
         rank_zero_warn(
