@@ -90,7 +90,7 @@ def _overview(program: str) -> str:
         "Options:",
         f"  {'-h, --help':<{width}}  show this message",
         f"  {'--version':<{width}}  print the moto-vision version",
-        f"  {'--debug':<{width}}  with a Trainer verb: show the traceback of a data error (normally one message)",
+        f"  {'--debug':<{width}}  with a Trainer verb: traceback of a data or option error (normally one message)",
         "",
         "Examples:",
         f"  {program} fit --config recipes/awb.yaml",
@@ -253,7 +253,9 @@ def _build_cli_class() -> type:
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
     from moto_vision.callbacks import StepCheckpoint
-    from moto_vision.data.errors import DataError, DataOptionError
+    from moto_vision.data.errors import DataError
+    from moto_vision.errors import OptionError
+    from moto_vision.tasks import BaseTask
 
     _import_components()
 
@@ -302,6 +304,14 @@ def _build_cli_class() -> type:
                 help="fit: also write the training state to last-step.ckpt every N training steps, so a killed run "
                 "loses at most N steps; resume it with --ckpt_path last (moto_vision.callbacks.StepCheckpoint).",
             )
+            parser.add_argument(
+                "--weights_from",
+                type=Optional[str],
+                default=None,
+                help="fit: start from the model weights of this checkpoint (a .ckpt or a run directory) to fine-tune "
+                "them, e.g. on your captures after training on synthetic data; the epochs, optimizer and schedule "
+                "start anew (--ckpt_path resumes those). The model options must be the checkpoint's.",
+            )
             for source, target in DATA_TO_MODEL:
                 parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
 
@@ -327,15 +337,26 @@ def _build_cli_class() -> type:
             _check_linked_arguments(config)
             root = config.trainer.get("default_root_dir") or os.getcwd()
             _route_logger_dirs(config.trainer, root)
-            if self.subcommand != "fit" and config.get("checkpoint_every_n_steps") is not None:
-                raise DataOptionError(
-                    f"--checkpoint_every_n_steps only applies to fit, not {self.subcommand}; remove it."
+            for option in ("checkpoint_every_n_steps", "weights_from"):
+                if self.subcommand != "fit" and config.get(option) is not None:
+                    raise OptionError(f"--{option} only applies to fit, not {self.subcommand}; remove it.")
+            if config.get("weights_from") is not None and config.get("ckpt_path") is not None:
+                raise OptionError(
+                    "--weights_from and --ckpt_path both set: --ckpt_path resumes a run (weights, epoch, optimizer), "
+                    "--weights_from starts a new one from a checkpoint's weights; give one."
                 )
 
         def before_fit(self) -> None:
-            every = self.config[self.subcommand].get("checkpoint_every_n_steps")
+            config = self.config[self.subcommand]
+            every = config.get("checkpoint_every_n_steps")
             if every is not None:
                 self.trainer.callbacks.append(StepCheckpoint(every))
+            if config.get("weights_from") is not None:
+                if not isinstance(self.model, BaseTask):
+                    raise OptionError(f"--weights_from needs a moto-vision task, not {type(self.model).__name__}.")
+                source = self.model.load_weights(config["weights_from"])
+                if self.trainer.is_global_zero:
+                    print(f"Starting from the weights of {source}", file=sys.stderr)
 
         def after_fit(self) -> None:
             if self.trainer.is_global_zero:
@@ -390,17 +411,16 @@ def _check_checkpoint_model(config: Any) -> None:
     ckpt_path = section.get("ckpt_path") if section is not None else None
     if not ckpt_path or not Path(ckpt_path).is_file():
         return
-    import torch
-
-    from moto_vision.trust import UntrustedCheckpointError, check_primitive_record, resolve_recorded_class
+    from moto_vision.trust import (
+        UntrustedCheckpointError,
+        check_primitive_record,
+        read_checkpoint_file,
+        resolve_recorded_class,
+    )
 
     try:
-        try:
-            checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-        except Exception as error:  # weights-only unpickling refuses anything but tensors and plain containers
-            detail = " ".join(str(error).split())[:300]
-            raise UntrustedCheckpointError(f"{ckpt_path} is not a readable weights-only checkpoint: {detail}") from None
-        hparams = (checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None) or {}
+        checkpoint = read_checkpoint_file(ckpt_path)
+        hparams = checkpoint.get("hyper_parameters") or {}
         if not isinstance(hparams, dict):
             raise UntrustedCheckpointError(f"{ckpt_path}: 'hyper_parameters' is a {type(hparams).__name__}.")
         recorded = hparams.get("_class_path")

@@ -41,8 +41,10 @@ __all__ = [
     "check_state_dict",
     "is_data_type",
     "is_primitive",
+    "read_checkpoint_file",
     "register_class",
     "registered_classes",
+    "resolve_checkpoint",
     "resolve_recorded_class",
     "resolve_user_class",
 ]
@@ -391,3 +393,37 @@ def check_state_dict(state_dict: Any, expected: Mapping[str, Any] | None, *, sou
                 f"{source}: weight {key!r} has shape {tuple(state_dict[key].shape)} but {owner} expects "
                 f"{tuple(target.shape)}; the checkpoint is damaged, was altered, or belongs to another model."
             )
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> pathlib.Path:
+    """A checkpoint file, or for a run directory its newest ``best*.ckpt`` (else ``last*.ckpt``)."""
+    path = pathlib.Path(path).expanduser()
+    if path.is_dir():
+        for pattern in ("best*.ckpt", "last*.ckpt"):
+            found = sorted(path.rglob(pattern), key=lambda p: p.stat().st_mtime)
+            if found:
+                return found[-1]
+        raise FileNotFoundError(f"No best*.ckpt or last*.ckpt under {path}. Train first, or pass the .ckpt file.")
+    return path
+
+
+def read_checkpoint_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """Read a Lightning checkpoint as data: ``torch.load(weights_only=True)``, which runs no recorded code.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        UntrustedCheckpointError: the file is not a weights-only checkpoint (one line saying why).
+    """
+    import torch
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {path}. Pass the .ckpt written by `moto-vision fit`.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # weights-only unpickling refuses anything but tensors and plain containers
+        message = " ".join(str(error).split())[:300]
+        raise UntrustedCheckpointError(f"{path} is not a readable weights-only PyTorch checkpoint: {message}") from None
+    if not isinstance(checkpoint, Mapping):
+        raise UntrustedCheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict.")
+    return checkpoint

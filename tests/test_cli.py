@@ -251,3 +251,46 @@ def test_a_bad_model_option_shows_its_traceback_with_debug(tmp_path):
     args = ["fit", *AWB_SMALL, "--model.init_args.statistics_size", "7", "--trainer.default_root_dir", str(tmp_path)]
     with pytest.raises(OptionError, match="statistics_size"):
         main([*args, "--debug"])
+
+
+def _parameters(checkpoint: Path) -> dict:
+    import torch
+
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    return {k: v for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def test_fit_weights_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path, capsys):
+    import torch
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["fit", *AWB_SMALL, "--trainer.max_steps", "3", "--trainer.default_root_dir", str(first)]) == 0
+    source = next(first.rglob("best.ckpt"))
+    # Another seed (another initialisation) and lr 0: the new run's weights can only be the checkpoint's.
+    args = ["fit", *AWB_SMALL, "--seed_everything", "1", "--model.init_args.lr", "0"]
+    assert main([*args, "--weights_from", str(first), "--trainer.default_root_dir", str(second)]) == 0
+    assert f"Starting from the weights of {source}" in capsys.readouterr().err
+    loaded, trained = _parameters(next(second.rglob("last.ckpt"))), _parameters(source)
+    assert loaded.keys() == trained.keys()
+    for name, value in trained.items():
+        torch.testing.assert_close(loaded[name], value, rtol=0, atol=1e-6, msg=name)
+    # The check above can fail: seed 1 alone starts elsewhere.
+    scratch = tmp_path / "scratch"
+    assert main([*args, "--trainer.default_root_dir", str(scratch)]) == 0
+    fresh = _parameters(next(scratch.rglob("last.ckpt")))
+    assert any(not torch.allclose(fresh[name], value) for name, value in trained.items())
+
+
+def test_weights_from_refuses_other_model_options_and_other_verbs(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", *AWB_SMALL, "--trainer.default_root_dir", str(run)]) == 0
+    capsys.readouterr()
+    other = ["--model.init_args.vote_hidden", "16", "--weights_from", str(run)]
+    assert main(["fit", *AWB_SMALL, *other, "--trainer.default_root_dir", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "vote_hidden 8 (this model: 16)" in err and "Traceback" not in err, err
+    assert main(["validate", *AWB_SMALL, "--weights_from", str(run)]) == 2
+    assert "--weights_from only applies to fit, not validate" in capsys.readouterr().err
+    resume = ["--ckpt_path", str(next(run.rglob("last.ckpt"))), "--weights_from", str(run)]
+    assert main(["fit", *AWB_SMALL, *resume, "--trainer.default_root_dir", str(run)]) == 2
+    assert "give one" in capsys.readouterr().err

@@ -28,6 +28,8 @@ from moto_vision.trust import (
     UntrustedCheckpointError,
     check_init_args,
     check_state_dict,
+    read_checkpoint_file,
+    resolve_checkpoint,
     resolve_recorded_class,
     resolve_user_class,
 )
@@ -69,18 +71,6 @@ class CheckpointInfo:
     datamodule_hparams: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint file, or for a run directory its newest ``best*.ckpt`` (else ``last*.ckpt``)."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        for pattern in ("best*.ckpt", "last*.ckpt"):
-            found = sorted(path.rglob(pattern), key=lambda p: p.stat().st_mtime)
-            if found:
-                return found[-1]
-        raise FileNotFoundError(f"No best*.ckpt or last*.ckpt under {path}. Train first, or pass the .ckpt file.")
-    return path
-
-
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Read the task and datamodule records of a Lightning checkpoint written by a moto-vision task.
 
@@ -95,14 +85,8 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
 
 def _read_checkpoint(path: str | os.PathLike[str]) -> tuple[CheckpointInfo, Mapping[str, Any]]:
     path = resolve_checkpoint(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint not found: {path}. Pass the .ckpt written by `moto-vision fit`.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # weights-only unpickling refuses anything but tensors and plain containers
-        message = " ".join(str(error).split())[:300]
-        raise UntrustedCheckpointError(f"{path} is not a readable weights-only PyTorch checkpoint: {message}") from None
-    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
+    checkpoint = read_checkpoint_file(path)
+    if "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict'); export needs a task checkpoint.")
     hparams = checkpoint.get("hyper_parameters") or {}
     record = checkpoint.get("moto_vision") or {}

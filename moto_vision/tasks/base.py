@@ -42,11 +42,18 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from moto_vision import viz
-from moto_vision.backbones import Backbone, create_backbone
+from moto_vision.backbones import Backbone, create_backbone, upgrade_state_dict
+from moto_vision.errors import OptionError
 from moto_vision.heads import TaskKit
 from moto_vision.metrics.collection import flatten_metrics
 from moto_vision.models.common import Normalize
-from moto_vision.trust import is_primitive
+from moto_vision.trust import (
+    UntrustedCheckpointError,
+    check_state_dict,
+    is_primitive,
+    read_checkpoint_file,
+    resolve_checkpoint,
+)
 
 __all__ = ["BaseTask", "KitExport", "KitTask", "TaskHead", "create_task_backbone"]
 
@@ -500,6 +507,54 @@ class BaseTask(LightningModule, ABC):
             weights_only=weights_only,
             **kwargs,
         )
+
+    def load_weights(self, checkpoint: str | Path) -> Path:
+        """Copy the model weights of ``checkpoint`` into this task, to fine-tune them (``fit --weights_from``).
+
+        Only the weights: the epoch, the optimizer and the schedule start anew (``--ckpt_path`` resumes those). The
+        checkpoint is read as data (weights only, :mod:`moto_vision.trust`); its weights must be exactly this
+        model's tensors, so the model must be built with the options the checkpoint was trained with (the error
+        lists the ones that differ). A recipe with ``EMAWeightAveraging`` saved the averaged weights, which are
+        the ones loaded.
+
+        Args:
+            checkpoint: a ``.ckpt`` file, or a run directory (its newest ``best*.ckpt``, else ``last*.ckpt``).
+
+        Returns:
+            The checkpoint file the weights came from.
+
+        Raises:
+            FileNotFoundError: no such checkpoint.
+            UntrustedCheckpointError: the file is not a weights-only checkpoint.
+            OptionError: the weights do not fit this model (names the options that differ).
+        """
+        path = resolve_checkpoint(checkpoint)
+        raw = read_checkpoint_file(path)
+        if "state_dict" not in raw:
+            raise OptionError(f"{path} is not a Lightning checkpoint (no 'state_dict'); pass a .ckpt written by fit.")
+        try:
+            check_state_dict(raw["state_dict"], None, source=str(path), owner=type(self).__name__)
+            state_dict = upgrade_state_dict(self, raw["state_dict"])
+            check_state_dict(state_dict, self.state_dict(), source=str(path), owner=type(self).__name__)
+        except UntrustedCheckpointError as error:
+            raise OptionError(f"{error}{_differing_options(raw.get('hyper_parameters'), self.hparams)}") from None
+        self.load_state_dict(state_dict, strict=True)
+        return path
+
+
+def _differing_options(recorded: Any, current: Mapping[str, Any]) -> str:
+    """`` It was trained with ...`` for the constructor arguments a checkpoint records other values of."""
+    if not isinstance(recorded, Mapping):
+        return ""
+    differ = [
+        f"{name} {recorded[name]!r} (this model: {current[name]!r})"
+        for name in current
+        if name in recorded and recorded[name] != current[name] and name not in ("pretrained", *_SHARED_ARGUMENTS)
+    ]
+    if not differ:
+        return ""
+    shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+    return f" It was trained with {shown}: give the model those options (e.g. --model.init_args.NAME VALUE)."
 
 
 #: BaseTask's docstring with ``{lr}``, ``{weight_decay}``, ``{warmup_fraction}`` where each task's default goes.
