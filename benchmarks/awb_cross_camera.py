@@ -11,6 +11,10 @@ Three test sets, each scored for the model(s) and the classical baselines (recov
    camera, the photo's white being D65) and lit by daylight / black-body / lamp spectra through those cameras'
    sensitivities (von Kries in camera space, as ``isp.unprocess`` does): real image statistics, unseen cameras.
 
+With ``--camera SPEC`` (what ``--data.camera`` takes: a pool camera's name, 9 numbers, a matrix or sensitivity
+file), two more sets for that one sensor, to score a model trained for it: ``synthetic-camera`` (the one-sensor
+datamodule's test split, 512 scenes) and ``photos-camera-raw`` (the photos in that camera's raw space, as set 3).
+
 The photos are the eight that ship with our dependencies (scikit-image, Matplotlib, scikit-learn) plus every file
 of ``benchmarks/awb_photos.txt`` that is installed (34 real photographs of Debian's wallpaper packages; the file
 says how to install them and how they were chosen) and any ``--photos`` folder. They are benchmark input only:
@@ -37,6 +41,7 @@ its ``"awb"`` output.
     python benchmarks/awb_cross_camera.py --ckpt runs/awb/lightning_logs/version_0/checkpoints/best.ckpt \\
         [--ckpt other.ckpt ...] [--photos DIR] [--output bench/awb_cross_camera.json] [--cache /tmp/awb_sets.pt] \\
         [--votes]   # how each checkpoint weighs its classical votes
+    python benchmarks/awb_cross_camera.py --camera "Canon EOS R6" --ckpt one_sensor.ckpt --cache /tmp/awb_sets.pt
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from torch import Tensor, nn
 
 from moto_vision.data import AWBDataModule
 from moto_vision.isp import SRGB_TO_XYZ, XYZ_TO_SRGB, planckian_illuminant, srgb_to_linear
+from moto_vision.isp.cameras import camera_from_spec
 from moto_vision.isp.spectral import camera_response, daylight_spd, fit_xyz_to_raw, planck_spd, spectral_data
 from moto_vision.metrics.angular import error_statistics, recovery_angular_error
 from moto_vision.models.awb import (
@@ -251,9 +257,14 @@ def photos_in_cameras(
     return torch.stack(images), torch.stack(labels), torch.stack(cameras), torch.tensor(groups)
 
 
-def lco_synthetic(size: int = 512, seed: int = 0) -> tuple[tuple[Tensor, ...], AWBDataModule]:
-    """Set 1: the synthetic test split of the recipe's datamodule (held-out cameras); every scene is its own group."""
-    data = AWBDataModule(train_size=1, val_size=1, test_size=size, seed=seed)
+def lco_synthetic(
+    size: int = 512, seed: int = 0, camera: str | None = None
+) -> tuple[tuple[Tensor, ...], AWBDataModule]:
+    """Set 1: the synthetic test split of the recipe's datamodule (held-out cameras); every scene is its own group.
+
+    With ``camera`` (a ``--data.camera`` value), the one-sensor datamodule's test split instead.
+    """
+    data = AWBDataModule(train_size=1, val_size=1, test_size=size, seed=seed, camera=camera)
     data.setup("test")
     items = data.test_dataset.__getitems__(list(range(size)))
     tensors = tuple(torch.stack([i[k] for i in items]) for k in ("image", "illuminant", "camera"))
@@ -366,10 +377,46 @@ def format_results(results: dict[str, dict[str, dict]], sets: dict[str, tuple[Te
     return "\n".join(lines)
 
 
+def camera_sets(photos: list[Photo], camera: str, seed: int = 0) -> dict[str, tuple[Tensor, ...]]:
+    """The two one-sensor sets of ``--camera``: its synthetic test split and the photos in its raw space."""
+    synthetic, data = lco_synthetic(seed=seed, camera=camera)
+    return {
+        "synthetic-camera": synthetic,
+        "photos-camera-raw": photos_in_cameras(photos, data.camera_pools["test"].sensitivities, seed),
+    }
+
+
+def _camera_cache(cache: Path, camera: str) -> Path:
+    slug = "".join(c if c.isalnum() else "-" for c in camera)[:60].strip("-")
+    return cache.with_name(f"{cache.stem}-camera-{slug}{cache.suffix}")
+
+
 def build_sets(args: argparse.Namespace) -> dict[str, tuple[Tensor, ...]]:
-    """Load the photos and build the three sets (or read them from ``--cache``)."""
-    if args.cache is not None and args.cache.is_file():
-        return torch.load(args.cache, weights_only=True)
+    """Load the photos and build the three sets, and with ``--camera`` its two (or read them from ``--cache``)."""
+    camera_cache = _camera_cache(args.cache, args.camera) if args.cache and args.camera else None
+    sets = _cached(args.cache)
+    extra = _cached(camera_cache) if args.camera else {}
+    if sets is None or extra is None:
+        photos = _load_photos(args)
+        if sets is None:
+            sets = _saved(test_sets(photos, args.seed), args.cache)
+        if extra is None:
+            extra = _saved(camera_sets(photos, args.camera, args.seed), camera_cache)
+    return {**sets, **extra}
+
+
+def _cached(path: Path | None) -> dict[str, tuple[Tensor, ...]] | None:
+    return torch.load(path, weights_only=True) if path is not None and path.is_file() else None
+
+
+def _saved(sets: dict[str, tuple[Tensor, ...]], path: Path | None) -> dict[str, tuple[Tensor, ...]]:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(sets, path)
+    return sets
+
+
+def _load_photos(args: argparse.Namespace) -> list[Photo]:
     installed, missing = listed_files(args.photo_list)
     if missing:
         warnings.warn(
@@ -382,11 +429,7 @@ def build_sets(args: argparse.Namespace) -> dict[str, tuple[Tensor, ...]]:
         files += folder_files(folder)
     photos = load_photos(files)
     print(f"{len(photos)} photos ({len(installed)} of the list, {len(files) - len(installed)} from --photos)")
-    sets = test_sets(photos, args.seed)
-    if args.cache is not None:
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(sets, args.cache)
-    return sets
+    return photos
 
 
 def vote_report(name: str, model: nn.Module, sets: dict[str, tuple[Tensor, ...]]) -> str:
@@ -472,11 +515,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="save the built test sets here / load them from here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--camera",
+        default=None,
+        help="also score on one sensor (what --data.camera takes: a pool camera's name, 9 numbers, a .json / .yaml "
+        "matrix or a .csv of sensitivities): its synthetic test split and the photos in its raw space",
+    )
+    parser.add_argument(
         "--votes", action="store_true", help="also report how each checkpoint weighs its classical votes per set"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     methods: dict[str, Callable[..., Tensor]] = {name: create_baseline(name) for name in BASELINES}
+    if args.camera is not None:  # before the sets are built: a bad camera stops the run at once
+        try:
+            camera_from_spec(args.camera)
+        except (ValueError, FileNotFoundError) as error:
+            parser.exit(2, f"error: --camera: {error}\n")
     for k, path in enumerate(args.ckpt):  # before the sets are built: a bad checkpoint stops the run at once
         name = args.name[k] if k < len(args.name) else Path(path).parent.parent.name + "/" + Path(path).stem
         methods[name] = load_estimator(path)

@@ -298,6 +298,33 @@ def test_local_votes_in_training_only() -> None:
         ConfidencePoolingHead(4, classical_votes=True, local_votes="never")  # type: ignore[arg-type]
 
 
+def test_classical_alone_trains_the_deployed_mixture_in_a_share_of_the_batches() -> None:
+    image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 0.9
+    features = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    head = ConfidencePoolingHead(4, hidden=4, classical_votes=True, local_votes="training", classical_alone=0.5)
+    with torch.no_grad():
+        head.body[-1].weight.normal_(generator=torch.Generator().manual_seed(6))  # local votes that have a say
+        head.vote_mlp[-1].weight.normal_(generator=torch.Generator().manual_seed(7))
+        deployed = head.eval()(features, image)
+        head.train()
+        torch.manual_seed(0)
+        draws = (torch.rand(200) < 0.5).tolist()  # what the head draws, batch by batch, from the global generator
+        torch.manual_seed(0)
+        outputs = [head(features, image) for _ in draws]
+    alone = [torch.allclose(out, deployed, atol=1e-6) for out in outputs]
+    assert alone == draws and 70 < sum(alone) < 130  # the deployed mixture alone in the drawn half, exactly
+    with torch.no_grad():
+        mixed = ConfidencePoolingHead(4, hidden=4, classical_votes=True, local_votes="training")
+        mixed.load_state_dict(head.state_dict())
+        assert not torch.allclose(mixed.train()(features, image), deployed, atol=1e-4)  # otherwise: with local votes
+    with pytest.raises(ValueError, match="classical_alone is a share of the training batches"):
+        ConfidencePoolingHead(4, classical_votes=True, local_votes="training", classical_alone=1.0)
+    with pytest.raises(ValueError, match="set local_votes='training'"):
+        ConfidencePoolingHead(4, classical_votes=True, classical_alone=0.5)
+    model = AWBRegressor(classical_votes=True, local_votes="training", vote_features=False, classical_alone=0.5)
+    assert model.head.classical_alone == 0.5 and model.hparams.classical_alone == 0.5
+
+
 def test_feature_blind_classical_votes_need_no_backbone_when_deployed() -> None:
     image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 0.9
     features = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))

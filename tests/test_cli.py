@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,14 @@ def test_weights_from_refuses_other_model_options_and_other_verbs(tmp_path, caps
     resume = ["--ckpt_path", str(next(run.rglob("last.ckpt"))), "--weights_from", str(run)]
     assert main(["fit", *AWB_SMALL, *resume, "--trainer.default_root_dir", str(run)]) == 2
     assert "give one" in capsys.readouterr().err
+
+
+def test_training_for_one_sensor_without_the_overlay_warns(tmp_path):
+    one_sensor = ["fit", *AWB_SMALL, "--data.init_args.camera", "Canon EOS R6"]
+    with pytest.warns(UserWarning, match="awb_one_sensor.yaml"):
+        assert main([*one_sensor, "--trainer.default_root_dir", str(tmp_path / "a")]) == 0
+    overlay = ["--config", str(REPO / "recipes" / "overlays" / "awb_one_sensor.yaml")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*one_sensor, *overlay, "--trainer.default_root_dir", str(tmp_path / "b")]) == 0
+    assert not [w for w in caught if "Training for one sensor" in str(w.message)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -59,6 +60,8 @@ class AWBOptions:
         statistics_size: confidence head with ``classical_votes``: the classical statistics on the image's block
             means at most this many pixels per side (``None``: at the input's size), so they cost the same at any
             input size (``recipes/awb.yaml`` and ``recipes/overlays/multitask_awb_votes.yaml``: 64, the training size).
+        classical_alone: confidence head with ``local_votes="training"``: the share of training batches in which the
+            classical votes decide alone, as deployed (``recipes/overlays/awb_one_sensor.yaml``: 0.5).
         reproduction_weight: weight of the reproduction-error term added to the recovery angular loss.
     """
 
@@ -76,6 +79,7 @@ class AWBOptions:
     vote_features: bool = True
     vote_hidden: int = 32
     statistics_size: int | None = None
+    classical_alone: float = 0.0
     reproduction_weight: float = 0.0
 
 
@@ -133,6 +137,7 @@ class AWBKit(TaskKit):
                 vote_features=o.vote_features,
                 vote_hidden=o.vote_hidden,
                 statistics_size=o.statistics_size,
+                classical_alone=o.classical_alone,
             )
         else:
             head = PoolingMLPHead(width, hidden=o.head_channels, dropout=o.dropout)
@@ -191,6 +196,18 @@ class AWBKit(TaskKit):
                     f"{error} The statistics are taken at {grid[0]} x {grid[1]} because of {where}statistics_size "
                     f"{self.options.statistics_size} on {size} x {size} images: a larger statistics_size also works."
                 ) from None
+        o = self.options
+        stage = getattr(getattr(getattr(datamodule, "trainer", None), "state", None), "fn", None)
+        fitting = getattr(stage, "value", stage) == "fit"
+        one_sensor = getattr(datamodule, "format", None) == "synthetic" and getattr(datamodule, "camera", None)
+        if fitting and one_sensor and o.classical_votes and o.local_votes == "training" and o.classical_alone == 0:
+            warnings.warn(
+                f"Training for one sensor (--data.camera) with {where}local_votes training and {where}classical_alone "
+                "0: the local votes learn the sensor's light prior and take the weight, and the deployed classical "
+                "votes get worse as training goes on (docs/awb.md#train-for-one-sensor). Add --config "
+                "recipes/overlays/awb_one_sensor.yaml (classical_alone 0.5).",
+                stacklevel=2,
+            )
 
     def export_metadata(self, parts: Any) -> dict[str, Any]:
         return {

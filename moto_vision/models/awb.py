@@ -274,6 +274,10 @@ class ConfidencePoolingHead(nn.Module):
         statistics_size: the classical votes' statistics on the image's block means at most this many pixels per
             side (``None``: on the image itself; see :class:`ClassicalEstimates`), so they cost the same at any input
             size: a model trained on 64 px images and deployed on 256 px frames takes them at 64 x 64.
+        classical_alone: with ``local_votes="training"``: the share of training batches in which the classical votes
+            decide alone, as in eval mode, so the deployed mixture is also trained for itself and not only as a
+            partner of the local votes (which, for one sensor, learn its light prior and take the weight; see
+            docs/awb.md#train-for-one-sensor). 0: every training batch has the local votes.
     """
 
     def __init__(
@@ -291,8 +295,20 @@ class ConfidencePoolingHead(nn.Module):
         vote_features: bool = True,
         vote_hidden: int = 32,
         statistics_size: int | None = None,
+        classical_alone: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= classical_alone < 1.0:
+            raise OptionError(
+                f"ConfidencePoolingHead: classical_alone is a share of the training batches in [0, 1), got "
+                f"{classical_alone}."
+            )
+        if classical_alone > 0 and local_votes != "training":
+            raise OptionError(
+                "ConfidencePoolingHead: classical_alone trains the classical votes alone as deployed with "
+                "local_votes='training'; set local_votes='training' (and classical_votes=True) or classical_alone=0."
+            )
+        self.classical_alone = float(classical_alone)
         if vote_hidden < 1:
             raise OptionError(f"ConfidencePoolingHead: vote_hidden must be a positive width, got {vote_hidden}.")
         if grid is not None and grid < 1:
@@ -456,7 +472,9 @@ class ConfidencePoolingHead(nn.Module):
 
         ``features`` may be ``None`` when :attr:`needs_features` is ``False``.
         """
-        if self._classical_only:
+        # classical_alone: drawn per batch from the global generator, so a seeded run draws the same batches.
+        alone = self.training and self.classical_alone > 0 and float(torch.rand(())) < self.classical_alone
+        if self._classical_only or alone:
             rgb, logits = self._classical_votes(features, image, None)
             return _unit(weighted_sum(rgb, torch.softmax(logits, dim=-1)))
         rgb, logits = self._local_votes(features, image)

@@ -95,6 +95,9 @@ class AWBRegressor(KitTask):
         statistics_size: with ``classical_votes``: the classical statistics on the image's block means at most this
             many pixels per side (``None``: at the input's size), so a model trained at 64 px costs the same and sees
             the same statistics on larger frames.
+        classical_alone: with ``local_votes="training"``: the share of training batches in which the classical votes
+            decide alone, as deployed, so the deployed mixture is trained for itself too (for one sensor, where the
+            local votes otherwise take the weight: ``recipes/overlays/awb_one_sensor.yaml`` sets 0.5).
         input_reference: the backbone sees the image relative to its mean brightness (``"mean"``) or to its
             brightest value (``"max"``, what bright-pixel reasoning needs).
         gain_equivariant: divide each channel by its mean over the valid pixels before the network and multiply
@@ -138,6 +141,7 @@ class AWBRegressor(KitTask):
         vote_features: bool = True,
         vote_hidden: int = 32,
         statistics_size: int | None = None,
+        classical_alone: float = 0.0,
         input_reference: Literal["mean", "max"] = "mean",
         gain_equivariant: bool = False,
         camera_input: bool = False,
