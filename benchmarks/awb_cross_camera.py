@@ -62,7 +62,6 @@ from torch import Tensor, nn
 
 from moto_vision.data import AWBDataModule
 from moto_vision.isp import SRGB_TO_XYZ, XYZ_TO_SRGB, planckian_illuminant, srgb_to_linear
-from moto_vision.isp.cameras import camera_from_spec
 from moto_vision.isp.spectral import camera_response, daylight_spd, fit_xyz_to_raw, planck_spd, spectral_data
 from moto_vision.metrics.angular import error_statistics, recovery_angular_error
 from moto_vision.models.awb import (
@@ -518,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         "--camera",
         default=None,
         help="also score on one sensor (what --data.camera takes: a pool camera's name, 9 numbers, a .json / .yaml "
-        "matrix or a .csv of sensitivities): its synthetic test split and the photos in its raw space",
+        "matrix, a .csv of sensitivities or one of its DNGs): its synthetic test split and the photos in its raw space",
     )
     parser.add_argument(
         "--votes", action="store_true", help="also report how each checkpoint weighs its classical votes per set"
@@ -528,9 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     methods: dict[str, Callable[..., Tensor]] = {name: create_baseline(name) for name in BASELINES}
     if args.camera is not None:  # before the sets are built: a bad camera stops the run at once
         try:
-            camera_from_spec(args.camera)
-        except (ValueError, FileNotFoundError) as error:
-            parser.exit(2, f"error: --camera: {error}\n")
+            AWBDataModule(camera=args.camera).synthetic_cameras()  # what --data.camera does with it
+        except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
+            parser.exit(2, f"error: --camera {str(error).removeprefix('--data.camera ')}\n")
     for k, path in enumerate(args.ckpt):  # before the sets are built: a bad checkpoint stops the run at once
         name = args.name[k] if k < len(args.name) else Path(path).parent.parent.name + "/" + Path(path).stem
         methods[name] = load_estimator(path)

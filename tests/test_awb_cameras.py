@@ -166,3 +166,24 @@ def test_camera_aware_model_is_gain_equivariant_and_exports_with_a_baked_camera(
     assert list(inputs) == ["image", "camera"] and inputs["camera"].shape == (1, 3, 3)
     two = torch.export.export(model.export_module(), (x[:1], camera[:1]))
     assert torch.allclose(two.module()(x[:1], camera[:1]), aware[:1], atol=1e-5)
+
+
+def test_one_sensor_from_one_of_its_dngs(tmp_path: Path) -> None:
+    pytest.importorskip("pidng")
+    pytest.importorskip("tifffile")
+    from moto_vision.data.raw import dng_camera_matrix, read_raw_metadata
+    from moto_vision.isp import interpolate_xyz_to_camera
+    from tests.helpers.dng_captures import CaptureSpec, make_capture
+
+    capture = make_capture(tmp_path / "sensor.dng", CaptureSpec(size=(32, 48)))
+    matrices, ccts = read_raw_metadata(capture.path).xyz_to_camera()
+    # The matrix the DNG colour model uses for D65, written here from the two tags (ColorMatrix2 is D65's).
+    d65 = matrices[int(torch.argmin((ccts - 6504.0).abs()))]
+    found = torch.tensor(dng_camera_matrix(capture.path), dtype=torch.float64).view(3, 3)
+    assert torch.allclose(found, d65.double(), atol=1e-9)
+    assert torch.allclose(interpolate_xyz_to_camera(matrices, ccts, 6504.0), d65.double())
+    from_dng = AWBDataModule(camera=str(capture.path)).synthetic_cameras()["train"]
+    assert torch.allclose(from_dng.sensitivities, camera_from_spec(d65.flatten().tolist()).sensitivities)
+    bare = CaptureSpec(size=(32, 48), color_matrix=False)
+    with pytest.raises(ValueError, match="no ColorMatrix1/2 tag"):
+        AWBDataModule(camera=str(make_capture(tmp_path / "bare.dng", bare).path)).synthetic_cameras()

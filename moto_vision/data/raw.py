@@ -30,6 +30,7 @@ __all__ = [
     "RawCapture",
     "RawMetadata",
     "RawReadError",
+    "dng_camera_matrix",
     "is_raw_file",
     "read_raw",
     "read_raw_metadata",
@@ -281,6 +282,27 @@ def _check_complete(tif: Any, path: Path) -> None:
                 f"the file is {size} bytes but its image data runs to byte {max(ends)}: it is truncated (an "
                 "interrupted copy or transfer?); copy it again from the phone",
             )
+
+
+def dng_camera_matrix(path: str | Path, cct: float = 6504.0) -> list[float]:
+    """A DNG's XYZ -> camera matrix for a light of ``cct`` (default D65), what ``--data.camera IMG.dng`` renders with.
+
+    The calibrated matrices (``AnalogBalance @ CameraCalibration_i @ ColorMatrix_i``) interpolated in inverse CCT as
+    the DNG colour model does (:func:`moto_vision.isp.interpolate_xyz_to_camera`): 9 numbers, row-major.
+
+    Raises:
+        RawReadError: the file is missing or unreadable.
+        DataError: it has no ``ColorMatrix`` tag.
+    """
+    from moto_vision.isp.dng import interpolate_xyz_to_camera
+
+    calibrated = read_raw_metadata(path).xyz_to_camera()
+    if calibrated is None:
+        raise DataError(
+            f"{path}: no ColorMatrix1/2 tag, so it does not say how the sensor sees colour; give the sensor's XYZ -> "
+            "raw matrix as 9 numbers, a .json / .yaml file or its spectral sensitivities (.csv) instead."
+        )
+    return [float(v) for v in interpolate_xyz_to_camera(*calibrated, cct).flatten()]
 
 
 def read_raw_metadata(path: str | Path) -> RawMetadata:

@@ -194,7 +194,7 @@ def camera_from_spec(spec: str | Sequence[float]) -> CameraPool:
         return CameraPool(["user matrix"], sensitivities_from_matrix(_matrix(numbers, "--data.camera"))[None])
     close = [n for n in pool.names if spec.lower() in n.lower()][:5]
     raise OptionError(
-        f"--data.camera {spec!r}: not a pool camera, a .csv / .json / .yaml file or 9 numbers"
+        f"--data.camera {spec!r}: not a pool camera, a .csv / .json / .yaml / .dng file or 9 numbers"
         + (f" (did you mean {close}?)" if close else "")
     )
 

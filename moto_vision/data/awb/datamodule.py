@@ -140,9 +140,10 @@ class AWBDataModule(BaseDataModule):
         val_size: ``synthetic`` only: validation scenes (default 512).
         test_size: ``synthetic`` only: test scenes (default 512).
         camera: ``synthetic`` only: render every scene through this one camera (training for one sensor): a pool
-            camera's name, 9 numbers (its XYZ -> raw matrix, e.g. a DNG ``ColorMatrix2``), or a path to a
+            camera's name, 9 numbers (its XYZ -> raw matrix, e.g. a DNG ``ColorMatrix2``), a path to a
             ``.json`` / ``.yaml`` file with that matrix or a ``.csv`` of spectral sensitivities
-            (``wavelength,r,g,b``). ``None`` (default): a camera sampled per scene from the pool, camera-agnostic.
+            (``wavelength,r,g,b``), or one of the sensor's DNGs (its calibrated colour matrix for D65). ``None``
+            (default): a camera sampled per scene from the pool, camera-agnostic.
         val_cameras: ``synthetic`` only, without ``camera``: share of the pool's cameras held out for validation
             (leave-cameras-out: training never sees them; checkpoints are selected on them).
         test_cameras: ``synthetic`` only: share of the pool's cameras held out for the test split (disjoint from the
@@ -389,7 +390,12 @@ class AWBDataModule(BaseDataModule):
         from moto_vision.isp.cameras import CameraPool, camera_from_spec
 
         if self.camera is not None:
-            one = camera_from_spec(self.camera)
+            spec = self.camera
+            if isinstance(spec, str) and Path(spec).suffix.lower() == ".dng":  # the sensor's own file says it
+                from moto_vision.data.raw import dng_camera_matrix
+
+                spec = dng_camera_matrix(Path(spec).expanduser())
+            one = camera_from_spec(spec)
             return {"train": one, "val": one, "test": one}
         pool = CameraPool.default()
         if self.val_cameras <= 0 and self.test_cameras <= 0:
