@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from moto_vision.backbones import upgrade_state_dict
 from moto_vision.deploy.artifact import file_sha256
 from moto_vision.trust import (
     UntrustedCheckpointError,
@@ -133,6 +132,8 @@ def load_task(
     """
     from lightning.pytorch import LightningModule
 
+    from moto_vision.tasks.base import checked_state_dict
+
     info, raw = _read_checkpoint(checkpoint)
     source = str(info.path)
     if task_class is not None:
@@ -153,9 +154,7 @@ def load_task(
     check_state_dict(state_dict, None, source=source, owner=cls.__name__)
     task = cls(**hparams)
     owner = f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in list(hparams.items())[:2])}, ...)"
-    # Backbone weights of earlier releases have other names; load_state_dict renames them, so compare renamed.
-    state_dict = upgrade_state_dict(task, state_dict)
-    check_state_dict(state_dict, task.state_dict(), source=source, owner=owner)
+    state_dict = checked_state_dict(task, state_dict, source=source, owner=owner)
     # What LightningModule.load_from_checkpoint does after building the module, on the checked weights.
     task.on_load_checkpoint(dict(raw))
     task.load_state_dict(state_dict, strict=True)

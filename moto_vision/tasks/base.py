@@ -534,12 +534,23 @@ class BaseTask(LightningModule, ABC):
             raise OptionError(f"{path} is not a Lightning checkpoint (no 'state_dict'); pass a .ckpt written by fit.")
         try:
             check_state_dict(raw["state_dict"], None, source=str(path), owner=type(self).__name__)
-            state_dict = upgrade_state_dict(self, raw["state_dict"])
-            check_state_dict(state_dict, self.state_dict(), source=str(path), owner=type(self).__name__)
+            state_dict = checked_state_dict(self, raw["state_dict"], source=str(path), owner=type(self).__name__)
         except UntrustedCheckpointError as error:
             raise OptionError(f"{error}{_differing_options(raw.get('hyper_parameters'), self.hparams)}") from None
         self.load_state_dict(state_dict, strict=True)
         return path
+
+
+def checked_state_dict(module: nn.Module, state_dict: Mapping[str, Any], *, source: str, owner: str) -> dict[str, Any]:
+    """A checkpoint's weights (already checked to be tensors), renamed and checked to be exactly ``module``'s tensors.
+
+    The result is ready for ``load_state_dict(strict=True)`` (:func:`moto_vision.trust.check_state_dict` raises
+    otherwise). Backbone weights of earlier releases have other names; ``load_state_dict`` renames them, so they
+    are compared renamed (:func:`moto_vision.backbones.upgrade_state_dict`).
+    """
+    renamed = upgrade_state_dict(module, state_dict)
+    check_state_dict(renamed, module.state_dict(), source=source, owner=owner)
+    return renamed
 
 
 def _differing_options(recorded: Any, current: Mapping[str, Any]) -> str:
