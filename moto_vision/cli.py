@@ -256,6 +256,7 @@ def _build_cli_class() -> type:
     from moto_vision.data.errors import DataError
     from moto_vision.errors import OptionError
     from moto_vision.tasks import BaseTask
+    from moto_vision.trust import UntrustedCheckpointError
 
     _import_components()
 
@@ -354,7 +355,10 @@ def _build_cli_class() -> type:
             if config.get("weights_from") is not None:
                 if not isinstance(self.model, BaseTask):
                     raise OptionError(f"--weights_from needs a moto-vision task, not {type(self.model).__name__}.")
-                source = self.model.load_weights(config["weights_from"])
+                try:
+                    source = self.model.load_weights(config["weights_from"])
+                except (FileNotFoundError, UntrustedCheckpointError) as error:  # the user's to fix: one line
+                    raise OptionError(f"--weights_from: {error}") from None
                 if self.trainer.is_global_zero:
                     print(f"Starting from the weights of {source}", file=sys.stderr)
 

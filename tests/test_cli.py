@@ -306,3 +306,29 @@ def test_training_for_one_sensor_without_the_overlay_warns(tmp_path):
         warnings.simplefilter("always")
         assert main([*one_sensor, *overlay, "--trainer.default_root_dir", str(tmp_path / "b")]) == 0
     assert not [w for w in caught if "Training for one sensor" in str(w.message)]
+
+
+def test_weights_from_a_missing_or_tampered_checkpoint_is_one_line_and_runs_nothing(tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Hostile:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "hostile.ckpt").write_bytes(pickle.dumps({"state_dict": Hostile()}))
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "hostile.ckpt": "is not a readable weights-only PyTorch checkpoint",
+        "empty": "No best*.ckpt or last*.ckpt under",
+        "missing.ckpt": "Checkpoint not found",
+    }
+    for name, message in cases.items():
+        run = tmp_path / f"run_{name}"
+        args = ["fit", *AWB_SMALL, "--weights_from", str(tmp_path / name), "--trainer.default_root_dir", str(run)]
+        assert main(args) == 2, name
+        err = capsys.readouterr().err
+        assert "error: --weights_from: " in err and message in err and "Traceback" not in err, err
+        assert not list(run.rglob("*.ckpt"))
+    assert not marker.exists()
