@@ -581,6 +581,8 @@ def _fit_summary(trainer: Any) -> str:
     from moto_vision.callbacks import StepCheckpoint
 
     written = [getattr(c, "last_model_path", "") for c in trainer.checkpoint_callbacks]
+    # A checkpoint without a monitor keeps the latest state as its "best" (the task's last.ckpt).
+    written += [c.best_model_path for c in trainer.checkpoint_callbacks if not getattr(c, "monitor", None)]
     written += [str(c.path) for c in trainer.callbacks if isinstance(c, StepCheckpoint) and c.path is not None]
     last = sorted({p for p in written if p and Path(p).is_file()}, key=lambda p: Path(p).stat().st_mtime)
     if last:

@@ -151,6 +151,24 @@ def test_recipe_fit_then_test_best_prints_table(tmp_path: Path, capsys: pytest.C
     assert model.head.vote_mlp[0].out_features == model.hparams.vote_hidden == 8
 
 
+def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # lr 0: the validation score never improves after epoch 0, so best.ckpt stays at epoch 0; last.ckpt must still be
+    # the state after the final epoch (Lightning's save_last=True would leave it at the best epoch too).
+    common = ["--config", str(RECIPES / "awb.yaml"), "--trainer.default_root_dir", str(tmp_path)]
+    common += ["--data.train_size", "32", "--data.val_size", "16", "--data.test_size", "16"]
+    args = ["--model.init_args.lr", "0", "--trainer.max_epochs", "3", "--trainer.enable_model_summary", "false"]
+    assert main(["fit", *common, *args]) == 0
+    err = capsys.readouterr().err
+    best, last = next(tmp_path.rglob("best.ckpt")), next(tmp_path.rglob("last.ckpt"))
+    assert f"Last checkpoint: {last}" in err
+    best_state = torch.load(best, map_location="cpu", weights_only=True)
+    last_state = torch.load(last, map_location="cpu", weights_only=True)
+    assert best_state["epoch"] == 0 and last_state["epoch"] == 2
+    assert sorted(p.name for p in best.parent.iterdir()) == ["best.ckpt", "last.ckpt"]  # nothing else written
+
+
 @pytest.mark.parametrize(
     "recipe,maker", [("awb_cube_plus.yaml", "make_cube_plus"), ("awb_gehler_shi.yaml", "make_gehler_shi")]
 )

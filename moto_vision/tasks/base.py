@@ -455,6 +455,9 @@ class BaseTask(LightningModule, ABC):
     def configure_callbacks(self) -> list[Callback]:
         """The task's checkpoints: ``best.ckpt`` by :attr:`monitor` and ``last.ckpt``, so recipes need not list them.
 
+        ``last.ckpt`` is the state after the latest validation, written every time (its own ``ModelCheckpoint``
+        without a monitor): Lightning's ``save_last=True`` on the best checkpoint writes it only when the best
+        improves, so after a plateau "last" would be the best epoch's state and a resumed run would repeat epochs.
         They replace Lightning's default checkpoint (last epoch only). A ``ModelCheckpoint`` the trainer was given
         with any argument set is kept instead, ``ModelCheckpoint`` subclasses (e.g. step checkpoints for resuming)
         are kept beside it, and a trainer without checkpointing gets none.
@@ -464,7 +467,12 @@ class BaseTask(LightningModule, ABC):
         plain = [c for c in self.trainer.callbacks if type(c) is ModelCheckpoint]
         if any(not _is_default_checkpoint(c) for c in plain):
             return []
-        return [ModelCheckpoint(monitor=self.monitor, mode=self.monitor_mode, filename="best", save_last=True)]
+        # Best first: Lightning's ``ckpt_path="best"`` reads the first checkpoint callback, and the last checkpoint,
+        # written after it, holds its updated record.
+        return [
+            ModelCheckpoint(monitor=self.monitor, mode=self.monitor_mode, filename="best"),
+            ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False),
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the task class, which datamodule (class path and arguments) trained it, and the library version."""
