@@ -15,12 +15,17 @@ With ``--camera SPEC`` (what ``--data.camera`` takes: a pool camera's name, 9 nu
 file), two more sets for that one sensor, to score a model trained for it: ``synthetic-camera`` (the one-sensor
 datamodule's test split, 512 scenes) and ``photos-camera-raw`` (the photos in that camera's raw space, as set 3).
 
+Leave photos out: ``--photo-fold K`` scores the photo sets on fold ``K``'s photos only (``--photo-folds``, default 2,
+by a stable hash of each photo's name), and ``--write-photos DIR --photo-fold K`` puts fold ``K``'s photos in
+``DIR`` to train on (``--data.format photos``), so a model trained on one fold is scored on another.
+
 The photos are the eight that ship with our dependencies (scikit-image, Matplotlib, scikit-learn) plus every file
 of ``benchmarks/awb_photos.txt`` that is installed (34 real photographs of Debian's wallpaper packages; the file
 says how to install them and how they were chosen) and any ``--photos`` folder. They are benchmark input only:
-never in the repository, never training data. Each photo gives its full frame and three crops (30-70% of each
-side), each cast by several lights. The preprocessing follows the held-out real-raw protocol (a DSLR's raw photos,
-black level subtracted, colour chart zeroed, 64 x 64, divided by the maximum):
+never in the repository, never training data (except one fold's, to be scored on the other: ``--write-photos``).
+Each photo gives its full frame and three crops (30-70% of each side), each cast by several lights. The
+preprocessing follows the held-out real-raw protocol (a DSLR's raw photos, black level subtracted, colour chart
+zeroed, 64 x 64, divided by the maximum):
 
 - the cast image is made at the photo's own resolution (capped at 4 MP by area averaging) and *then* area-averaged
   to 64 x 64, so edges and small highlights are mixed as in a thumbnail of a 12 MP raw frame;
@@ -47,6 +52,7 @@ its ``"awb"`` output.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -78,6 +84,7 @@ MAX_PIXELS = 4_000_000
 CLIPPED = 254.5 / 255.0
 STATS = ("mean", "median", "worst25")
 REFERENCE = "white_patch"
+SYNTHETIC_SETS = ("lco-synthetic", "synthetic-camera")  # their groups are scenes, not photos
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
 
@@ -104,25 +111,37 @@ def _photo(name: str, srgb: np.ndarray) -> Photo:
     return Photo(name, linear, clipped)
 
 
-def dependency_photos() -> list[Photo]:
-    """The natural colour photos that ship with our dependencies (scikit-image, Matplotlib, scikit-learn)."""
+def dependency_photo_arrays() -> list[tuple[str, np.ndarray]]:
+    """``(name, 8-bit sRGB (H, W, 3))`` of the natural colour photos that ship with our dependencies."""
     from PIL import Image
     from skimage import data
 
-    photos = [_photo(name, getattr(data, name)()) for name in ("astronaut", "chelsea", "coffee", "rocket")]
-    photos.append(_photo("motorcycle", data.stereo_motorcycle()[0]))
+    photos = [(name, getattr(data, name)()) for name in ("astronaut", "chelsea", "coffee", "rocket")]
+    photos.append(("motorcycle", data.stereo_motorcycle()[0]))
     import matplotlib.cbook
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        photos.append(_photo("grace_hopper", np.asarray(Image.open(f).convert("RGB"))))
+        photos.append(("grace_hopper", np.asarray(Image.open(f).convert("RGB"))))
     try:
         from sklearn.datasets import load_sample_images
-
-        for name, image in zip(("china", "flower"), load_sample_images().images):
-            photos.append(_photo(name, image))
     except ImportError:
-        pass
-    return photos
+        return photos
+    return photos + list(zip(("china", "flower"), load_sample_images().images))
+
+
+def dependency_photos() -> list[Photo]:
+    """The natural colour photos that ship with our dependencies (scikit-image, Matplotlib, scikit-learn)."""
+    return [_photo(name, array) for name, array in dependency_photo_arrays()]
+
+
+def photo_name(path: Path) -> str:
+    """A photo file's name in the tables: its stem, or its package's name for ``<name>/contents/images/*``."""
+    return path.stem if path.parent.name != "images" else path.parents[2].name
+
+
+def photo_fold(name: str, folds: int = 2) -> int:
+    """The leave-photos-out fold of a photo (a stable hash of its name, so adding photos moves none)."""
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big") % folds
 
 
 def listed_files(path: Path = PHOTO_LIST) -> tuple[list[Path], list[Path]]:
@@ -144,12 +163,7 @@ def load_photos(files: Iterable[Path], with_dependencies: bool = True) -> list[P
     photos = dependency_photos() if with_dependencies else []
     for path in files:
         with Image.open(path) as image:
-            photos.append(
-                _photo(
-                    path.stem if path.parent.name != "images" else path.parents[2].name,
-                    np.asarray(image.convert("RGB")),
-                )
-            )
+            photos.append(_photo(photo_name(path), np.asarray(image.convert("RGB"))))
     return photos
 
 
@@ -415,7 +429,8 @@ def _saved(sets: dict[str, tuple[Tensor, ...]], path: Path | None) -> dict[str, 
     return sets
 
 
-def _load_photos(args: argparse.Namespace) -> list[Photo]:
+def _photo_files(args: argparse.Namespace) -> list[Path]:
+    """The listed photos that are installed (a warning names the missing ones) and those of ``--photos``."""
     installed, missing = listed_files(args.photo_list)
     if missing:
         warnings.warn(
@@ -426,9 +441,53 @@ def _load_photos(args: argparse.Namespace) -> list[Photo]:
     files = list(installed)
     for folder in args.photos:
         files += folder_files(folder)
+    return files
+
+
+def _load_photos(args: argparse.Namespace) -> list[Photo]:
+    files = _photo_files(args)
     photos = load_photos(files)
-    print(f"{len(photos)} photos ({len(installed)} of the list, {len(files) - len(installed)} from --photos)")
+    listed = len(listed_files(args.photo_list)[0])
+    print(f"{len(photos)} photos ({listed} of the list, {len(files) - listed} from --photos)")
     return photos
+
+
+def photo_names(files: list[Path]) -> list[str]:
+    """The names of the photos :func:`load_photos` loads from ``files``, in its order (the photo sets' groups)."""
+    return [name for name, _ in dependency_photo_arrays()] + [photo_name(path) for path in files]
+
+
+def keep_photo_fold(
+    sets: dict[str, tuple[Tensor, ...]], names: list[str], fold: int, folds: int
+) -> dict[str, tuple[Tensor, ...]]:
+    """The sets with only the images of fold ``fold``'s photos in the photo sets (synthetic sets unchanged)."""
+    out = {}
+    for set_name, (images, labels, cameras, groups) in sets.items():
+        if set_name in SYNTHETIC_SETS:
+            out[set_name] = (images, labels, cameras, groups)
+            continue
+        keep = torch.tensor([photo_fold(names[int(g)], folds) == fold for g in groups], dtype=torch.bool)
+        out[set_name] = (images[keep], labels[keep], cameras[keep], groups[keep])
+    return out
+
+
+def write_photo_fold(folder: Path, files: list[Path], fold: int, folds: int) -> int:
+    """Put fold ``fold``'s photos in ``folder`` (links to the files, PNGs of the dependency photos) to train on."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for name, array in dependency_photo_arrays():
+        if photo_fold(name, folds) == fold:
+            Image.fromarray(np.asarray(array[..., :3], dtype=np.uint8)).save(folder / f"{name}.png")
+            count += 1
+    for path in files:
+        if photo_fold(photo_name(path), folds) == fold:
+            link = folder / f"{photo_name(path)}{path.suffix.lower()}"
+            link.unlink(missing_ok=True)
+            link.symlink_to(path.resolve())
+            count += 1
+    return count
 
 
 def vote_report(name: str, model: nn.Module, sets: dict[str, tuple[Tensor, ...]]) -> str:
@@ -522,7 +581,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--votes", action="store_true", help="also report how each checkpoint weighs its classical votes per set"
     )
+    parser.add_argument(
+        "--photo-fold",
+        type=int,
+        default=None,
+        help="leave photos out: score the photo sets on this fold's photos only (of --photo-folds, by a stable hash "
+        "of each photo's name); with --write-photos, the fold to write",
+    )
+    parser.add_argument("--photo-folds", type=int, default=2, help="number of photo folds (default: %(default)s)")
+    parser.add_argument(
+        "--write-photos",
+        type=Path,
+        default=None,
+        help="write --photo-fold's photos into this folder (to train on with --data.format photos) and exit",
+    )
     args = parser.parse_args(argv)
+    if args.photo_fold is not None and not 0 <= args.photo_fold < args.photo_folds:
+        parser.error(f"--photo-fold {args.photo_fold} is outside 0..{args.photo_folds - 1}")
+    if args.write_photos is not None:
+        if args.photo_fold is None:
+            parser.error("--write-photos needs --photo-fold (the fold to train on)")
+        count = write_photo_fold(args.write_photos, _photo_files(args), args.photo_fold, args.photo_folds)
+        print(f"{count} photos of fold {args.photo_fold} (of {args.photo_folds}) in {args.write_photos}")
+        return 0
     torch.set_num_threads(1)
     methods: dict[str, Callable[..., Tensor]] = {name: create_baseline(name) for name in BASELINES}
     if args.camera is not None:  # before the sets are built: a bad camera stops the run at once
@@ -534,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         name = args.name[k] if k < len(args.name) else Path(path).parent.parent.name + "/" + Path(path).stem
         methods[name] = load_estimator(path)
     sets = build_sets(args)
+    if args.photo_fold is not None:
+        sets = keep_photo_fold(sets, photo_names(_photo_files(args)), args.photo_fold, args.photo_folds)
     results = evaluate(methods, sets, args.bootstrap, args.seed)
     print(format_results(results, sets))
     if args.votes:

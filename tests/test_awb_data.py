@@ -157,18 +157,76 @@ def test_split_manifest_overrides_folds(roots: dict[str, Path], tmp_path: Path) 
     assert [len(data.records[s]) for s in ("train", "val", "test")] == [3, 1, 2]
 
 
-def test_photos_become_raw_pairs(roots: dict[str, Path]) -> None:
+def test_photos_become_raw_pairs_through_held_out_cameras(roots: dict[str, Path]) -> None:
     data = AWBDataModule(
-        root=str(roots["photos"]), format="photos", image_size=32, val_fraction=0.3, test_fraction=0.3, batch_size=2
+        root=str(roots["photos"]),
+        format="photos",
+        image_size=32,
+        val_fraction=0.3,
+        test_fraction=0.3,
+        train_size=40,
+        val_size=8,
+        batch_size=2,
     )
     data.setup("fit")
+    photos = {split: len(data.records[split]) for split in ("train", "val")}
+    # Each photo gives round(size / photos) draws, at least one.
+    assert len(data.train_dataset) == photos["train"] * max(1, round(40 / photos["train"]))
+    assert len(data.val_dataset) == photos["val"] * max(1, round(8 / photos["val"]))
     sample_a, sample_b = data.val_dataset[0], data.val_dataset[0]
     assert torch.equal(sample_a["image"], sample_b["image"])  # fixed draws for evaluation
+    assert not torch.equal(data.train_dataset[0]["image"], data.train_dataset[0]["image"])  # new draws in training
     assert sample_a["image"].shape == (3, 32, 32) and 0 <= sample_a["image"].min() and sample_a["image"].max() <= 1
     assert sample_a["illuminant"].norm().item() == pytest.approx(1.0, abs=1e-5)
-    # unprocess puts the light into the photo: Gray World of the raw image follows the sampled light.
-    photo = data.val_dataset.photo(0)
-    assert photo.shape == (3, 32, 32)
+    # Leave cameras out: every validation draw is one of the validation pool's cameras, none of the training pool's.
+    val_matrices = data.camera_pools["val"].xyz_to_raw().float()
+    train_matrices = data.camera_pools["train"].xyz_to_raw().float()
+    for i in range(len(data.val_dataset)):
+        camera = data.val_dataset[i]["camera"]
+        assert torch.isclose(val_matrices, camera, atol=1e-5).flatten(1).all(1).any()
+        assert not torch.isclose(train_matrices, camera, atol=1e-5).flatten(1).all(1).any()
+    batch = next(iter(data.train_dataloader()))
+    assert batch["camera"].shape == (2, 3, 3) and batch["image"].shape == (2, 3, 32, 32)
+    assert data.val_dataset.photo(0).shape == (3, 32, 32)
+    # One sensor: the camera roll seen through that camera only.
+    one = AWBDataModule(root=str(roots["photos"]), format="photos", image_size=32, camera="Canon EOS R6")
+    one.setup("fit")
+    r6 = one.camera_pools["val"].xyz_to_raw()[0].float()
+    assert all(torch.allclose(one.val_dataset[i]["camera"], r6, atol=1e-5) for i in range(len(one.val_dataset)))
+
+
+def test_a_photo_is_relit_spectrally_through_the_sampled_camera() -> None:
+    from moto_vision.data.awb.photo_scenes import render_photo
+    from moto_vision.data.awb.synthetic import MondrianConfig
+    from moto_vision.isp.cameras import CameraPool
+    from moto_vision.isp.spectral import planck_spd, spectral_data
+
+    camera = CameraPool.default().subset(["Canon EOS R6"])
+    config = MondrianConfig(
+        light_kinds=(0.0, 1.0, 0.0), planck_cct=(3000.0, 3000.0), tint_share=0.0, mixed_share=0.0, masked_share=0.0
+    )
+    # Independently: a 3000 K black body through the R6's sensitivities, and the spectra of pure red and blue.
+    sensitivity, spectrum = camera.sensitivities[0], planck_spd(3000.0)
+    light = torch.einsum("l,lc->c", spectrum, sensitivity)
+    basis = spectral_data()["mallett_basis"]  # linear sRGB (r, g, b) -> reflectance spectrum
+    red, blue = (torch.einsum("l,l,lc->c", basis[:, k], spectrum, sensitivity) for k in (0, 2))
+
+    grey = torch.full((3, 48, 48), 0.5)
+    for seed in range(4):
+        out = render_photo(grey, torch.Generator().manual_seed(seed), camera, config=config)
+        assert recovery_angular_error(out["illuminant"][None], light[None]).item() < 1e-3  # the label
+        valid = out["valid"]
+        mean = (out["image"] * valid).sum(dim=(1, 2)) / valid.sum()
+        # A grey surface reflects every wavelength equally: it takes the light's colour, up to the noise.
+        assert recovery_angular_error(mean[None], light[None]).item() < 0.5
+        torch.testing.assert_close(out["camera"], camera.xyz_to_raw()[0].float())
+    photo = torch.zeros(3, 16, 32)
+    photo[0, :, :16], photo[2, :, 16:] = 0.6, 0.6
+    out = render_photo(photo, torch.Generator().manual_seed(0), camera, config=config)
+    assert out["valid"].all()
+    seen_red, seen_blue = out["image"][:, :, :16].mean(dim=(1, 2)), out["image"][:, :, 16:].mean(dim=(1, 2))
+    assert recovery_angular_error(seen_red[None], red[None]).item() < 1.0
+    assert recovery_angular_error(seen_blue[None], blue[None]).item() < 1.0
 
 
 def test_synthetic_scenes_are_reproducible_and_hard_for_gray_world() -> None:

@@ -120,11 +120,11 @@ class AWBDataModule(BaseDataModule):
     Args:
         root: dataset folder (``None`` for ``synthetic``).
         format: ``synthetic`` (rendered Mondrian scenes, no files needed), ``photos`` (any folder of sRGB photos,
-            unprocessed into raw), a raw benchmark (``gehler_shi``, ``nus8``, ``cube_plus``, ``simple_cube_pp``), camera
-            captures (``dng``: DNG files and a ground-truth CSV; ``raw_png``: what ``moto-vision data label-awb``
-            writes; both carry the phone's own AWB answer for the "Camera AWB" test row), or the name of your own raw
-            format registered with ``@register_format("awb", name)`` (a string rather
-            than a fixed choice for that reason).
+            relit and seen through sampled cameras as the synthetic scenes are), a raw benchmark (``gehler_shi``,
+            ``nus8``, ``cube_plus``, ``simple_cube_pp``), camera captures (``dng``: DNG files and a ground-truth CSV;
+            ``raw_png``: what ``moto-vision data label-awb`` writes; both carry the phone's own AWB answer for the
+            "Camera AWB" test row), or the name of your own raw format registered with
+            ``@register_format("awb", name)`` (a string rather than a fixed choice for that reason).
         image_size: height and width of the images the model sees.
         fold: cross-validation test fold (0-based) of ``gehler_shi`` / ``nus8`` / ``cube_plus``; the other folds
             train. ``None`` trains on every image (test = validation split). Refused, when not 0, by the built-in
@@ -136,19 +136,20 @@ class AWBDataModule(BaseDataModule):
         test_fraction: files only: share of images held out for testing where the format has neither an official
             split nor folds (``photos``, your own formats; default 0.2).
         splits: a split-manifest folder (``train.txt`` / ``val.txt`` / ``test.txt``) overriding folds and fractions.
-        train_size: ``synthetic`` only: training scenes (default 4096).
-        val_size: ``synthetic`` only: validation scenes (default 512).
-        test_size: ``synthetic`` only: test scenes (default 512).
-        camera: ``synthetic`` only: render every scene through this one camera (training for one sensor): a pool
-            camera's name, 9 numbers (its XYZ -> raw matrix, e.g. a DNG ``ColorMatrix2``), a path to a
-            ``.json`` / ``.yaml`` file with that matrix or a ``.csv`` of spectral sensitivities
+        train_size: ``synthetic``: training scenes (default 4096); ``photos``: draws per epoch, each photo giving
+            ``max(1, round(train_size / photos))`` of them (each its own camera and light).
+        val_size: ``synthetic``: validation scenes (default 512); ``photos``: fixed draws, counted as for training.
+        test_size: ``synthetic``: test scenes (default 512); ``photos``: fixed draws, counted as for training.
+        camera: ``synthetic`` and ``photos``: render every scene through this one camera (training for one
+            sensor): a pool camera's name, 9 numbers (its XYZ -> raw matrix, e.g. a DNG ``ColorMatrix2``), a path to
+            a ``.json`` / ``.yaml`` file with that matrix or a ``.csv`` of spectral sensitivities
             (``wavelength,r,g,b``), or one of the sensor's DNGs (its calibrated colour matrix for D65). ``None``
             (default): a camera sampled per scene from the pool, camera-agnostic.
-        val_cameras: ``synthetic`` only, without ``camera``: share of the pool's cameras held out for validation
-            (leave-cameras-out: training never sees them; checkpoints are selected on them).
-        test_cameras: ``synthetic`` only: share of the pool's cameras held out for the test split (disjoint from the
-            validation ones).
-        camera_seed: ``synthetic`` only: seed of the leave-cameras-out split of the pool.
+        val_cameras: ``synthetic`` and ``photos``, without ``camera``: share of the pool's cameras held out for
+            validation (leave-cameras-out: training never sees them; checkpoints are selected on them).
+        test_cameras: ``synthetic`` and ``photos``: share of the pool's cameras held out for the test split
+            (disjoint from the validation ones).
+        camera_seed: ``synthetic`` and ``photos``: seed of the leave-cameras-out split of the pool.
         augmentation: ISP preset applied to training batches (``none``, ``light``, ``default``, ``heavy``).
         relight: probability of swapping an image's light with another image's of the batch.
         spatial: random flips and resized crops of training batches.
@@ -193,7 +194,8 @@ class AWBDataModule(BaseDataModule):
                 f"AWBDataModule: unknown format {format!r}; choose synthetic or one of {format_names('awb')} "
                 "(or register your own with @register_format('awb', name) before building the datamodule)."
             )
-        files, synthetic = format != "synthetic", format == "synthetic"
+        files = format != "synthetic"
+        rendered = format in ("synthetic", "photos")  # scenes drawn through a camera pool, sized in draws
         # A split manifest replaces folds and fractions. fold and num_folds keep their defaults (None already means
         # "every image"): a value other than the default is refused by the built-in formats without folds.
         split_by_us, builtin = files and splits is None, format in AWB_FORMATS
@@ -209,13 +211,13 @@ class AWBDataModule(BaseDataModule):
                     None if num_folds == 3 else num_folds,
                     split_by_us and (format in ("nus8", "cube_plus") or not builtin),
                 ),
-                "train_size": (train_size, synthetic),
-                "val_size": (val_size, synthetic),
-                "test_size": (test_size, synthetic),
-                "camera": (camera, synthetic),
-                "val_cameras": (val_cameras, synthetic and camera is None),
-                "test_cameras": (test_cameras, synthetic and camera is None),
-                "camera_seed": (camera_seed, synthetic and camera is None),
+                "train_size": (train_size, rendered),
+                "val_size": (val_size, rendered),
+                "test_size": (test_size, rendered),
+                "camera": (camera, rendered),
+                "val_cameras": (val_cameras, rendered and camera is None),
+                "test_cameras": (test_cameras, rendered and camera is None),
+                "camera_seed": (camera_seed, rendered and camera is None),
             },
             DEFAULTS,
         )
@@ -347,17 +349,12 @@ class AWBDataModule(BaseDataModule):
         if self.format == "synthetic":
             self.camera_pools = self.synthetic_cameras()
             for offset, split in enumerate(("train", "val", "test")):
-                if split == "train":
-                    # One sensor: only unit-to-unit variation (a few nm, a few % of gain); a pool: imaginary cameras.
-                    variation = CameraVariation(0.0, 1.5, 0.05, 0.05) if self.camera is not None else CameraVariation()
-                else:
-                    variation = CameraVariation.none()
                 dataset = SyntheticAWBDataset(
                     self.sizes[split],
                     self.image_size,
                     seed=self.seed * 10 + offset,
                     cameras=self.camera_pools[split],
-                    variation=variation,
+                    variation=self._camera_variation(split),
                 )
                 setattr(self, f"{split}_dataset", dataset)
             return
@@ -372,6 +369,8 @@ class AWBDataModule(BaseDataModule):
             needs_target=self.format != "photos",
         )
         self.records = self.split_records(records)
+        if self.format == "photos":
+            self.camera_pools = self.synthetic_cameras()
         for offset, split in enumerate(("train", "val", "test")):
             records = self.records[split]
             if split == "test" and records is self.records["val"]:
@@ -379,14 +378,30 @@ class AWBDataModule(BaseDataModule):
                 continue
             if self.format == "photos":
                 dataset: Any = PhotoAWBDataset(
-                    records, self.image_size, seed=self.seed + offset, fixed=split != "train"
+                    records,
+                    self.image_size,
+                    seed=self.seed + offset,
+                    fixed=split != "train",
+                    cameras=self.camera_pools[split],
+                    variation=self._camera_variation(split),
+                    draws_per_photo=max(1, round(self.sizes[split] / max(1, len(records)))),
                 )
             else:
                 dataset = RawAWBDataset(records, self.image_size)
             setattr(self, f"{split}_dataset", dataset)
 
+    def _camera_variation(self, split: str) -> CameraVariation:
+        """How the cameras of ``split`` vary around its pool: training only, and for one sensor only a little."""
+        if split != "train":
+            return CameraVariation.none()
+        # One sensor: only unit-to-unit variation (a few nm, a few % of gain); a pool: imaginary cameras.
+        return CameraVariation(0.0, 1.5, 0.05, 0.05) if self.camera is not None else CameraVariation()
+
     def synthetic_cameras(self) -> dict[str, Any]:
-        """The camera pool of each split of the synthetic data (leave-cameras-out unless ``camera`` is set)."""
+        """The camera pool of each split of the rendered data, synthetic or photos.
+
+        Leave-cameras-out (``val_cameras``, ``test_cameras``) unless ``camera`` is set.
+        """
         from moto_vision.isp.cameras import CameraPool, camera_from_spec
 
         if self.camera is not None:

@@ -2,8 +2,8 @@
 
 - :class:`RawAWBDataset`: raw benchmark images with their official preprocessing (black level, saturation,
   masked charts), resized to a working size with a valid-pixel-weighted area filter, cached in memory.
-- :class:`PhotoAWBDataset`: ordinary sRGB photos unprocessed into camera raw under a sampled light
-  (``isp.unprocess``, Brooks et al. 2019); validation and test draws are fixed per image.
+- :class:`PhotoAWBDataset`: ordinary sRGB photos relit by a light spectrum and seen through a sampled camera
+  (:mod:`moto_vision.data.awb.photo_scenes`); validation and test draws are fixed per sample.
 
 Samples: ``image`` float ``(3, S, S)`` linear camera RGB in ``[0, 1]`` with invalid pixels zeroed,
 ``illuminant`` unit-norm ``(3,)``, ``valid`` bool ``(S, S)``. Camera captures (``dng``, ``raw_png``) add
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,10 @@ from torch.utils.data import Dataset
 from moto_vision.data.awb.formats import read_raw_record
 from moto_vision.data.images import read_image
 from moto_vision.data.records import SampleRecord
+
+if TYPE_CHECKING:
+    from moto_vision.data.awb.synthetic import CameraVariation
+    from moto_vision.isp.cameras import CameraPool
 
 __all__ = [
     "CAPTURE_KEYS",
@@ -157,47 +161,70 @@ def _read_photo(path: Any, size: int) -> Tensor:
 
 
 class PhotoAWBDataset(Dataset):
-    """White-balanced sRGB photos turned into AWB pairs with ``isp.unprocess`` under a sampled light.
+    """White-balanced sRGB photos relit by light spectra and seen through sampled cameras (``photos`` format).
 
-    Each access unprocesses the (cached, resized) photo with a random camera and light; the light's camera
-    RGB is the ground truth. With ``fixed=True`` (validation, test) image ``i`` always gets the same draw.
+    Every draw renders a (cached, resized) photo with :func:`~moto_vision.data.awb.photo_scenes.render_photo`: a
+    camera of ``cameras``, a light spectrum, exposure, noise, clipping, maybe a masked chart; the light's colour in
+    that camera is the ground truth and the camera's XYZ -> raw matrix travels as ``"camera"``. Each photo gives
+    ``draws_per_photo`` samples per epoch; with ``fixed=True`` (validation, test) sample ``i`` is always the same draw,
+    otherwise every access draws anew (from torch's global generator, so ``seed_everything`` repeats a run).
 
     Args:
         records: photo records (from the ``photos`` indexer).
         image_size: output height and width (short side resized, centre crop).
         seed: seed of the fixed draws.
-        fixed: same light and camera per image on every access.
+        fixed: same camera, light and sensor draw per sample on every access.
+        cameras: the camera pool (default: :meth:`CameraPool.default`, every pool camera).
+        variation: camera variation around the pool (default: none; the training split passes the training
+            variation).
+        draws_per_photo: samples per photo and epoch (each its own camera and light).
     """
 
-    def __init__(self, records: Sequence[SampleRecord], image_size: int = 64, seed: int = 0, fixed: bool = False):
+    def __init__(
+        self,
+        records: Sequence[SampleRecord],
+        image_size: int = 64,
+        seed: int = 0,
+        fixed: bool = False,
+        cameras: CameraPool | None = None,
+        variation: CameraVariation | None = None,
+        draws_per_photo: int = 1,
+    ):
+        from moto_vision.isp.cameras import CameraPool
+
+        if draws_per_photo < 1:
+            raise ValueError(f"PhotoAWBDataset: draws_per_photo must be at least 1, got {draws_per_photo}.")
         self.records = list(records)
         self.image_size = image_size
         self.seed = seed
         self.fixed = fixed
+        self.cameras = cameras if cameras is not None else CameraPool.default()
+        self.variation = variation
+        self.draws_per_photo = int(draws_per_photo)
         self._photos: dict[int, Tensor] = {}
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.records) * self.draws_per_photo
 
     def photo(self, index: int) -> Tensor:
-        """The cached sRGB photo ``(3, S, S)``."""
+        """The cached sRGB photo ``(3, S, S)`` of record ``index``."""
         if index not in self._photos:
             self._photos[index] = _read_photo(self.records[index].image, self.image_size)
         return self._photos[index]
 
     def preload(self, description: str = "Reading photos") -> None:
         """Decode every photo now, so a bad file stops the run before training."""
-        for index in _progress(range(len(self)), description):
+        for index in _progress(range(len(self.records)), description):
             self.photo(index)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        from moto_vision.isp import unprocess
+        from moto_vision.data.awb.photo_scenes import render_photo
 
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index) if self.fixed else None
-        raw, params = unprocess(self.photo(index)[None], generator=generator)
-        raw = raw[0]
-        valid = (raw < 1.0).all(dim=0)
-        return {"image": raw * valid, "illuminant": params["illuminant"][0], "valid": valid}
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} is outside 0..{len(self) - 1}")
+        seed = self.seed * 1_000_003 + index if self.fixed else int(torch.randint(2**62, (1,)))
+        generator = torch.Generator().manual_seed(seed)
+        return render_photo(self.photo(index % len(self.records)), generator, self.cameras, self.variation)
 
 
 class CapturePredictDataset(Dataset):

@@ -616,8 +616,9 @@ def write_capture_ground_truth(path: Path, rows: Sequence[dict[str, Any]]) -> Pa
 def index_photos(root: Path, **options: Any) -> list[SampleRecord]:
     """Index a folder (recursively) of ordinary white-balanced sRGB photos (JPEG, HEIC, PNG, WebP, BMP, TIFF).
 
-    They carry no illuminant: :class:`~moto_vision.data.awb.datasets.PhotoAWBDataset` unprocesses each into
-    linear camera raw under a sampled light (Brooks et al. 2019), which becomes its ground truth.
+    They carry no illuminant: :class:`~moto_vision.data.awb.datasets.PhotoAWBDataset` relights each with a light
+    spectrum seen through a sampled camera (:mod:`moto_vision.data.awb.photo_scenes`), and that light's colour in
+    the camera becomes its ground truth.
     """
     root = _require_root(root, "Photos")
     images = _images_in(root, PHOTO_SUFFIXES)

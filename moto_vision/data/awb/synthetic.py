@@ -45,7 +45,7 @@ from moto_vision.isp import random_noise_levels
 from moto_vision.isp.cameras import CameraPool
 from moto_vision.isp.spectral import WAVELENGTHS, daylight_spd, fit_xyz_to_raw, planck_spd, spectral_data
 
-__all__ = ["CameraVariation", "MondrianConfig", "SyntheticAWBDataset", "render_mondrians"]
+__all__ = ["CameraVariation", "MondrianConfig", "SyntheticAWBDataset", "render_mondrians", "sample_light_spectra"]
 
 # An orthonormal basis of the chroma plane (perpendicular to grey).
 _CHROMA_BASIS = torch.tensor([[1.0, -1.0, 0.0], [1.0, 1.0, -2.0]]) / torch.tensor([[math.sqrt(2.0)], [math.sqrt(6.0)]])
@@ -204,8 +204,13 @@ def _smooth_spectral_factor(g: torch.Generator, n: int, strength: float) -> Tens
     return torch.exp(strength * torch.randn(n, 3, generator=g, dtype=torch.float64) @ basis)
 
 
-def _light_spectra(g: torch.Generator, n: int, config: MondrianConfig) -> Tensor:
-    """``(n, L)`` light spectra (peak 1): daylight, black body or a tabulated lamp, maybe tinted or mixed."""
+def sample_light_spectra(g: torch.Generator, n: int, config: MondrianConfig) -> Tensor:
+    """``(n, L)`` light spectra (peak 1): daylight, black body or a tabulated lamp, maybe tinted or mixed.
+
+    The light model of the synthetic scenes (the module docstring), shared with the relit photos of
+    :mod:`moto_vision.data.awb.photo_scenes`; ``config`` gives the shares and ranges (``light_kinds``,
+    ``daylight_cct``, ``planck_cct``, ``mixed_share``, ``tint_share``, ``tint_strength``).
+    """
     data = spectral_data()
     lamps = data["lights"]
     spectra = []
@@ -321,7 +326,7 @@ def _scene_parameters(
             yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
             specular += amp * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
 
-    spd = _light_spectra(g, 2, config)
+    spd = sample_light_spectra(g, 2, config)
     two_lights = float(torch.rand(1, generator=g)) < config.two_light_share
     # The second light covers a soft half-plane that stays a minority of the frame.
     angle2 = float(_uniform(g, 0.0, 2 * math.pi, 1)[0])
