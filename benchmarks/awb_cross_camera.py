@@ -355,9 +355,10 @@ def evaluate(
     """
     results: dict[str, dict[str, dict]] = {}
     for set_name, (images, labels, cameras, groups) in sets.items():
-        errors = {m: errors_of(est, images, labels) for m, est in methods.items()}
+        plain = {m: est for m, est in methods.items() if not getattr(est, "camera_only", False)}
+        errors = {m: errors_of(est, images, labels) for m, est in plain.items()}
         for m, est in methods.items():
-            if getattr(est, "camera_head", None) is not None:  # camera-aware: also with the camera given
+            if getattr(est, "takes_camera", False):  # camera-aware: also with the camera given
                 errors[m + " + camera"] = errors_of(est, images, labels, cameras)
         intervals = bootstrap(errors, groups, draws, seed) if draws > 0 else {}
         results[set_name] = {m: {**_statistics(e), "ci": intervals.get(m, {})} for m, e in errors.items()}
@@ -523,6 +524,25 @@ def vote_report(name: str, model: nn.Module, sets: dict[str, tuple[Tensor, ...]]
     return "\n".join(lines)
 
 
+class OnLocus(nn.Module):
+    """A classical baseline with the locus prior of ``--locus-band``: scored only with each image's camera.
+
+    So a model's gain from the prior can be told from its own (the prior has no weights and fits any estimate).
+    """
+
+    takes_camera = camera_only = True
+
+    def __init__(self, estimator: nn.Module, band: float) -> None:
+        super().__init__()
+        from moto_vision.models import LocusPrior
+
+        self.estimator = estimator
+        self.locus_prior = LocusPrior(band)
+
+    def forward(self, x: Tensor, camera: Tensor) -> Tensor:
+        return self.locus_prior(self.estimator(x), camera)
+
+
 class _AWBOutput(nn.Module):
     """The ``"awb"`` output of a multi-task model, as an estimator ``x -> (B, 3)``."""
 
@@ -590,6 +610,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--photo-folds", type=int, default=2, help="number of photo folds (default: %(default)s)")
     parser.add_argument(
+        "--locus-band",
+        type=float,
+        default=None,
+        help="give every AWBRegressor checkpoint this locus prior (log-chromaticity band, e.g. 0.05): it then also "
+        "gets a '+ camera' row, scored with each image's camera",
+    )
+    parser.add_argument(
         "--write-photos",
         type=Path,
         default=None,
@@ -611,9 +638,13 @@ def main(argv: list[str] | None = None) -> int:
             AWBDataModule(camera=args.camera).synthetic_cameras()  # what --data.camera does with it
         except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
             parser.exit(2, f"error: --camera {str(error).removeprefix('--data.camera ')}\n")
+    if args.locus_band is not None:
+        methods[f"{BASELINE_TITLES[REFERENCE]} + locus prior"] = OnLocus(create_baseline(REFERENCE), args.locus_band)
     for k, path in enumerate(args.ckpt):  # before the sets are built: a bad checkpoint stops the run at once
         name = args.name[k] if k < len(args.name) else Path(path).parent.parent.name + "/" + Path(path).stem
         methods[name] = load_estimator(path)
+        if args.locus_band is not None and hasattr(methods[name], "set_locus_band"):
+            methods[name].set_locus_band(args.locus_band)
     sets = build_sets(args)
     if args.photo_fold is not None:
         sets = keep_photo_fold(sets, photo_names(_photo_files(args)), args.photo_fold, args.photo_folds)
@@ -621,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_results(results, sets))
     if args.votes:
         for name, method in methods.items():
-            if name not in BASELINES:
+            if name not in BASELINES and not isinstance(method, OnLocus):
                 print(vote_report(name, method, sets))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ leave-cameras-out splits, one-sensor data and the camera-aware model."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -187,3 +188,80 @@ def test_one_sensor_from_one_of_its_dngs(tmp_path: Path) -> None:
     bare = CaptureSpec(size=(32, 48), color_matrix=False)
     with pytest.raises(ValueError, match="no ColorMatrix1/2 tag"):
         AWBDataModule(camera=str(make_capture(tmp_path / "bare.dng", bare).path)).synthetic_cameras()
+
+
+def _distance_to_locus(estimate: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """Written from the definition: the smallest log-chromaticity distance to 4000 locus points (1800-16000 K)."""
+    from moto_vision.isp.color import planckian_xyz
+
+    cct = torch.exp(torch.linspace(np.log(1800.0), np.log(16000.0), 4000, dtype=torch.float64))
+    locus = torch.einsum("ij,kj->ki", camera.double(), planckian_xyz(cct))
+
+    def chroma(v: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.log(v[..., 0] / v[..., 1]), torch.log(v[..., 2] / v[..., 1])], dim=-1)
+
+    return (chroma(estimate.double())[:, None] - chroma(locus)[None]).norm(dim=-1).min(dim=1).values
+
+
+def test_locus_prior_keeps_estimates_within_the_band_of_the_cameras_locus() -> None:
+    from moto_vision.isp.color import planckian_xyz
+    from moto_vision.models import LocusPrior
+
+    camera = torch.tensor(ADOBE_XYZ_TO_RAW["Nikon D750"]).double().view(3, 3) / 1e4
+    on_locus = torch.nn.functional.normalize(
+        torch.einsum("ij,kj->ki", camera, planckian_xyz(torch.tensor([2300.0, 3100.0, 5200.0, 9000.0]).double())), dim=1
+    )
+    cameras = camera.float().expand(4, 3, 3)
+    # A light on the locus stays where it is; estimates pushed off it (green, magenta) come back to the band.
+    assert _angle(LocusPrior(0.0)(on_locus.float(), cameras), on_locus).max() < 0.02
+    off = on_locus * torch.tensor([[1.0, 1.25, 1.0], [1.0, 0.8, 1.0], [1.0, 1.15, 1.0], [1.0, 0.9, 1.0]]).double()
+    assert (_distance_to_locus(off, camera) > 0.08).all()
+    for band in (0.0, 0.03, 0.05):
+        kept = LocusPrior(band)(off.float(), cameras)
+        assert torch.allclose(_distance_to_locus(kept, camera), torch.full((4,), band, dtype=torch.float64), atol=2e-3)
+        assert torch.allclose(kept.norm(dim=1), torch.ones(4), atol=1e-6)
+    near = on_locus * torch.tensor([1.0, 1.02, 1.0]).double()  # within the band: untouched
+    assert _angle(LocusPrior(0.05)(near.float(), cameras), near).max() < 1e-3
+    # Gains on the raw channels move the locus with the estimate: the prior commutes with them.
+    gains = torch.tensor([1.8, 1.0, 0.6])
+    moved = LocusPrior(0.03)(off.float() * gains, gains[:, None] * cameras)
+    assert _angle(moved, LocusPrior(0.03)(off.float(), cameras) * gains).max() < 1e-3
+    with pytest.raises(ValueError, match="band must be >= 0"):
+        LocusPrior(-0.1)
+
+
+def test_locus_band_acts_only_when_the_camera_is_known_and_exports_with_it() -> None:
+    torch.manual_seed(0)
+    options = dict(backbone="mobilenetv3_small_050", feature_level=1, classical_votes=True, head_channels=16)
+    options.update(vote_features=False, local_votes="training", vote_chromaticity="relative")
+    plain = AWBRegressor(**options).eval()
+    model = AWBRegressor(**options, locus_band=0.05).eval()
+    model.load_state_dict(plain.state_dict())  # the prior has no weights
+    x = torch.rand(3, 3, 64, 64) * torch.tensor([0.3, 1.0, 0.9])[:, None, None]
+    camera = (torch.tensor(ADOBE_XYZ_TO_RAW["Nikon D750"]).float().view(3, 3) / 1e4).expand(3, 3, 3)
+    with torch.no_grad():
+        assert torch.equal(model(x), plain(x))  # no camera: the camera-agnostic estimate
+        kept = model(x, camera)
+        assert torch.equal(plain(x, camera), plain(x))  # a model without the option ignores the camera
+    assert (_distance_to_locus(kept, camera[0]) <= 0.05 + 2e-3).all()
+    assert model.takes_camera and not plain.takes_camera
+    training, plain_training = copy.deepcopy(model).train(), copy.deepcopy(plain).train()  # (BatchNorm statistics)
+    assert torch.equal(training(x, camera), plain_training(x))  # not in training: the network learns without it
+    # Exported: the camera is a second input, or baked in with export_camera (one file per sensor).
+    inputs = model.export_inputs(x[:1])
+    assert list(inputs) == ["image", "camera"]
+    program = torch.export.export(model.export_module(), (x[:1], camera[:1]))
+    with torch.no_grad():
+        one = model(x[:1], camera[:1])  # (batch 1 and batch 3 convolutions round differently, by ~1e-4)
+        assert torch.allclose(program.module()(x[:1], camera[:1]), one, atol=1e-5)
+    baked = AWBRegressor(**options, locus_band=0.05, export_camera=camera[0].flatten().tolist()).eval()
+    baked.load_state_dict(plain.state_dict())
+    assert list(baked.export_inputs(x[:1])) == ["image"]
+    with torch.no_grad():
+        assert torch.allclose(baked.export_module()(x), kept, atol=1e-5)
+    # A trained checkpoint takes it afterwards.
+    plain.set_locus_band(0.05)
+    with torch.no_grad():
+        assert torch.allclose(plain(x, camera), kept) and plain.hparams.locus_band == 0.05
+    with pytest.raises(ValueError, match="locus_band must be >= 0"):
+        AWBRegressor(**options, locus_band=-1.0)

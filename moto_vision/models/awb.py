@@ -57,6 +57,7 @@ __all__ = [
     "GrayEdge",
     "GrayIndex",
     "GrayWorld",
+    "LocusPrior",
     "PercentileWhitePatch",
     "PoolingMLPHead",
     "ShadesOfGray",
@@ -579,6 +580,63 @@ class CameraPriorHead(nn.Module):
         delta = self.mlp(torch.cat([relative.flatten(1), pooled], dim=1)).clamp(-3.0, 3.0)
         delta = delta - delta.mean(dim=-1, keepdim=True)
         return _unit(estimate * torch.exp(delta))
+
+
+class LocusPrior(nn.Module):
+    """Keep an illuminant estimate within ``band`` of the camera's Planckian locus, in log chromaticity.
+
+    Real lights lie close to the Planckian locus (daylight a little above it, incandescent light on it), so once the
+    camera is known, an estimate far off the locus is mostly error. The locus of the camera is ``camera @ XYZ(T)``
+    (the black body's CIE XYZ for ``T`` in 1800-16000 K, its raw colour through the camera's XYZ -> raw matrix) as a
+    polyline in log chromaticity ``(log(r / g), log(b / g))``; the estimate's offset from its nearest point keeps its
+    direction and is shortened to at most ``band``. Along the locus (the light's colour temperature) nothing changes.
+    No parameters; the nearest segment is picked with min / equality / sums, so the graph exports.
+
+    Phone AWB pipelines constrain estimates to a band around the sensor's locus in the same way (a "grey zone"
+    calibrated per sensor); this is that constraint with the locus computed from the colour matrix.
+
+    Args:
+        band: the largest distance from the locus kept, in log-chromaticity units (0.05: about 5% of a channel
+            ratio; 0 snaps every estimate onto the locus).
+        points: number of locus points (log-spaced in temperature).
+    """
+
+    def __init__(self, band: float, points: int = 128) -> None:
+        super().__init__()
+        from moto_vision.isp.color import planckian_xyz
+
+        if not band >= 0:
+            raise OptionError(f"LocusPrior: band must be >= 0 (log-chromaticity units), got {band}.")
+        self.band = float(band)
+        cct = torch.exp(torch.linspace(math.log(1800.0), math.log(16000.0), points, dtype=torch.float64))
+        self.register_buffer("locus_xyz", planckian_xyz(cct).float(), persistent=False)
+
+    @staticmethod
+    def _chroma(rgb: Tensor) -> Tensor:
+        log = torch.log(rgb.clamp_min(_EPS))
+        return torch.stack([log[..., 0] - log[..., 1], log[..., 2] - log[..., 1]], dim=-1)
+
+    def forward(self, estimate: Tensor, camera: Tensor) -> Tensor:
+        """The estimate ``(B, 3)``, unit norm, within ``band`` of the locus of ``camera`` ``(B, 3, 3)`` (XYZ -> raw)."""
+        locus = torch.einsum("bij,kj->bki", camera.to(estimate.dtype), self.locus_xyz.to(estimate.dtype))
+        points = self._chroma(locus.abs())  # (B, K, 2): a camera's raw values of real lights are positive
+        point = self._chroma(estimate)[:, None, :]  # (B, 1, 2)
+        start, step = points[:, :-1], points[:, 1:] - points[:, :-1]
+        t = ((point - start) * step).sum(dim=-1, keepdim=True) / (step * step).sum(dim=-1, keepdim=True).clamp_min(
+            1e-12
+        )
+        nearest = start + t.clamp(0.0, 1.0) * step  # (B, K - 1, 2): the closest point of each segment
+        distance = (point - nearest).square().sum(dim=-1)
+        pick = (distance <= distance.amin(dim=1, keepdim=True)).to(estimate.dtype)  # the closest segment(s)
+        on_locus = (pick[..., None] * nearest).sum(dim=1) / pick.sum(dim=1, keepdim=True)
+        offset = point[:, 0] - on_locus
+        length = offset.square().sum(dim=-1, keepdim=True).sqrt()
+        chroma = on_locus + offset * (length.clamp(max=self.band) / length.clamp_min(1e-12))
+        rgb = torch.stack([torch.exp(chroma[:, 0]), torch.ones_like(chroma[:, 0]), torch.exp(chroma[:, 1])], dim=-1)
+        return _unit(rgb)
+
+    def extra_repr(self) -> str:
+        return f"band={self.band}"
 
 
 # --------------------------------------------------------------------------------------------- baselines

@@ -2,8 +2,8 @@
 
 The model takes linear camera RGB ``(B, 3, H, W)`` in ``[0, 1]`` (any ``H, W >= 64``) and returns the
 illuminant as unit-norm RGB ``(B, 3)``; the image is corrected with ``x / illuminant * illuminant[:, 1:2]``.
-With ``camera_input=True`` it also accepts the camera's XYZ -> raw matrix ``(B, 3, 3)`` as a second input
-(``model(x, camera)``; batches carry it as ``"camera"``); without it, it is camera-agnostic.
+With ``camera_input=True`` or a ``locus_band`` it also accepts the camera's XYZ -> raw matrix ``(B, 3, 3)`` as a
+second input (``model(x, camera)``; batches carry it as ``"camera"``); without it, it is camera-agnostic.
 
 ``test`` always scores the classical baselines (Gray World, White Patch, Shades of Gray, Gray Edge) on the
 same batches as the model and prints one FFCC-style table with every method as a row, so a result never
@@ -33,6 +33,7 @@ from moto_vision.models.awb import (
     CameraPriorHead,
     ExposureNormalize,
     LocalVotes,
+    LocusPrior,
     VoteChromaticity,
     channel_reference,
     create_baseline,
@@ -108,8 +109,13 @@ class AWBRegressor(KitTask):
             XYZ -> raw matrix when one is given (``model(x, camera)``); ``model(x)`` stays camera-agnostic.
         camera_dropout: camera-aware training only: share of training images whose camera is withheld, so the
             camera-agnostic path keeps learning too.
-        export_camera: camera-aware models: the XYZ -> raw matrix (9 numbers, row-major) baked into the exported
-            graph, which then takes only the image (one file per sensor); ``None`` exports the camera-agnostic path.
+        export_camera: camera-aware models (``camera_input`` or ``locus_band``): the XYZ -> raw matrix (9 numbers,
+            row-major) baked into the exported graph, which then takes only the image (one file per sensor); ``None``
+            exports a graph that takes the camera as a second input (``locus_band``) or the camera-agnostic path.
+        locus_band: when the camera is known (``model(x, camera)``, the batches' ``"camera"``, ``export_camera``), keep
+            the estimate within this distance of the camera's Planckian locus in log chromaticity
+            (:class:`~moto_vision.models.LocusPrior`; 0.05 measured best, ``docs/awb.md#locus-prior``); not in
+            training, so ``model(x)`` without a camera is what the network learned. ``None``: off.
         image_size: input size the model is trained and exported at (``moto-vision fit`` takes the data's).
         method: ``"learned"`` (the network) or a classical baseline to use instead of it.
         baselines: classical methods scored next to the model in ``test`` (``None``: all of them).
@@ -147,6 +153,7 @@ class AWBRegressor(KitTask):
         camera_input: bool = False,
         camera_dropout: float = 0.3,
         export_camera: list[float] | None = None,
+        locus_band: float | None = None,
         image_size: int = 64,
         method: Method = "learned",
         baselines: list[str] | None = None,
@@ -156,8 +163,10 @@ class AWBRegressor(KitTask):
         unknown = [b for b in baselines or [] if b not in BASELINES]
         if unknown:
             raise OptionError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
-        if export_camera is not None and (len(export_camera) != 9 or not camera_input):
-            raise OptionError("AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True.")
+        if export_camera is not None and (len(export_camera) != 9 or not (camera_input or locus_band is not None)):
+            raise OptionError(
+                "AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True or a locus_band."
+            )
         super().__init__(**kwargs)
         self._camera: Tensor | None = None
 
@@ -172,6 +181,7 @@ class AWBRegressor(KitTask):
         hp = self.hparams
         width = self.backbone.channels[self.kit.feature_levels(len(self.backbone.channels))[0]]
         self.camera_head = CameraPriorHead(width) if hp.get("camera_input", False) else None
+        self.set_locus_band(hp.get("locus_band"))
         self.baseline = create_baseline(hp.method) if hp.method != "learned" else None
         names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
         self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
@@ -193,7 +203,9 @@ class AWBRegressor(KitTask):
         camera = camera if camera is not None else self._camera
         if self.camera_head is None and not self.kit.needs_features(self):
             # The feature-blind classical votes alone decide (eval mode): no backbone in this graph.
-            return unit_length(self._undo_reference(self.kit.forward(self, None, x), reference))
+            return self._near_locus(
+                unit_length(self._undo_reference(self.kit.forward(self, None, x), reference)), camera
+            )
         features = self.backbone(self.normalize(x))
         estimate = self.kit.forward(self, features, x)
         if self.camera_head is not None and camera is not None:
@@ -203,7 +215,30 @@ class AWBRegressor(KitTask):
                 keep = torch.rand(x.shape[0], 1, device=x.device) >= self.hparams.camera_dropout
                 refined = torch.where(keep, refined, estimate)
             estimate = refined
-        return unit_length(self._undo_reference(estimate, reference))
+        return self._near_locus(unit_length(self._undo_reference(estimate, reference)), camera)
+
+    def set_locus_band(self, band: float | None) -> None:
+        """Switch the locus prior on (``band``, log-chromaticity units) or off (``None``), e.g. on a trained model.
+
+        The prior has no weights, so any checkpoint can use it: ``model.set_locus_band(0.05)``, then
+        ``model(x, camera)``. The same as the ``locus_band`` option (recorded in the hyperparameters, so a checkpoint
+        saved afterwards keeps it).
+        """
+        if band is not None and not band >= 0:
+            raise OptionError(f"AWBRegressor: locus_band must be >= 0 (log-chromaticity units) or null, got {band}.")
+        self.hparams["locus_band"] = band
+        self.locus_prior = LocusPrior(band) if band is not None else None
+
+    @property
+    def takes_camera(self) -> bool:
+        """Whether the model uses the camera's matrix when it is given (``camera_input`` or ``locus_band``)."""
+        return self.camera_head is not None or self.locus_prior is not None
+
+    def _near_locus(self, estimate: Tensor, camera: Tensor | None) -> Tensor:
+        """The estimate kept near the camera's locus (``locus_band``), when the camera is known and not training."""
+        if self.locus_prior is None or camera is None or self.training:
+            return estimate
+        return self.locus_prior(estimate, camera)
 
     @staticmethod
     def _undo_reference(estimate: Tensor, reference: Tensor | None) -> Tensor:
@@ -212,7 +247,7 @@ class AWBRegressor(KitTask):
 
     def shared_step(self, batch: Batch, split: str) -> tuple[Tensor, Any]:
         # The camera rides along with the batch for camera-aware models (`forward(x)` stays the one-input contract).
-        self._camera = batch.get("camera") if self.camera_head is not None else None
+        self._camera = batch.get("camera") if self.takes_camera else None
         try:
             return super().shared_step(batch, split)
         finally:
@@ -235,7 +270,7 @@ class AWBRegressor(KitTask):
         A camera-aware model takes the image and the camera's matrix; with ``export_camera`` the matrix is baked in
         and the graph takes only the image (one file per sensor).
         """
-        if self.camera_head is not None and self.hparams.get("export_camera") is not None:
+        if self.takes_camera and self.hparams.get("export_camera") is not None:
             matrix = torch.tensor(self.hparams.export_camera, dtype=torch.float32).view(1, 3, 3)
             return _WithCamera(self, matrix)
         return self
@@ -246,7 +281,7 @@ class AWBRegressor(KitTask):
         The example camera is the Nikon D5100's XYZ -> raw matrix (Adobe ``ColorMatrix2``); data batches supply
         their own under the same key.
         """
-        if self.camera_head is None or self.hparams.get("export_camera") is not None:
+        if not self.takes_camera or self.hparams.get("export_camera") is not None:
             return {"image": image}
         from moto_vision.isp.camera_matrices import ADOBE_XYZ_TO_RAW
 
