@@ -327,7 +327,9 @@ def _build_cli_class() -> type:
             # Lightning reads the checkpoint's hyperparameters into the model config, importing the class the
             # checkpoint names (`_class_path`): refuse one that is neither trusted nor the recipe's own model.
             _check_checkpoint_model(self.config)
+            before = _model_options(self.config)
             super()._parse_ckpt_path()
+            _note_checkpoint_options(before, _model_options(self.config), section.get("ckpt_path") if section else None)
 
         def before_instantiate_classes(self) -> None:
             config = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -406,6 +408,32 @@ def _cli_class() -> type:
     if _LazyCLIMeta._cls is None:
         _LazyCLIMeta._cls = _build_cli_class()
     return _LazyCLIMeta._cls
+
+
+def _model_options(config: Any) -> dict[str, Any]:
+    """The model's ``init_args`` of the parsed config's subcommand, as a plain dict (empty when there is none)."""
+    subcommand = config.get("subcommand")
+    section = config.get(subcommand) if subcommand else None
+    model = section.get("model") if section is not None else None
+    init = model.get("init_args") if hasattr(model, "get") else None
+    return dict(init.items()) if hasattr(init, "items") else {}
+
+
+def _note_checkpoint_options(before: dict[str, Any], after: dict[str, Any], ckpt_path: Any) -> None:
+    """Say which model options the checkpoint's hyperparameters replaced (Lightning's CLI gives them precedence).
+
+    ``test --ckpt_path X --model.init_args.locus_band 0.05`` otherwise runs with the checkpoint's value in silence.
+    """
+    changed = [k for k, v in before.items() if k in after and after[k] != v and not str(k).startswith("_")]
+    if not changed:
+        return
+    listed = ", ".join(f"{k} {after[k]!r} (config: {before[k]!r})" for k in changed)
+    print(
+        f"note: the model is built with the options recorded in {ckpt_path}, which replace the config's: {listed}. "
+        "To change an inference option of a trained model, set it in Python (e.g. AWBRegressor.set_locus_band) or "
+        "train with it.",
+        file=sys.stderr,
+    )
 
 
 def _check_checkpoint_model(config: Any) -> None:

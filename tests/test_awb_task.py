@@ -169,6 +169,32 @@ def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(
     assert sorted(p.name for p in best.parent.iterdir()) == ["best.ckpt", "last.ckpt"]  # nothing else written
 
 
+def test_locus_prior_rows_and_a_replaced_option_is_said(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    common = ["--config", str(RECIPES / "awb.yaml"), "--trainer.default_root_dir", str(tmp_path)]
+    common += ["--data.train_size", "32", "--data.val_size", "16", "--data.test_size", "16"]
+    fit = [
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_model_summary",
+        "false",
+        "--model.init_args.locus_band",
+        "0.05",
+    ]
+    assert main(["fit", *common, *fit]) == 0
+    capsys.readouterr()
+    assert main(["test", *common, "--ckpt_path", "best"]) == 0
+    out = capsys.readouterr().out
+    # With the camera known (synthetic batches carry it), the baselines are also scored with the prior: its own gain.
+    assert "| White Patch (max-RGB) |" in out and "| White Patch (max-RGB) + locus prior |" in out
+    assert "local votes) + locus prior |" in out
+    # Lightning builds the model from the checkpoint's options: a different one on the command line is not used, and
+    # that is said rather than silent.
+    assert main(["test", *common, "--ckpt_path", "best", "--model.init_args.locus_band", "0.1"]) == 0
+    captured = capsys.readouterr()
+    assert "replace the config's: locus_band 0.05 (config: 0.1)" in captured.err
+    assert "| White Patch (max-RGB) + locus prior |" in captured.out
+
+
 @pytest.mark.parametrize(
     "recipe,maker", [("awb_cube_plus.yaml", "make_cube_plus"), ("awb_gehler_shi.yaml", "make_gehler_shi")]
 )

@@ -186,6 +186,8 @@ class AWBRegressor(KitTask):
         names = list(BASELINES) if hp.baselines is None else list(hp.baselines)
         self.baseline_estimators = nn.ModuleDict({name: create_baseline(name) for name in names})
         self.baseline_metrics = nn.ModuleDict({name: AngularError() for name in names})
+        # With the locus prior, the baselines are also scored with it: what the prior gives any estimate.
+        self.baseline_locus_metrics = nn.ModuleDict({name: AngularError() for name in names})
         self.camera_awb_metric = AngularError()  # scored when test batches carry the capture's AsShotNeutral
 
     def forward(self, x: Tensor, camera: Tensor | None = None) -> Tensor:
@@ -309,8 +311,12 @@ class AWBRegressor(KitTask):
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         result = super().test_step(batch, batch_idx, dataloader_idx)
         with torch.no_grad():
+            camera = batch.get("camera") if self.locus_prior is not None else None
             for name, estimator in self.baseline_estimators.items():
-                self.baseline_metrics[name].update(estimator(batch["image"]), batch["illuminant"])
+                estimate = estimator(batch["image"])
+                self.baseline_metrics[name].update(estimate, batch["illuminant"])
+                if camera is not None:
+                    self.baseline_locus_metrics[name].update(self.locus_prior(estimate, camera), batch["illuminant"])
             as_shot = batch.get("as_shot_neutral")
             if as_shot is not None:
                 known = torch.isfinite(as_shot).all(dim=1)  # captures without the tag are left out of that row
@@ -324,6 +330,12 @@ class AWBRegressor(KitTask):
             if metric.update_called:
                 self._baseline_results[name] = {k: float(v) for k, v in metric.compute().items()}
                 metric.reset()
+        self._locus_scored = False
+        for name, metric in self.baseline_locus_metrics.items():
+            if metric.update_called:
+                self._baseline_results[f"{name}{_WITH_LOCUS}"] = {k: float(v) for k, v in metric.compute().items()}
+                metric.reset()
+                self._locus_scored = True
         if self.camera_awb_metric.update_called:
             self._baseline_results["camera_awb"] = {k: float(v) for k, v in self.camera_awb_metric.compute().items()}
             self.camera_awb_metric.reset()
@@ -334,17 +346,22 @@ class AWBRegressor(KitTask):
         hp = self.hparams
         if hp.method != "learned":
             return BASELINE_TITLES[hp.method]
+        prior = " + locus prior" if getattr(self, "_locus_scored", False) else ""
         if getattr(self.head, "deploys_without_features", False):
             # What is scored and deployed reads no backbone: say so, not only what it was trained beside.
-            return f"AWBRegressor (classical votes, trained beside {hp.backbone} local votes)"
-        return f"AWBRegressor ({hp.backbone}, {hp.head} head)"
+            return f"AWBRegressor (classical votes, trained beside {hp.backbone} local votes){prior}"
+        return f"AWBRegressor ({hp.backbone}, {hp.head} head){prior}"
 
     def test_results_table(self, values: Mapping[str, float]) -> tuple[str, dict[str, dict[str, float]]]:
         """Markdown table and rows (baselines first, then the model) from test metric values."""
         rows: dict[str, dict[str, float]] = {}
         for name, stats in getattr(self, "_baseline_results", {}).items():
-            if name != self.hparams.method:
-                rows[CAMERA_AWB_TITLE if name == "camera_awb" else BASELINE_TITLES[name]] = stats
+            if name == "camera_awb":
+                rows[CAMERA_AWB_TITLE] = stats
+            elif name.endswith(_WITH_LOCUS):
+                rows[BASELINE_TITLES[name.removesuffix(_WITH_LOCUS)] + " + locus prior"] = stats
+            elif name != self.hparams.method:
+                rows[BASELINE_TITLES[name]] = stats
         rows[self.model_title()] = {k.removeprefix("test_"): v for k, v in values.items() if k != "test_loss"}
         return format_table(rows), rows
 
@@ -385,6 +402,9 @@ class AWBRegressor(KitTask):
             camera_matrices=batch.get("camera_matrices"),
             camera_matrix_cct=batch.get("camera_matrix_cct"),
         )
+
+
+_WITH_LOCUS = "+locus"  # key suffix of a baseline scored with the locus prior
 
 
 class _WithCamera(nn.Module):
