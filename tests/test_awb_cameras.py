@@ -259,6 +259,12 @@ def test_locus_band_acts_only_when_the_camera_is_known_and_exports_with_it() -> 
     assert list(baked.export_inputs(x[:1])) == ["image"]
     with torch.no_grad():
         assert torch.allclose(baked.export_module()(x), kept, atol=1e-5)
+    # export_camera also takes what --data.camera takes, recorded as the matrix the one-sensor batches carry.
+    named = AWBRegressor(**options, locus_band=0.05, export_camera="Nikon D750")
+    d750 = AWBDataModule(camera="Nikon D750").synthetic_cameras()["val"].xyz_to_raw()[0].flatten()
+    assert torch.allclose(torch.tensor(named.hparams.export_camera, dtype=torch.float64), d750, atol=1e-9)
+    with pytest.raises(ValueError, match="export_camera: 'Nikon D7500000'"):
+        AWBRegressor(**options, locus_band=0.05, export_camera="Nikon D7500000")
     # A trained checkpoint takes it afterwards.
     plain.set_locus_band(0.05)
     with torch.no_grad():

@@ -109,9 +109,11 @@ class AWBRegressor(KitTask):
             XYZ -> raw matrix when one is given (``model(x, camera)``); ``model(x)`` stays camera-agnostic.
         camera_dropout: camera-aware training only: share of training images whose camera is withheld, so the
             camera-agnostic path keeps learning too.
-        export_camera: camera-aware models (``camera_input`` or ``locus_band``): the XYZ -> raw matrix (9 numbers,
-            row-major) baked into the exported graph, which then takes only the image (one file per sensor); ``None``
-            exports a graph that takes the camera as a second input (``locus_band``) or the camera-agnostic path.
+        export_camera: camera-aware models (``camera_input`` or ``locus_band``): the camera baked into the exported
+            graph, which then takes only the image (one file per sensor): its XYZ -> raw matrix (9 numbers,
+            row-major) or anything ``--data.camera`` takes (a pool camera's name, a matrix or sensitivity file, one
+            of its DNGs), recorded as the 9 numbers. ``None`` exports a graph that takes the camera as a second
+            input (``locus_band``) or the camera-agnostic path.
         locus_band: when the camera is known (``model(x, camera)``, the batches' ``"camera"``, ``export_camera``), keep
             the estimate within this distance of the camera's Planckian locus in log chromaticity
             (:class:`~moto_vision.models.LocusPrior`; 0.05 measured best, ``docs/awb.md#locus-prior``); not in
@@ -152,7 +154,7 @@ class AWBRegressor(KitTask):
         gain_equivariant: bool = False,
         camera_input: bool = False,
         camera_dropout: float = 0.3,
-        export_camera: list[float] | None = None,
+        export_camera: str | list[float] | None = None,
         locus_band: float | None = None,
         image_size: int = 64,
         method: Method = "learned",
@@ -163,11 +165,15 @@ class AWBRegressor(KitTask):
         unknown = [b for b in baselines or [] if b not in BASELINES]
         if unknown:
             raise OptionError(f"AWBRegressor: unknown baselines {unknown}; choose from {sorted(BASELINES)}.")
+        if isinstance(export_camera, str):
+            export_camera = _camera_numbers(export_camera)
         if export_camera is not None and (len(export_camera) != 9 or not (camera_input or locus_band is not None)):
             raise OptionError(
                 "AWBRegressor: export_camera takes 9 numbers (XYZ -> raw) and needs camera_input=True or a locus_band."
             )
         super().__init__(**kwargs)
+        if export_camera is not None:
+            self.hparams["export_camera"] = [float(v) for v in export_camera]  # the numbers, not a file or a name
         self._camera: Tensor | None = None
 
     # ----------------------------------------------------------------- model
@@ -405,6 +411,20 @@ class AWBRegressor(KitTask):
 
 
 _WITH_LOCUS = "+locus"  # key suffix of a baseline scored with the locus prior
+
+
+def _camera_numbers(spec: str) -> list[float]:
+    """``export_camera`` given as a ``--data.camera`` value: that camera's XYZ -> raw matrix, 9 numbers.
+
+    The least-squares matrix of the camera's sensitivities, as the one-sensor data's batches carry it.
+    """
+    from moto_vision.data.awb.datamodule import camera_pool_from_spec
+
+    try:
+        pool = camera_pool_from_spec(spec)
+    except (ValueError, FileNotFoundError) as error:
+        raise OptionError(f"AWBRegressor: export_camera: {str(error).removeprefix('--data.camera ')}") from None
+    return [float(v) for v in pool.xyz_to_raw()[0].flatten()]
 
 
 class _WithCamera(nn.Module):

@@ -19,6 +19,7 @@ colour transforms change the raw space, so they update it too (``camera <- trans
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ from moto_vision.data.options import refuse_ignored_options, require_format_for_
 from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
 from moto_vision.data.validation import check_records
 
-__all__ = ["AWB_FORMATS", "AWBDataModule"]
+__all__ = ["AWB_FORMATS", "AWBDataModule", "camera_pool_from_spec"]
 
 #: Formats that ship with moto-vision; more register with ``@register_format("awb", name)``.
 AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp", "dng", "raw_png")
@@ -112,6 +113,22 @@ def _hash_split(
     if not chosen:
         chosen = {min(range(len(records)), key=scores.__getitem__)}
     return [r for i, r in enumerate(records) if i in chosen], [r for i, r in enumerate(records) if i not in chosen]
+
+
+def camera_pool_from_spec(spec: str | Sequence[float]) -> Any:
+    """The one camera a ``--data.camera`` value names, as a :class:`~moto_vision.isp.cameras.CameraPool`.
+
+    What :func:`~moto_vision.isp.cameras.camera_from_spec` takes (a pool camera's name, 9 numbers, a matrix or
+    sensitivity file), or one of the sensor's DNGs: its calibrated colour matrix for D65
+    (:func:`~moto_vision.data.raw.dng_camera_matrix`).
+    """
+    from moto_vision.isp.cameras import camera_from_spec
+
+    if isinstance(spec, str) and Path(spec).suffix.lower() == ".dng":  # the sensor's own file says it
+        from moto_vision.data.raw import dng_camera_matrix
+
+        spec = dng_camera_matrix(Path(spec).expanduser())
+    return camera_from_spec(spec)
 
 
 class AWBDataModule(BaseDataModule):
@@ -402,15 +419,10 @@ class AWBDataModule(BaseDataModule):
 
         Leave-cameras-out (``val_cameras``, ``test_cameras``) unless ``camera`` is set.
         """
-        from moto_vision.isp.cameras import CameraPool, camera_from_spec
+        from moto_vision.isp.cameras import CameraPool
 
         if self.camera is not None:
-            spec = self.camera
-            if isinstance(spec, str) and Path(spec).suffix.lower() == ".dng":  # the sensor's own file says it
-                from moto_vision.data.raw import dng_camera_matrix
-
-                spec = dng_camera_matrix(Path(spec).expanduser())
-            one = camera_from_spec(spec)
+            one = camera_pool_from_spec(self.camera)
             return {"train": one, "val": one, "test": one}
         pool = CameraPool.default()
         if self.val_cameras <= 0 and self.test_cameras <= 0:
