@@ -601,6 +601,10 @@ class LocusPrior(nn.Module):
         points: number of locus points (log-spaced in temperature).
     """
 
+    #: int8 exports keep this module in float (:data:`moto_vision.deploy.quantize.FLOAT_ONLY`): logarithms and
+    #: exponentials of channel ratios do not survive 8 bits.
+    float_only_in_int8 = True
+
     def __init__(self, band: float, points: int = 128) -> None:
         super().__init__()
         from moto_vision.isp.color import planckian_xyz
