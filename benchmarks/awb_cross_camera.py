@@ -430,8 +430,9 @@ def _saved(sets: dict[str, tuple[Tensor, ...]], path: Path | None) -> dict[str, 
     return sets
 
 
-def _photo_files(args: argparse.Namespace) -> list[Path]:
-    """The listed photos that are installed (a warning names the missing ones) and those of ``--photos``."""
+def _photo_files(args: argparse.Namespace) -> tuple[list[Path], int]:
+    """``(files, how many of them are listed)``: the listed photos that are installed (a warning names the missing
+    ones), then those of ``--photos``."""
     installed, missing = listed_files(args.photo_list)
     if missing:
         warnings.warn(
@@ -442,13 +443,12 @@ def _photo_files(args: argparse.Namespace) -> list[Path]:
     files = list(installed)
     for folder in args.photos:
         files += folder_files(folder)
-    return files
+    return files, len(installed)
 
 
 def _load_photos(args: argparse.Namespace) -> list[Photo]:
-    files = _photo_files(args)
+    files, listed = _photo_files(args)
     photos = load_photos(files)
-    listed = len(listed_files(args.photo_list)[0])
     print(f"{len(photos)} photos ({listed} of the list, {len(files) - listed} from --photos)")
     return photos
 
@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_photos is not None:
         if args.photo_fold is None:
             parser.error("--write-photos needs --photo-fold (the fold to train on)")
-        count = write_photo_fold(args.write_photos, _photo_files(args), args.photo_fold, args.photo_folds)
+        count = write_photo_fold(args.write_photos, _photo_files(args)[0], args.photo_fold, args.photo_folds)
         print(f"{count} photos of fold {args.photo_fold} (of {args.photo_folds}) in {args.write_photos}")
         return 0
     torch.set_num_threads(1)
@@ -647,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
             methods[name].set_locus_band(args.locus_band)
     sets = build_sets(args)
     if args.photo_fold is not None:
-        sets = keep_photo_fold(sets, photo_names(_photo_files(args)), args.photo_fold, args.photo_folds)
+        sets = keep_photo_fold(sets, photo_names(_photo_files(args)[0]), args.photo_fold, args.photo_folds)
     results = evaluate(methods, sets, args.bootstrap, args.seed)
     print(format_results(results, sets))
     if args.votes:

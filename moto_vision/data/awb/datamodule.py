@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,9 @@ from moto_vision.data.errors import DataOptionError
 from moto_vision.data.options import refuse_ignored_options, require_format_for_root, with_defaults
 from moto_vision.data.records import SampleRecord, apply_split_manifest, format_names, get_indexer
 from moto_vision.data.validation import check_records
+
+if TYPE_CHECKING:
+    from moto_vision.isp.cameras import CameraPool
 
 __all__ = ["AWB_FORMATS", "AWBDataModule", "camera_pool_from_spec"]
 
@@ -115,7 +118,7 @@ def _hash_split(
     return [r for i, r in enumerate(records) if i in chosen], [r for i, r in enumerate(records) if i not in chosen]
 
 
-def camera_pool_from_spec(spec: str | Sequence[float]) -> Any:
+def camera_pool_from_spec(spec: str | Sequence[float]) -> CameraPool:
     """The one camera a ``--data.camera`` value names, as a :class:`~moto_vision.isp.cameras.CameraPool`.
 
     What :func:`~moto_vision.isp.cameras.camera_from_spec` takes (a pool camera's name, 9 numbers, a matrix or
