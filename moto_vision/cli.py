@@ -423,8 +423,12 @@ def _note_checkpoint_options(before: dict[str, Any], after: dict[str, Any], ckpt
     """Say which model options the checkpoint's hyperparameters replaced (Lightning's CLI gives them precedence).
 
     ``test --ckpt_path X --model.init_args.locus_band 0.05`` otherwise runs with the checkpoint's value in silence.
+    An option the config leaves at ``None`` (unset: the class's default or what it derives, such as a multi-task
+    model's ``heads`` from its data) chose nothing, so the checkpoint's value replaces no choice and is not listed.
     """
-    changed = [k for k, v in before.items() if k in after and after[k] != v and not str(k).startswith("_")]
+    changed = [
+        k for k, v in before.items() if v is not None and k in after and after[k] != v and not str(k).startswith("_")
+    ]
     if not changed:
         return
     listed = ", ".join(f"{k} {after[k]!r} (config: {before[k]!r})" for k in changed)

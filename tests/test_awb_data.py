@@ -229,6 +229,45 @@ def test_a_photo_is_relit_spectrally_through_the_sampled_camera() -> None:
     assert recovery_angular_error(seen_blue[None], blue[None]).item() < 1.0
 
 
+def test_pool_camera_params_unprocess_photos_through_the_sampled_camera_and_light(monkeypatch) -> None:
+    from moto_vision.data.awb.photo_scenes import pool_camera_params
+    from moto_vision.data.awb.synthetic import CameraVariation, MondrianConfig
+    from moto_vision.isp import process, unprocess
+    from moto_vision.isp.cameras import CameraPool
+    from moto_vision.isp.spectral import planck_spd, spectral_data
+
+    camera = CameraPool.default().subset(["Canon EOS R6"])
+    config = MondrianConfig(light_kinds=(0.0, 1.0, 0.0), planck_cct=(3000.0, 3000.0), tint_share=0.0, mixed_share=0.0)
+    params = pool_camera_params(2, torch.Generator().manual_seed(0), camera, config=config)
+    # Independently: a 3000 K black body through the R6's sensitivities, and the spectrum of pure red.
+    sensitivity, spectrum = camera.sensitivities[0], planck_spd(3000.0)
+    light = torch.einsum("l,lc->c", spectrum, sensitivity)
+    red = torch.einsum("l,l,lc->c", spectral_data()["mallett_basis"][:, 0], spectrum, sensitivity)
+    assert recovery_angular_error(params["illuminant"], light.expand(2, 3)).max() < 1e-3
+    torch.testing.assert_close(params["xyz2cam"][0], camera.xyz_to_raw()[0].float())
+    photo = torch.zeros(2, 3, 8, 16)
+    photo[:, :, :, :8], photo[:, 0, :, 8:] = 0.5, 0.7  # sRGB grey on the left, red on the right
+    raw, _ = unprocess(photo, params)
+    assert recovery_angular_error(raw[:, :, :, :8].mean(dim=(2, 3)), light.expand(2, 3)).max() < 0.01
+    assert recovery_angular_error(raw[:, :, :, 8:].mean(dim=(2, 3)), red.expand(2, 3)).max() < 0.1
+    assert raw.amax(dim=(0, 2, 3)).max() <= 1.0
+    # The parameters are those of isp.unprocess / process: the round trip gives the photo back.
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.8
+    params = pool_camera_params(4, torch.Generator().manual_seed(2), CameraPool.default(), CameraVariation())
+    torch.testing.assert_close(process(*unprocess(x, params)), x, atol=1e-4, rtol=0)
+    # A lamp of one wavelength the blue channel does not see still gives finite gains (a sodium lamp's blue).
+    spike = torch.zeros_like(spectrum)
+    spike[19] = 1.0  # 590 nm
+    narrow = CameraPool(
+        ["narrow"], torch.stack([sensitivity[:, 0], sensitivity[:, 1], 0 * sensitivity[:, 2]], -1)[None]
+    )
+    lamp = MondrianConfig(light_kinds=(0.0, 0.0, 1.0), tint_share=0.0, mixed_share=0.0)
+    monkeypatch.setitem(spectral_data(), "lights", spike[None])
+    params = pool_camera_params(3, torch.Generator().manual_seed(0), narrow, config=lamp)
+    assert all(torch.isfinite(value).all() for value in params.values())
+    assert params["illuminant"][:, 2].max() < 1e-3
+
+
 def test_synthetic_scenes_are_reproducible_and_hard_for_gray_world() -> None:
     a = SyntheticAWBDataset(48, 32, seed=3)
     b = SyntheticAWBDataset(48, 32, seed=3)

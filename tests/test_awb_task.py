@@ -140,7 +140,9 @@ def test_recipe_fit_then_test_best_prints_table(tmp_path: Path, capsys: pytest.C
     assert list(tmp_path.rglob("best.ckpt")) and list(tmp_path.rglob("last.ckpt"))
     capsys.readouterr()
     assert main(["test", *common, "--ckpt_path", "best"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "replace the config" not in captured.err  # the recipe leaves locus_band unset: no choice was replaced
     title = "AWBRegressor (classical votes, trained beside mobilenetv3_small_100 local votes)"  # no backbone deployed
     assert "| Gray World |" in out and f"| {title} |" in out
     model = AWBRegressor.load_from_checkpoint(next(tmp_path.rglob("best.ckpt")))
@@ -183,7 +185,9 @@ def test_locus_prior_rows_and_a_replaced_option_is_said(tmp_path: Path, capsys: 
     assert main(["fit", *common, *fit]) == 0
     capsys.readouterr()
     assert main(["test", *common, "--ckpt_path", "best"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "replace the config" not in captured.err  # the recipe leaves locus_band unset: no choice was replaced
     # With the camera known (synthetic batches carry it), the baselines are also scored with the prior: its own gain.
     assert "| White Patch (max-RGB) |" in out and "| White Patch (max-RGB) + locus prior |" in out
     assert "local votes) + locus prior |" in out

@@ -225,6 +225,36 @@ def test_eval_cameras_are_fixed_per_sample_and_training_cameras_vary() -> None:
     assert not torch.allclose(a, c)
 
 
+def test_pool_unprocessing_holds_out_the_awb_data_cameras_and_follows_its_one_sensor() -> None:
+    data = MultiTaskDataModule(tasks=["portrait", "scene"], image_size=16, unprocess_cameras="pool")
+    pools = data.unprocess_camera_pools()
+    names = {split: set(pool.names) for split, (pool, _) in pools.items()}
+    assert not names["train"] & names["test"] and not names["train"] & names["val"]
+    test_matrices = pools["test"][0].xyz_to_raw().float()
+    modules = data.build_augmentations()
+    image = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for task in ("portrait", "scene"):
+        _, params = modules["test"][task](image, torch.arange(6))
+        # Every test image is seen by one held-out camera exactly as it is (no variation).
+        gap = (params["xyz2cam"][:, None] - test_matrices[None]).abs().flatten(2).amax(dim=2).amin(dim=1)
+        assert gap.max() < 1e-5
+        assert modules["train"][task].variation.mix > 0  # training: imaginary cameras between the pool's
+    # One sensor for the AWB data puts the portraits and scenes through it too.
+    one = MultiTaskDataModule(
+        tasks=["portrait"], image_size=16, awb=AWBDataOptions(camera="Canon EOS R6"), unprocess_cameras="pool"
+    )
+    r6 = one.unprocess_camera_pools()["test"][0].xyz_to_raw()[0].float()
+    _, params = one.build_augmentations()["test"]["portrait"](image, torch.arange(6))
+    torch.testing.assert_close(params["xyz2cam"], r6.expand(6, 3, 3))
+    # brooks (the default): the four camera matrices of Brooks et al.
+    brooks = MultiTaskDataModule(tasks=["portrait"], image_size=16)
+    assert brooks.unprocess_camera_pools() == {}
+    _, params = brooks.build_augmentations()["test"]["portrait"](image, torch.arange(6))
+    assert "cct" in params
+    with pytest.raises(ValueError, match="unprocess_cameras"):
+        MultiTaskDataModule(unprocess_cameras="canon")
+
+
 def test_datamodule_rejects_unknown_and_per_task_size_arguments() -> None:
     with pytest.warns(FutureWarning, match="deprecated"), pytest.raises(ValueError, match="accepts"):
         MultiTaskDataModule(awb={"trainsize": 5})

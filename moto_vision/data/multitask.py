@@ -7,10 +7,13 @@ batches into one batch for the shared backbone:
 1. each task's own training augmentation runs on its batch (AWB relighting and linear ISP preset; the portrait
    and scene flips, crops and sRGB camera presets);
 2. sRGB images (portrait, scene) are *unprocessed* into linear camera RGB before white balance with
-   :func:`moto_vision.isp.unprocess` (inverse tone curve and gamma, a random camera's colour matrix, a random
-   light's colour): the domain the camera's perception stage sees and the one AWB needs. Training batches draw
-   new cameras and lights every step; validation and test images get a fixed camera and light per sample, so
-   their metrics are comparable between epochs and runs. AWB data is already linear camera RGB;
+   :func:`moto_vision.isp.unprocess` (inverse tone curve and gamma, a camera's colour matrix, a light's colour):
+   the domain the camera's perception stage sees and the one AWB needs. ``unprocess_cameras`` says which cameras
+   and lights: ``brooks`` (default) the four camera matrices and Planckian lights of Brooks et al.; ``pool`` the
+   AWB data's camera pools and light spectra, split as the AWB data splits them, so validation and test images are
+   seen by cameras training never saw (``test --data.unprocess_cameras pool`` tests any checkpoint so). Training
+   batches draw new cameras and lights every step; validation and test images get a fixed camera and light per
+   sample, so their metrics are comparable between epochs and runs. AWB data is already linear camera RGB;
 3. the batches are concatenated into ``{"image": (N, 3, S, S), "illuminant": (N, 3), "mask": (N, S, S),
    "label": (N,) or (N, K), "has_awb": (N,), "has_portrait": (N,), "has_scene": (N,)}``. ``has_<task>`` says which
    rows carry that task's ground truth; the other rows hold a filler (zeros, ignore index 255, -1) that no loss
@@ -41,7 +44,7 @@ import importlib
 import inspect
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from lightning.pytorch.utilities import CombinedLoader, rank_zero_warn
@@ -50,6 +53,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from moto_vision.data.base import BaseDataModule, split_of
 from moto_vision.heads import TASKS, TaskName, get_kit, kit_names
+
+if TYPE_CHECKING:
+    from moto_vision.data.awb.synthetic import CameraVariation
+    from moto_vision.isp.cameras import CameraPool
 
 __all__ = [
     "TASKS",
@@ -200,31 +207,46 @@ def merge_task_batches(parts: Mapping[str, Mapping[str, Any]], tasks: Sequence[s
 class UnprocessToCamera(nn.Module):
     """sRGB images to linear camera RGB before white balance (:func:`moto_vision.isp.unprocess`).
 
-    Random camera colour matrices and lights for training; for evaluation (``fixed=True``) each sample's camera
-    and light are drawn from a generator seeded by ``seed`` and the sample's index, so a test image is the same raw
-    image in every run.
+    Random cameras and lights for training; for evaluation (``fixed=True``) each sample's camera and light are drawn
+    from a generator seeded by ``seed`` and the sample's index, so a test image is the same raw image in every run.
 
     Args:
         fixed: derive the parameters from sample indices instead of drawing them.
         seed: seed of the fixed draws.
+        cameras: the camera pool to draw from, with the AWB data's lights
+            (:func:`~moto_vision.data.awb.photo_scenes.pool_camera_params`); ``None``: the four camera matrices and
+            Planckian lights of Brooks et al. (:func:`moto_vision.isp.sample_camera_params`).
+        variation: how training cameras vary around the pool (imaginary cameras; ``None``: the pool's as they are).
     """
 
-    def __init__(self, fixed: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        fixed: bool = False,
+        seed: int = 0,
+        cameras: CameraPool | None = None,
+        variation: CameraVariation | None = None,
+    ) -> None:
         super().__init__()
         self.fixed = fixed
         self.seed = int(seed)
+        self.cameras = cameras
+        self.variation = variation
+
+    def _draw(self, batch_size: int, generator: torch.Generator | None) -> dict[str, Tensor]:
+        if self.cameras is None:
+            from moto_vision.isp import sample_camera_params
+
+            return sample_camera_params(batch_size, generator=generator)
+        from moto_vision.data.awb.photo_scenes import pool_camera_params
+
+        return pool_camera_params(batch_size, generator, self.cameras, self.variation)
 
     def camera_params(self, batch_size: int, index: Tensor | None, device: torch.device) -> dict[str, Tensor]:
-        from moto_vision.isp import sample_camera_params
-
         if not self.fixed:
-            return sample_camera_params(batch_size, device=device)
+            return {key: value.to(device) for key, value in self._draw(batch_size, None).items()}
         if index is None:
             raise ValueError("UnprocessToCamera(fixed=True) needs the samples' indices (batch['index']).")
-        draws = [
-            sample_camera_params(1, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + int(i)))
-            for i in index.tolist()
-        ]
+        draws = [self._draw(1, torch.Generator().manual_seed(self.seed * 1_000_003 + int(i))) for i in index.tolist()]
         return {key: torch.cat([d[key] for d in draws]).to(device) for key in draws[0]}
 
     def forward(self, image: Tensor, index: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -236,7 +258,8 @@ class UnprocessToCamera(nn.Module):
         return raw.to(image.dtype), params
 
     def extra_repr(self) -> str:
-        return f"fixed={self.fixed}, seed={self.seed}"
+        cameras = "brooks" if self.cameras is None else f"{len(self.cameras)} pool cameras"
+        return f"fixed={self.fixed}, seed={self.seed}, cameras={cameras}"
 
 
 class _Indexed(Dataset):
@@ -285,6 +308,13 @@ class MultiTaskDataModule(BaseDataModule):
         unprocessed_awb_labels: training images unprocessed from sRGB (portrait, scene) also carry the light they
             were unprocessed with as AWB ground truth (free AWB labels, Brooks et al. 2019). Validation and test AWB
             metrics stay on the AWB data only.
+        unprocess_cameras: the cameras and lights the sRGB images are unprocessed with. ``brooks`` (default): the
+            four camera matrices and Planckian lights of Brooks et al. ``pool``: the AWB data's camera pools and
+            light spectra (:func:`~moto_vision.data.awb.photo_scenes.pool_camera_params`), split as the AWB data
+            splits them (``awb.val_cameras``, ``awb.test_cameras``, ``awb.camera_seed``; imaginary cameras in
+            training), so every head is validated and tested on cameras training never saw; with ``awb.camera``
+            every image goes through that one sensor. Trained with ``pool``, the recipe's heads scored no better on
+            the held-out cameras than trained with ``brooks`` (docs/multitask.md#one-input-domain-linear-camera-rgb).
         batch_size: samples per task per step (a task's own ``batch_size`` overrides it).
         num_workers: data-loading workers per task.
         seed: seed of every task's data (a task's own ``seed`` overrides it) and of the fixed evaluation cameras.
@@ -299,6 +329,7 @@ class MultiTaskDataModule(BaseDataModule):
         scene: SceneDataOptions = _DEFAULT_SECTIONS["scene"],
         train_mode: Literal["max_size_cycle", "min_size"] = "max_size_cycle",
         unprocessed_awb_labels: bool = False,
+        unprocess_cameras: Literal["brooks", "pool"] = "brooks",
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
@@ -317,7 +348,13 @@ class MultiTaskDataModule(BaseDataModule):
         self.image_size = image_size
         self.train_mode = train_mode
         self.unprocessed_awb_labels = unprocessed_awb_labels
+        if unprocess_cameras not in ("pool", "brooks"):
+            raise ValueError(
+                f"MultiTaskDataModule: unprocess_cameras must be 'pool' or 'brooks', got {unprocess_cameras!r}."
+            )
+        self.unprocess_cameras = unprocess_cameras
         arguments = {"awb": awb, "portrait": portrait, "scene": scene}
+        self._awb_arguments = awb
         self.datamodules: dict[str, BaseDataModule] = {
             task: self._build(task, arguments.get(task) or {}) for task in self.tasks
         }
@@ -385,18 +422,37 @@ class MultiTaskDataModule(BaseDataModule):
     def build_augmentations(self) -> dict[str, nn.Module]:
         """Per split: the sRGB -> camera conversion of each sRGB task (random for training, fixed otherwise)."""
         srgb = [task for task in self.tasks if get_kit(task).domain == "srgb"]
+        cameras = self.unprocess_camera_pools() if srgb else {}
         modules: dict[str, nn.Module] = {}
         for split in ("train", "val", "test"):
             offset = {"train": 0, "val": 1, "test": 2}[split]
+            pool, variation = cameras.get(split, (None, None))
             modules[split] = nn.ModuleDict(
                 {
                     task: UnprocessToCamera(
-                        fixed=split != "train", seed=(self.seed * 7 + offset) * 3 + kit_names().index(task)
+                        fixed=split != "train",
+                        seed=(self.seed * 7 + offset) * 3 + kit_names().index(task),
+                        cameras=pool,
+                        variation=variation,
                     )
                     for task in srgb
                 }
             )
         return modules
+
+    def unprocess_camera_pools(self) -> dict[str, tuple[CameraPool, CameraVariation]]:
+        """Per split, the camera pool and variation the sRGB images are unprocessed with (``{}`` for ``brooks``).
+
+        Those of the AWB data (:meth:`~moto_vision.data.AWBDataModule.synthetic_cameras`), from the ``awb`` section's
+        options also when AWB is not among the tasks, so one set of options says which cameras are held out.
+        """
+        if self.unprocess_cameras == "brooks":
+            return {}
+        awb = self.datamodules.get("awb")
+        if awb is None:
+            awb = self._build("awb", self._awb_arguments or {})
+        pools = awb.synthetic_cameras()
+        return {split: (pools[split], awb.camera_variation(split)) for split in ("train", "val", "test")}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         split = split_of(self.trainer if self._trainer_attached() else None)

@@ -374,7 +374,7 @@ class AWBDataModule(BaseDataModule):
                     self.image_size,
                     seed=self.seed * 10 + offset,
                     cameras=self.camera_pools[split],
-                    variation=self._camera_variation(split),
+                    variation=self.camera_variation(split),
                 )
                 setattr(self, f"{split}_dataset", dataset)
             return
@@ -403,14 +403,14 @@ class AWBDataModule(BaseDataModule):
                     seed=self.seed + offset,
                     fixed=split != "train",
                     cameras=self.camera_pools[split],
-                    variation=self._camera_variation(split),
+                    variation=self.camera_variation(split),
                     draws_per_photo=max(1, round(self.sizes[split] / max(1, len(records)))),
                 )
             else:
                 dataset = RawAWBDataset(records, self.image_size)
             setattr(self, f"{split}_dataset", dataset)
 
-    def _camera_variation(self, split: str) -> CameraVariation:
+    def camera_variation(self, split: str) -> CameraVariation:
         """How the cameras of ``split`` vary around its pool: training only, and for one sensor only a little."""
         if split != "train":
             return CameraVariation.none()

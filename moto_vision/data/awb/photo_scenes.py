@@ -31,13 +31,72 @@ from torch import Tensor
 from moto_vision.data.awb.synthetic import CameraVariation, MondrianConfig, sample_light_spectra
 from moto_vision.isp import random_noise_levels
 from moto_vision.isp.cameras import CameraPool
-from moto_vision.isp.color import inverse_tone_curve, srgb_to_linear
+from moto_vision.isp.color import illuminant_to_gains, inverse_3x3, inverse_tone_curve, srgb_to_linear
 from moto_vision.isp.spectral import fit_xyz_to_raw, spectral_data
 
-__all__ = ["JPEG_CLIPPED", "render_photo"]
+__all__ = ["JPEG_CLIPPED", "pool_camera_params", "relit_srgb_to_raw", "render_photo"]
 
 #: An sRGB value at or above this (in ``[0, 1]``) was clipped by the photo's encoder.
 JPEG_CLIPPED = 254.5 / 255.0
+
+
+def relit_srgb_to_raw(sensitivities: Tensor, spectra: Tensor) -> Tensor:
+    """The ``(..., 3 raw, 3 sRGB)`` matrix that renders a white-balanced photo's linear sRGB under a light.
+
+    Each colour is a reflectance upsampled with the Mallett & Yuksel basis, lit by ``spectra`` ``(..., L)`` and seen
+    through ``sensitivities`` ``(..., L, 3)``: ``sum_l S(l) E(l) basis(l)^T``. The basis is linear in RGB, so this one
+    matrix is the spectral render of every pixel; sRGB ``(1, 1, 1)`` (the basis sums to 1) renders as the camera's
+    response to the light, ``sum_l S(l) E(l)``, unnormalised.
+    """
+    basis = spectral_data()["mallett_basis"]  # (L, 3): linear sRGB -> reflectance spectrum
+    return torch.einsum("lr,...l,...lc->...cr", basis.to(spectra.dtype), spectra, sensitivities.to(spectra.dtype))
+
+
+def pool_camera_params(
+    n: int,
+    generator: torch.Generator | None,
+    cameras: CameraPool,
+    variation: CameraVariation | None = None,
+    config: MondrianConfig | None = None,
+) -> dict[str, Tensor]:
+    """Parameters for :func:`moto_vision.isp.unprocess`: cameras of ``cameras``, lights of the synthetic data.
+
+    The multi-task data unprocesses its sRGB images (portraits, scenes) with these, so every head trains on the
+    cameras and lights of the AWB data (and is tested on its held-out cameras) instead of the four camera matrices
+    of Brooks et al. The keys and conventions are those of :data:`moto_vision.isp.CameraParams` with
+    ``rgb2cam`` the spectral render :func:`relit_srgb_to_raw` with its rows scaled to sum to 1 (white stays white)
+    and the light's colour in ``illuminant`` (its raw response, unit norm), ``gains`` and ``digital_gain``. The
+    lights are spectra (daylight, black body, lamps, tinted, mixed), so there is no ``cct`` / ``tint``.
+
+    Args:
+        n: number of images.
+        generator: CPU generator of the draws (``None``: the global one).
+        cameras: the pool the cameras are drawn from.
+        variation: how the cameras vary around the pool (default: none).
+        config: the light statistics (default: :class:`MondrianConfig`'s).
+    """
+    config = config or MondrianConfig()
+    variation = variation or CameraVariation.none()
+    sensitivities, _ = cameras.sample(n, generator, **variation.as_kwargs())
+    spectra = sample_light_spectra(generator, n, config)
+    to_raw = relit_srgb_to_raw(sensitivities, spectra)  # (n, 3 raw, 3 sRGB), float64
+    # A narrow-band lamp can miss a channel entirely (a sodium lamp's blue): a channel whose white is below 1e-4 of
+    # the strongest one's is raised to that, as crosstalk, so every white balance gain stays finite.
+    white = to_raw.sum(dim=-1)
+    deficit = (1e-4 * white.amax(dim=-1, keepdim=True) - white).clamp_min(0.0)
+    to_raw = to_raw + deficit[..., None] / 3
+    white = to_raw.sum(dim=-1)
+    illuminant = white / white.norm(dim=-1, keepdim=True)
+    rgb2cam = to_raw / white[..., None]
+    params = {
+        "xyz2cam": fit_xyz_to_raw(sensitivities),
+        "rgb2cam": rgb2cam,
+        "ccm": inverse_3x3(rgb2cam),
+        "illuminant": illuminant,
+        "gains": illuminant_to_gains(illuminant),
+        "digital_gain": illuminant.amax(dim=-1) / illuminant[:, 1],
+    }
+    return {key: value.float() for key, value in params.items()}
 
 
 def render_photo(
@@ -66,16 +125,15 @@ def render_photo(
     height, width = srgb.shape[-2:]
     sensitivity, _ = cameras.sample(1, g, **variation.as_kwargs())
     spectrum = sample_light_spectra(g, 1, config)[0]
-    basis = spectral_data()["mallett_basis"]  # (L, 3): linear sRGB -> reflectance spectrum
-    to_raw = torch.einsum("lr,l,lc->rc", basis, spectrum, sensitivity[0])  # (3 sRGB, 3 raw)
-    white = to_raw.sum(dim=0)  # a perfect white (sRGB 1, 1, 1) under the light
+    to_raw = relit_srgb_to_raw(sensitivity[0], spectrum)  # (3 raw, 3 sRGB)
+    white = to_raw.sum(dim=-1)  # a perfect white (sRGB 1, 1, 1) under the light
     to_raw = (to_raw / white.norm()).float()
 
     linear = srgb_to_linear(inverse_tone_curve(srgb.float().clamp(0.0, 1.0)))
     headroom = math.exp(math.log(4.0) * float(torch.rand(1, generator=g)))
     clipped_in_photo = (srgb.amax(dim=0) >= JPEG_CLIPPED).float()
     linear = linear * (1.0 + (headroom - 1.0) * clipped_in_photo)
-    scene = torch.einsum("rc,rhw->chw", to_raw, linear)
+    scene = torch.einsum("cr,rhw->chw", to_raw, linear)
 
     level = torch.quantile(scene.amax(dim=0).flatten(), 0.98).clamp_min(1e-6)
     exposure = config.exposure_range[0] + (config.exposure_range[1] - config.exposure_range[0]) * float(
