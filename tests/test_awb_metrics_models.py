@@ -401,6 +401,30 @@ def test_gray_edge_vote_at_half_resolution_is_gray_edge_of_the_block_means() -> 
     AWBKit({"classical_votes": True, "gray_edge_scale": 9}).check_data(SimpleNamespace(image_size=64))
 
 
+@pytest.mark.parametrize(
+    ("data_format", "camera", "stage", "classical_alone", "warns"),
+    [
+        ("synthetic", "Canon EOS R6", "fit", 0.0, True),
+        ("photos", "Canon EOS R6", "fit", 0.0, True),  # measured on photos too (docs/awb.md#train-for-one-sensor)
+        ("photos", "Canon EOS R6", "fit", 0.5, False),  # the overlay's setting
+        ("photos", None, "fit", 0.0, False),  # camera-agnostic: many cameras, no one light prior to learn
+        ("photos", "Canon EOS R6", "test", 0.0, False),  # only training is affected
+        ("dng", "Canon EOS R6", "fit", 0.0, False),  # captures are the sensor's own, not rendered through it
+    ],
+)
+def test_one_sensor_training_without_the_overlay_warns(data_format, camera, stage, classical_alone, warns) -> None:
+    import warnings
+
+    kit = AWBKit({"classical_votes": True, "local_votes": "training", "classical_alone": classical_alone})
+    data = SimpleNamespace(
+        image_size=64, format=data_format, camera=camera, trainer=SimpleNamespace(state=SimpleNamespace(fn=stage))
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kit.check_data(data)
+    assert any("awb_one_sensor.yaml" in str(w.message) for w in caught) == warns
+
+
 def test_exposure_normalize_relative_to_the_maximum() -> None:
     x = torch.rand(2, 3, 8, 8)
     normalize = ExposureNormalize(encoding="log", reference="max")
