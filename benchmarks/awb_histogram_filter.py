@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -172,18 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     sets = proxies.build_sets(
         argparse.Namespace(cache=args.cache, camera=None, seed=0, photos=[], photo_list=proxies.PHOTO_LIST)
     )
-    data = AWBDataModule(
-        image_size=64,
-        train_size=4096,
-        val_size=512,
-        test_size=512,
-        val_cameras=0.1,
-        test_cameras=0.2,
-        augmentation="none",
-        relight=0.5,
-        batch_size=32,
-        seed=0,
-    )  # recipes/awb.yaml's data
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "awb.yaml").read_text())
+    data = AWBDataModule(**recipe["data"]["init_args"])  # the recipe's data, cameras and relighting
     data.setup("fit")
     histogram = LogChromaHistogram(args.bins, args.bin_width, tuple(args.origin), args.bright)
     model = HistogramFilter(histogram, bias=not args.no_bias)
