@@ -312,6 +312,32 @@ def test_relight_and_isp_augmentation_keep_labels_consistent() -> None:
     assert torch.equal(label, lights)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_max_normalize_divides_that_share_of_training_images_by_their_maximum(share: float) -> None:
+    data = AWBDataModule(
+        image_size=16, augmentation="none", relight=0.0, spatial=False, max_normalize=share, preload=False
+    )
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(64, 3, 16, 16, generator=g) * 0.5 + 0.01  # no pixel near the sensor's white
+    lights = torch.nn.functional.normalize(torch.rand(64, 3, generator=g) + 0.2, dim=1)
+    batch = {"image": image.clone(), "illuminant": lights.clone(), "valid": torch.ones(64, 16, 16, dtype=torch.bool)}
+    torch.manual_seed(0)
+    out = data.augment_train_batch(batch, data.augmentations)
+    peak = out["image"].flatten(1).amax(1)
+    divided = torch.isclose(peak, torch.ones(64))
+    assert torch.equal(out["illuminant"], lights)  # a scale leaves the light's colour as it is
+    if share == 0.0:
+        assert torch.equal(out["image"], image)
+    elif share == 1.0:
+        assert divided.all()
+    else:
+        assert 16 <= int(divided.sum()) <= 48  # about half of 64 (binomial, 4 standard deviations)
+    scale = image.flatten(1).amax(1) / peak  # every image is its input up to a scale
+    assert torch.allclose(out["image"] * scale[:, None, None, None], image, atol=1e-6)
+    with pytest.raises(ValueError, match="max_normalize 1.5 is a share of the training images"):
+        AWBDataModule(max_normalize=1.5)
+
+
 def test_own_camera_format_registers_and_loads(tmp_path: Path) -> None:
     import numpy as np
 

@@ -10,7 +10,8 @@ Training batches are augmented on the device (``on_after_batch_transfer``), in t
 3. an ISP preset (``moto_vision.isp.isp_preset(..., domain="linear")``: light, exposure, vignetting, noise),
    with the labels updated by the colour transform it applied (``isp.apply_with_illuminant``);
 4. masked pixels and pixels that the augmentation clipped are zeroed, so augmentation never invents them
-   (pixels that were at 1 already, clipped highlights a dataset keeps, stay at 1).
+   (pixels that were at 1 already, clipped highlights a dataset keeps, stay at 1);
+5. with ``max_normalize``, that share of the images is divided by its maximum (the held-out protocol's scaling).
 
 Synthetic batches also carry each scene's camera (``"camera"``, its XYZ -> raw matrix); relighting and the ISP's
 colour transforms change the raw space, so they update it too (``camera <- transform @ camera``).
@@ -172,6 +173,10 @@ class AWBDataModule(BaseDataModule):
         camera_seed: ``synthetic`` and ``photos``: seed of the leave-cameras-out split of the pool.
         augmentation: ISP preset applied to training batches (``none``, ``light``, ``default``, ``heavy``).
         relight: probability of swapping an image's light with another image's of the batch.
+        max_normalize: share of training images divided by their maximum after augmentation, as the held-out
+            real-raw protocol and ``benchmarks/awb_cross_camera.py`` preprocess every image: the brightest pixel then
+            sits at 1, where the classical statistics take a pixel as clipped and leave it and its neighbours out, so
+            training sees what such inputs look like (0, the default: none; docs/awb.md#max-normalised-training).
         spatial: random flips and resized crops of training batches.
         preload: decode / render every image in ``setup`` (bad files stop the run before training).
         predict_root: a camera raw file or a folder of them (searched recursively) for ``predict``; without it
@@ -201,6 +206,7 @@ class AWBDataModule(BaseDataModule):
         camera_seed: int = 0,
         augmentation: Literal["none", "light", "default", "heavy"] = "light",
         relight: float = 0.5,
+        max_normalize: float = 0.0,
         spatial: bool = True,
         preload: bool = True,
         predict_root: str | None = None,
@@ -246,6 +252,10 @@ class AWBDataModule(BaseDataModule):
             raise DataOptionError(f"AWBDataModule: format {format!r} reads files; pass --data.root /path/to/dataset.")
         if fold is not None and not 0 <= fold < num_folds:
             raise DataOptionError(f"AWBDataModule: fold {fold} is outside 0..{num_folds - 1}.")
+        if not 0.0 <= max_normalize <= 1.0:
+            raise DataOptionError(
+                f"AWBDataModule: max_normalize {max_normalize} is a share of the training images; use 0 to 1."
+            )
         fractions = with_defaults({"val_fraction": val_fraction, "test_fraction": test_fraction}, DEFAULTS)
         val_fraction, test_fraction = fractions["val_fraction"], fractions["test_fraction"]
         self.root = None if root is None else Path(root).expanduser()
@@ -265,6 +275,7 @@ class AWBDataModule(BaseDataModule):
         self.camera_pools: dict[str, Any] = {}
         self.augmentation = augmentation
         self.relight = relight
+        self.max_normalize = max_normalize
         self.spatial = spatial
         self.preload = preload
         self.predict_root = predict_root
@@ -480,7 +491,12 @@ class AWBDataModule(BaseDataModule):
         if at_one.any():
             image = torch.where(at_one, torch.ones_like(image), image)
         valid = valid & ((image < 1.0) | at_one).all(dim=1)
-        batch.update(image=image * valid[:, None], illuminant=illuminant, valid=valid)
+        image = image * valid[:, None]
+        if self.max_normalize > 0:
+            pick = torch.rand(image.shape[0], device=image.device) < self.max_normalize
+            peak = image.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None, None]
+            image = torch.where(pick[:, None, None, None], image / peak, image)
+        batch.update(image=image, illuminant=illuminant, valid=valid)
         if camera is not None:
             batch["camera"] = camera
         return batch
