@@ -42,6 +42,8 @@ __all__ = ["AWB_FORMATS", "AWBDataModule", "camera_pool_from_spec"]
 
 #: Formats that ship with moto-vision; more register with ``@register_format("awb", name)``.
 AWB_FORMATS = ("synthetic", "photos", "gehler_shi", "nus8", "cube_plus", "simple_cube_pp", "dng", "raw_png")
+#: Formats whose scenes are rendered through a camera pool (sized in draws; ``camera`` renders them for one sensor).
+RENDERED_FORMATS = ("synthetic", "photos")
 #: Built-in formats with cross-validation folds, and those whose test split is their own.
 _FOLD_FORMATS = ("gehler_shi", "nus8", "cube_plus")
 _OFFICIAL_SPLIT_FORMATS = (*_FOLD_FORMATS, "simple_cube_pp")
@@ -221,7 +223,7 @@ class AWBDataModule(BaseDataModule):
                 "(or register your own with @register_format('awb', name) before building the datamodule)."
             )
         files = format != "synthetic"
-        rendered = format in ("synthetic", "photos")  # scenes drawn through a camera pool, sized in draws
+        rendered = format in RENDERED_FORMATS
         # A split manifest replaces folds and fractions. fold and num_folds keep their defaults (None already means
         # "every image"): a value other than the default is refused by the built-in formats without folds.
         split_by_us, builtin = files and splits is None, format in AWB_FORMATS
