@@ -163,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bright", type=float, default=0.0, help="add a histogram of this share of brightest pixels")
     parser.add_argument("--no-bias", action="store_true", help="no learned bias map (light prior)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs, at least 1 (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--tv", type=float, default=1.0, help="total-variation weight on the filter and bias")
     parser.add_argument("--l2", type=float, default=1e-4, help="L2 weight on the filter")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.epochs < 1 or args.bins < 2 or args.bin_width <= 0 or not 0 <= args.bright < 1:
+        parser.error("--epochs must be at least 1, --bins at least 2, --bin-width positive, --bright in [0, 1)")
     torch.manual_seed(args.seed)
     sets = proxies.build_sets(
         argparse.Namespace(cache=args.cache, camera=None, seed=0, photos=[], photo_list=proxies.PHOTO_LIST)
