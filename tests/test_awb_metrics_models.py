@@ -415,9 +415,15 @@ def test_gray_edge_vote_at_half_resolution_is_gray_edge_of_the_block_means() -> 
 def test_one_sensor_training_without_the_overlay_warns(data_format, camera, stage, classical_alone, warns) -> None:
     import warnings
 
+    from moto_vision.data.awb.datamodule import RENDERED_FORMATS
+
     kit = AWBKit({"classical_votes": True, "local_votes": "training", "classical_alone": classical_alone})
     data = SimpleNamespace(
-        image_size=64, format=data_format, camera=camera, trainer=SimpleNamespace(state=SimpleNamespace(fn=stage))
+        image_size=64,
+        format=data_format,
+        rendered=data_format in RENDERED_FORMATS,  # as AWBDataModule.rendered says
+        camera=camera,
+        trainer=SimpleNamespace(state=SimpleNamespace(fn=stage)),
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -199,10 +199,8 @@ class AWBKit(TaskKit):
         o = self.options
         stage = getattr(getattr(getattr(datamodule, "trainer", None), "state", None), "fn", None)
         fitting = getattr(stage, "value", stage) == "fit"
-        from moto_vision.data.awb.datamodule import RENDERED_FORMATS  # lazy: the heads do not import the data
-
         # Measured for both rendered formats (docs/awb.md#train-for-one-sensor): synthetic scenes and photos.
-        one_sensor = getattr(datamodule, "format", None) in RENDERED_FORMATS and getattr(datamodule, "camera", None)
+        one_sensor = getattr(datamodule, "rendered", False) and getattr(datamodule, "camera", None)
         if fitting and one_sensor and o.classical_votes and o.local_votes == "training" and o.classical_alone == 0:
             warnings.warn(
                 f"Training for one sensor (--data.camera) with {where}local_votes training and {where}classical_alone "

@@ -423,6 +423,11 @@ class AWBDataModule(BaseDataModule):
                 dataset = RawAWBDataset(records, self.image_size)
             setattr(self, f"{split}_dataset", dataset)
 
+    @property
+    def rendered(self) -> bool:
+        """Whether the scenes are rendered through a camera pool (:data:`RENDERED_FORMATS`), so ``camera`` applies."""
+        return self.format in RENDERED_FORMATS
+
     def camera_variation(self, split: str) -> CameraVariation:
         """How the cameras of ``split`` vary around its pool: training only, and for one sensor only a little."""
         if split != "train":
